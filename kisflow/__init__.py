@@ -1,0 +1,107 @@
+"""kisflow: typed dataflow graphs for business stream computing (KisFlow for Python).
+
+Register business callbacks (FaaS) by function name, chain them into a flow of
+Verify/Save/Load/Calculate/Expand stages, and run it on batches of rows::
+
+    import kisflow as kf
+
+    @kf.faas("Double")
+    def double(flow: kf.Flow, rows: list[int]) -> None:
+        flow.commit_row_batch(r * 2 for r in rows)
+
+    flow = kf.FlowBuilder("demo").calculate("Double").build()
+    assert flow.run([1, 2]).output == [2, 4]
+"""
+
+from importlib.metadata import PackageNotFoundError, version
+
+from loguru import logger
+
+from kisflow import actions, errors, pool
+from kisflow.actions import Action
+from kisflow.builder import FlowBuilder
+from kisflow.config import (
+    ConnConfig,
+    FlowConfig,
+    FlowFunctionParam,
+    FuncConfig,
+    FuncOption,
+    GlobalConfig,
+    Source,
+)
+from kisflow.connector import Connector
+from kisflow.errors import (
+    ActionError,
+    ConfigError,
+    ConnectorError,
+    DuplicateRegistrationError,
+    FaaSSignatureError,
+    FlowCycleError,
+    FlowDefinitionError,
+    FlowLoopError,
+    FlowShapeError,
+    FlowTypeError,
+    FunctionNotFoundError,
+    KisFlowError,
+    PoolError,
+    RowConversionError,
+    RunError,
+    StageExecutionError,
+)
+from kisflow.flow import DEFAULT_MAX_STEPS, Flow
+from kisflow.modes import Mode
+from kisflow.pool import Pool, caas, caas_init, faas
+from kisflow.result import RunEnd, RunResult, StageStats
+from kisflow.stage import Stage
+
+# A library must not emit logs unless the application asks: `logger.enable("kisflow")`.
+logger.disable("kisflow")
+
+try:
+    __version__ = version("kisflow")
+except PackageNotFoundError:  # pragma: no cover - running from a source tree
+    __version__ = "0.0.0"
+
+__all__ = [
+    "DEFAULT_MAX_STEPS",
+    "Action",
+    "ActionError",
+    "ConfigError",
+    "ConnConfig",
+    "Connector",
+    "ConnectorError",
+    "DuplicateRegistrationError",
+    "FaaSSignatureError",
+    "Flow",
+    "FlowBuilder",
+    "FlowConfig",
+    "FlowCycleError",
+    "FlowDefinitionError",
+    "FlowFunctionParam",
+    "FlowLoopError",
+    "FlowShapeError",
+    "FlowTypeError",
+    "FuncConfig",
+    "FuncOption",
+    "FunctionNotFoundError",
+    "GlobalConfig",
+    "KisFlowError",
+    "Mode",
+    "Pool",
+    "PoolError",
+    "RowConversionError",
+    "RunEnd",
+    "RunError",
+    "RunResult",
+    "Source",
+    "Stage",
+    "StageExecutionError",
+    "StageStats",
+    "__version__",
+    "actions",
+    "caas",
+    "caas_init",
+    "errors",
+    "faas",
+    "pool",
+]

@@ -1,0 +1,217 @@
+"""The pool: kisflow's one piece of process-wide state, owned by this module.
+
+It holds four routers, each behind its own lock: FaaS by function name, flows by flow
+name, connector init callbacks by connector name and CaaS by (connector, function,
+mode). ``current()`` is the pool the module-level API uses; ``use()`` swaps in another
+one (tests use it through ``kisflow.testing``). Every method is thread-safe: a
+check-and-insert happens under the router's lock and lookups return copies.
+"""
+
+from __future__ import annotations
+
+import inspect
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any
+
+import attrs
+from loguru import logger
+
+from kisflow._signature import Signature, read_signature
+from kisflow.errors import DuplicateRegistrationError, FaaSSignatureError
+from kisflow.modes import Mode
+
+if TYPE_CHECKING:
+    from kisflow.flow import Flow
+
+__all__ = ["CaaSSpec", "FaaSSpec", "Pool", "current", "use"]
+
+
+@attrs.frozen
+class FaaSSpec:
+    """A registered FaaS: its function name, the callable and its checked signature."""
+
+    name: str
+    fn: Callable[..., Any] = attrs.field(repr=False)
+    signature: Signature
+
+
+@attrs.frozen
+class CaaSSpec:
+    """A registered CaaS: connector name, function name, mode and the callable."""
+
+    cname: str
+    fname: str
+    mode: Mode
+    fn: Callable[..., Any] = attrs.field(repr=False)
+    takes_ctx: bool = False
+
+
+def _caas_takes_ctx(name: str, fn: Any, required: int) -> bool:
+    """Whether a connector callback has an extra leading context parameter."""
+    if not callable(fn):
+        raise FaaSSignatureError(name, f"is not callable (got {type(fn).__name__})")
+    try:
+        params = [
+            p
+            for p in inspect.signature(fn).parameters.values()
+            if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
+        ]
+    except (TypeError, ValueError):
+        return False
+    if len(params) not in (required, required + 1):
+        raise FaaSSignatureError(
+            name,
+            f"takes {len(params)} positional parameters; expected {required} "
+            f"(or {required + 1} with a leading context)",
+        )
+    return len(params) == required + 1
+
+
+class Pool:
+    """Registry of FaaS, flows, connector init callbacks and CaaS (thread-safe)."""
+
+    def __init__(self) -> None:
+        self._faas: dict[str, FaaSSpec] = {}
+        self._faas_lock = threading.Lock()
+        self._flows: dict[str, Flow] = {}
+        self._flows_lock = threading.Lock()
+        self._conn_init: dict[str, Callable[..., Any]] = {}
+        self._conn_init_lock = threading.Lock()
+        self._caas: dict[tuple[str, str, Mode], CaaSSpec] = {}
+        self._caas_lock = threading.Lock()
+        self._version = 0
+
+    @property
+    def version(self) -> int:
+        """Grows on every FaaS registration; flows use it to know their lookups are fresh."""
+        return self._version
+
+    # -- FaaS ---------------------------------------------------------------------------
+
+    def faas(
+        self,
+        name: str,
+        fn: Callable[..., Any],
+        *,
+        output: Any | None = None,
+        replace: bool = False,
+    ) -> FaaSSpec:
+        """Register ``fn`` as the FaaS of function ``name`` after checking its signature.
+
+        Raises:
+            FaaSSignatureError: the signature cannot be called by kisflow.
+            DuplicateRegistrationError: ``name`` is taken and ``replace`` is false.
+        """
+        spec = FaaSSpec(name=name, fn=fn, signature=read_signature(name, fn, output))
+        with self._faas_lock:
+            if name in self._faas and not replace:
+                raise DuplicateRegistrationError("faas", name)
+            self._faas[name] = spec
+            self._version += 1
+        logger.debug("registered faas {!r}", name)
+        return spec
+
+    def get_faas(self, name: str) -> FaaSSpec | None:
+        """The FaaS registered for ``name``, or None."""
+        with self._faas_lock:
+            return self._faas.get(name)
+
+    def faas_names(self) -> list[str]:
+        """Names of every registered FaaS, sorted."""
+        with self._faas_lock:
+            return sorted(self._faas)
+
+    # -- flows --------------------------------------------------------------------------
+
+    def add_flow(self, name: str, flow: Flow, *, replace: bool = False) -> None:
+        """Register ``flow`` under ``name``; a taken name is an error unless ``replace``."""
+        with self._flows_lock:
+            if name in self._flows and not replace:
+                raise DuplicateRegistrationError("flow", name)
+            self._flows[name] = flow
+
+    def get_flow(self, name: str) -> Flow | None:
+        """The flow registered under ``name``, or None (as KisFlow's GetFlow)."""
+        with self._flows_lock:
+            return self._flows.get(name)
+
+    def get_flows(self) -> dict[str, Flow]:
+        """A copy of every registered flow, by name."""
+        with self._flows_lock:
+            return dict(self._flows)
+
+    # -- connectors ---------------------------------------------------------------------
+
+    def caas_init(self, cname: str, fn: Callable[..., Any], *, replace: bool = False) -> None:
+        """Register the init callback of connector ``cname``: ``fn(conn)``."""
+        _caas_takes_ctx(f"caas_init {cname}", fn, 1)
+        with self._conn_init_lock:
+            if cname in self._conn_init and not replace:
+                raise DuplicateRegistrationError("connector init", cname)
+            self._conn_init[cname] = fn
+
+    def get_caas_init(self, cname: str) -> Callable[..., Any] | None:
+        """The init callback of connector ``cname``, or None."""
+        with self._conn_init_lock:
+            return self._conn_init.get(cname)
+
+    def caas(
+        self,
+        cname: str,
+        fname: str,
+        mode: Mode | str,
+        fn: Callable[..., Any],
+        *,
+        replace: bool = False,
+    ) -> CaaSSpec:
+        """Register ``fn(conn, fn, flow, args)`` for (connector, function, mode)."""
+        parsed = Mode.parse(mode)
+        takes_ctx = _caas_takes_ctx(f"caas {cname}/{fname}", fn, 4)
+        spec = CaaSSpec(cname=cname, fname=fname, mode=parsed, fn=fn, takes_ctx=takes_ctx)
+        key = (cname, fname, parsed)
+        with self._caas_lock:
+            if key in self._caas and not replace:
+                raise DuplicateRegistrationError("caas", f"{cname}/{fname}/{parsed.value}")
+            self._caas[key] = spec
+        return spec
+
+    def get_caas(self, cname: str, fname: str, mode: Mode) -> CaaSSpec | None:
+        """The CaaS for (connector, function, mode), or None."""
+        with self._caas_lock:
+            return self._caas.get((cname, fname, mode))
+
+    def reset(self) -> None:
+        """Forget every registration (for tests and interactive sessions)."""
+        with self._faas_lock:
+            self._faas.clear()
+            self._version += 1
+        with self._flows_lock:
+            self._flows.clear()
+        with self._conn_init_lock:
+            self._conn_init.clear()
+        with self._caas_lock:
+            self._caas.clear()
+
+
+_current = Pool()
+_swap_lock = threading.Lock()
+
+
+def current() -> Pool:
+    """The pool the module-level API (``kisflow.faas``, ``kisflow.pool``) uses now."""
+    return _current
+
+
+@contextmanager
+def use(pool: Pool) -> Iterator[Pool]:
+    """Make ``pool`` the current pool inside the ``with`` block, then restore the old one."""
+    global _current
+    with _swap_lock:
+        previous, _current = _current, pool
+    try:
+        yield pool
+    finally:
+        with _swap_lock:
+            _current = previous

@@ -1,0 +1,200 @@
+"""kisflow's exception hierarchy: every error a user sees is a ``KisFlowError``.
+
+Each class also derives from the builtin it refines, so ``except ValueError`` keeps
+working. Context is kept as attributes (``.flow``, ``.stage``, ``.path``, ...), not only
+in the message::
+
+    KisFlowError
+    ├── ConfigError(ValueError)                 .path .key; may carry many .errors
+    ├── PoolError
+    │   ├── DuplicateRegistrationError(ValueError)   .kind .name
+    │   └── FunctionNotFoundError(LookupError)       .flow .function
+    ├── FaaSSignatureError(TypeError)           .function .parameter
+    ├── FlowDefinitionError(ValueError)         .flow
+    │   ├── FlowShapeError                      not a single chain
+    │   ├── FlowCycleError                      the graph has a cycle
+    │   └── FlowTypeError(TypeError)            .upstream .downstream
+    ├── RunError(RuntimeError)                  .flow .stage
+    │   ├── RowConversionError(ValueError)      .row_index .row
+    │   ├── StageExecutionError                 .attempts; chained to the user's error
+    │   ├── ActionError(ValueError)             bad action, e.g. an unknown jump target
+    │   └── FlowLoopError                       .cycle .steps
+    └── ConnectorError(ConnectionError)         .connector .type .address
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+__all__ = [
+    "ActionError",
+    "ConfigError",
+    "ConnectorError",
+    "DuplicateRegistrationError",
+    "FaaSSignatureError",
+    "FlowCycleError",
+    "FlowDefinitionError",
+    "FlowLoopError",
+    "FlowShapeError",
+    "FlowTypeError",
+    "FunctionNotFoundError",
+    "KisFlowError",
+    "PoolError",
+    "RowConversionError",
+    "RunError",
+    "StageExecutionError",
+]
+
+
+class KisFlowError(Exception):
+    """Base of every error kisflow raises."""
+
+
+class ConfigError(KisFlowError, ValueError):
+    """A configuration (file or object) is invalid.
+
+    When several problems are found at once, ``errors`` holds each one as its own
+    ``ConfigError`` and the message lists them all.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        path: str | None = None,
+        key: str | None = None,
+        errors: Sequence[ConfigError] = (),
+    ) -> None:
+        self.path = path
+        self.key = key
+        self.errors: tuple[ConfigError, ...] = tuple(errors)
+        super().__init__(message)
+
+
+class PoolError(KisFlowError):
+    """A registration or lookup in the pool failed."""
+
+
+class DuplicateRegistrationError(PoolError, ValueError):
+    """A name is registered twice in the same router."""
+
+    def __init__(self, kind: str, name: str) -> None:
+        self.kind = kind
+        self.name = name
+        super().__init__(
+            f"{kind} {name!r} is already registered; pass replace=True to replace it on purpose"
+        )
+
+
+class FunctionNotFoundError(PoolError, LookupError):
+    """A flow names a function that has no FaaS registered."""
+
+    def __init__(self, function: str, flow: str | None = None) -> None:
+        self.function = function
+        self.flow = flow
+        where = f" in flow {flow!r}" if flow is not None else ""
+        super().__init__(
+            f"function {function!r}{where} has no FaaS registered; "
+            f"register it with kisflow.faas({function!r}) before running"
+        )
+
+
+class FaaSSignatureError(KisFlowError, TypeError):
+    """A FaaS callback does not have a signature kisflow can call."""
+
+    def __init__(self, function: str, message: str, parameter: str | None = None) -> None:
+        self.function = function
+        self.parameter = parameter
+        where = f" parameter {parameter!r}" if parameter is not None else ""
+        super().__init__(f"faas {function!r}{where}: {message}")
+
+
+class FlowDefinitionError(KisFlowError, ValueError):
+    """A flow's structure is invalid."""
+
+    def __init__(self, message: str, *, flow: str | None = None) -> None:
+        self.flow = flow
+        super().__init__(message)
+
+
+class FlowShapeError(FlowDefinitionError):
+    """The flow graph is not a single chain of stages."""
+
+
+class FlowCycleError(FlowDefinitionError):
+    """The flow graph contains a cycle."""
+
+
+class FlowTypeError(FlowDefinitionError, TypeError):
+    """A stage's declared output type does not fit the next stage's input type."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        flow: str | None = None,
+        upstream: str | None = None,
+        downstream: str | None = None,
+    ) -> None:
+        self.upstream = upstream
+        self.downstream = downstream
+        super().__init__(message, flow=flow)
+
+
+class RunError(KisFlowError, RuntimeError):
+    """A flow run failed; names the flow and the stage at fault."""
+
+    def __init__(self, message: str, *, flow: str, stage: str | None = None) -> None:
+        self.flow = flow
+        self.stage = stage
+        super().__init__(message)
+
+
+class RowConversionError(RunError, ValueError):
+    """An input row could not be converted to the stage's declared row type."""
+
+    def __init__(self, message: str, *, flow: str, stage: str, row_index: int, row: Any) -> None:
+        self.row_index = row_index
+        self.row = row
+        super().__init__(message, flow=flow, stage=stage)
+
+
+class StageExecutionError(RunError):
+    """A FaaS raised; the original exception is chained as ``__cause__``."""
+
+    def __init__(self, message: str, *, flow: str, stage: str, attempts: int = 1) -> None:
+        self.attempts = attempts
+        super().__init__(message, flow=flow, stage=stage)
+
+
+class ActionError(RunError, ValueError):
+    """A FaaS asked for an action the flow cannot carry out."""
+
+
+class FlowLoopError(RunError):
+    """A run exceeded its step limit, usually because jumps form a loop."""
+
+    def __init__(
+        self, message: str, *, flow: str, stage: str, cycle: Sequence[str], steps: int
+    ) -> None:
+        self.cycle = tuple(cycle)
+        self.steps = steps
+        super().__init__(message, flow=flow, stage=stage)
+
+
+class ConnectorError(KisFlowError, ConnectionError):
+    """A connector is missing, misconfigured, or cannot reach its store."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        connector: str | None = None,
+        type: str | None = None,
+        address: str | None = None,
+    ) -> None:
+        self.connector = connector
+        self.type = type
+        self.address = address
+        super().__init__(message)

@@ -1,0 +1,60 @@
+"""What a run returns: the output rows, per-stage figures and why the run ended."""
+
+from __future__ import annotations
+
+import enum
+from typing import Any
+
+import attrs
+
+from kisflow.modes import Mode
+
+__all__ = ["RunEnd", "RunResult", "StageStats"]
+
+
+class RunEnd(enum.Enum):
+    """Why a run ended."""
+
+    COMPLETED = "completed"
+    """The last stage ran and committed rows (or was forced on)."""
+    NO_ROWS = "no_rows"
+    """A stage committed no rows, which stops a flow (KisFlow's rule), without error."""
+    ABORTED = "aborted"
+    """A stage asked for ``actions.abort``."""
+    DISABLED = "disabled"
+    """The flow's status is 0: nothing ran."""
+
+
+@attrs.frozen
+class StageStats:
+    """One stage's figures over a run (summed when jumps run it more than once)."""
+
+    stage_id: str
+    name: str
+    mode: Mode
+    calls: int
+    rows_in: int
+    rows_out: int
+    duration: float
+    """Seconds spent in the stage, conversion included."""
+
+
+@attrs.frozen
+class RunResult:
+    """The outcome of ``Flow.run``: ``output`` is what the last stage that ran committed."""
+
+    flow: str
+    output: list[Any] = attrs.field(repr=lambda rows: f"[{len(rows)} rows]")
+    ended: RunEnd
+    stopped_at: str | None
+    """Name of the stage that stopped the run early (no rows, abort), else None."""
+    stages: tuple[StageStats, ...]
+    steps: int
+    duration: float
+
+    def stage(self, name: str) -> StageStats:
+        """The figures of the stage named ``name`` (or with that stage id)."""
+        for s in self.stages:
+            if name in (s.name, s.stage_id):
+                return s
+        raise KeyError(f"no stage {name!r} in flow {self.flow!r}")

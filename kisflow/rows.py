@@ -1,0 +1,293 @@
+"""Row conversion: JSON strings, dicts and record instances to a stage's declared row type.
+
+A stage that declares ``rows: list[T]`` gets each input row as a ``T``. Instances of
+``T`` pass through untouched; JSON strings are parsed; mappings are structured with
+cattrs; other records (attrs classes, dataclasses) are unstructured and structured again
+(KisFlow's "dump to JSON and parse back"). Scalar fields are checked strictly (a float
+is never truncated into an int field), and non-record types are checked with typeguard.
+A row that cannot be converted is reported with its index, never replaced by a zero
+value.
+"""
+
+from __future__ import annotations
+
+import collections.abc
+import dataclasses
+import json
+import typing
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import attrs
+import cattrs
+import typeguard
+
+__all__ = [
+    "RowConversionFailure",
+    "RowType",
+    "describe_type",
+    "is_record_type",
+    "is_supported_row_type",
+    "type_fits",
+]
+
+_SCALARS: tuple[type, ...] = (int, float, str, bool)
+_JSON_TEXT = (str, bytes, bytearray)
+
+
+def is_record_type(tp: Any) -> bool:
+    """Whether ``tp`` is a class with named fields that cattrs can structure."""
+    return isinstance(tp, type) and (attrs.has(tp) or dataclasses.is_dataclass(tp))
+
+
+def _is_dict_type(tp: Any) -> bool:
+    origin = typing.get_origin(tp) or tp
+    return origin in (dict, collections.abc.Mapping, collections.abc.MutableMapping)
+
+
+def is_supported_row_type(tp: Any) -> bool:
+    """Whether kisflow can convert rows to ``tp``.
+
+    Supported: ``Any``/``object`` (no conversion), attrs classes and dataclasses, ``dict``
+    and ``Mapping`` (optionally parameterised), and the JSON scalars int, float, str, bool.
+    """
+    return (
+        tp is Any
+        or tp is object
+        or is_record_type(tp)
+        or _is_dict_type(tp)
+        or (isinstance(tp, type) and tp in _SCALARS)
+    )
+
+
+def describe_type(tp: Any) -> str:
+    """A short readable name for a row type (``ScoreIn``, ``dict[str, int]``, ``Any``)."""
+    if tp is Any:
+        return "Any"
+    if isinstance(tp, type) and not typing.get_args(tp):
+        return tp.__name__
+    return repr(tp).replace("typing.", "")
+
+
+def _record_fields(tp: type) -> dict[str, tuple[Any, bool]]:
+    """Field name -> (type, required) for an attrs class or dataclass."""
+    hints = typing.get_type_hints(tp)
+    if attrs.has(tp):
+        return {
+            f.name: (hints.get(f.name, Any), f.default is attrs.NOTHING)
+            for f in attrs.fields(tp)
+            if f.init
+        }
+    return {
+        f.name: (
+            hints.get(f.name, Any),
+            f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING,
+        )
+        for f in dataclasses.fields(tp)
+        if f.init
+    }
+
+
+def type_fits(produced: Any, consumed: Any) -> bool:
+    """Whether rows of type ``produced`` can feed a stage that takes ``consumed``.
+
+    True when the consumer takes anything, when ``produced`` is (a subclass of)
+    ``consumed``, when a record goes to a dict-taking stage, or when two record types
+    match structurally: every required field of the consumer exists in the producer with
+    a compatible type (the JSON round trip KisFlow itself does).
+    """
+    if consumed is Any or consumed is object or produced is consumed:
+        return True
+    if isinstance(produced, type) and isinstance(consumed, type) and issubclass(produced, consumed):
+        return True
+    if _is_dict_type(consumed):
+        return is_record_type(produced) or _is_dict_type(produced)
+    if is_record_type(produced) and is_record_type(consumed):
+        have = _record_fields(produced)
+        for name, (want_type, required) in _record_fields(consumed).items():
+            if name not in have:
+                if required:
+                    return False
+                continue
+            got_type = have[name][0]
+            if not (
+                got_type == want_type
+                or type_fits(got_type, want_type)
+                or _numeric(got_type, want_type)
+            ):
+                return False
+        return True
+    return _numeric(produced, consumed)
+
+
+def _numeric(produced: Any, consumed: Any) -> bool:
+    return produced is int and consumed is float
+
+
+# -- strict scalar hooks: never truncate, never stringify ---------------------------
+
+
+def _structure_int(value: Any, _: Any) -> int:
+    if type(value) is int:
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, int) and not isinstance(value, bool):
+        return int(value)
+    raise TypeError(f"expected an int, got {type(value).__name__} {value!r}")
+
+
+def _structure_float(value: Any, _: Any) -> float:
+    if type(value) is float:
+        return value
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return float(value)
+    raise TypeError(f"expected a float, got {type(value).__name__} {value!r}")
+
+
+def _structure_str(value: Any, _: Any) -> str:
+    if isinstance(value, str):
+        return value
+    raise TypeError(f"expected a str, got {type(value).__name__} {value!r}")
+
+
+def _structure_bool(value: Any, _: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    raise TypeError(f"expected a bool, got {type(value).__name__} {value!r}")
+
+
+def _make_converter() -> cattrs.Converter:
+    conv = cattrs.Converter(detailed_validation=False)
+    conv.register_structure_hook(int, _structure_int)
+    conv.register_structure_hook(float, _structure_float)
+    conv.register_structure_hook(str, _structure_str)
+    conv.register_structure_hook(bool, _structure_bool)
+    return conv
+
+
+converter: cattrs.Converter = _make_converter()
+"""The cattrs converter kisflow uses for rows; register hooks on it for custom types."""
+
+
+class RowConversionFailure(Exception):
+    """One row that could not be converted: its index, the row and the cause."""
+
+    def __init__(self, index: int, row: Any, cause: BaseException) -> None:
+        self.index = index
+        self.row = row
+        self.cause = cause
+        super().__init__(index, row, cause)
+
+    def __str__(self) -> str:
+        return f"row {self.index} ({_short(self.row)}): {self.cause}"
+
+
+def _short(row: Any, limit: int = 120) -> str:
+    text = repr(row)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _from_json(row: Any) -> Any:
+    return json.loads(row)
+
+
+class RowType:
+    """Converts rows to one declared type; built once per FaaS, at registration."""
+
+    __slots__ = ("convert_one", "passthrough", "type")
+
+    def __init__(self, tp: Any) -> None:
+        self.type = tp
+        self.passthrough = tp is Any or tp is object
+        self.convert_one: Callable[[Any], Any] = self._build(tp)
+
+    def _build(self, tp: Any) -> Callable[[Any], Any]:
+        if self.passthrough:
+            return lambda row: row
+        if is_record_type(tp):
+            hook = converter.get_structure_hook(tp)
+            unstructure = converter.unstructure
+
+            def record(row: Any) -> Any:
+                if isinstance(row, _JSON_TEXT):
+                    row = _from_json(row)
+                elif not isinstance(row, collections.abc.Mapping):
+                    row = unstructure(row)
+                if not isinstance(row, collections.abc.Mapping):
+                    raise TypeError(
+                        f"expected a mapping, a JSON object or a record for "
+                        f"{describe_type(tp)}, got {type(row).__name__}"
+                    )
+                return hook(row, tp)
+
+            return record
+        if _is_dict_type(tp):
+            generic = bool(typing.get_args(tp))
+
+            def mapping(row: Any) -> Any:
+                if isinstance(row, _JSON_TEXT):
+                    row = _from_json(row)
+                elif is_record_type(type(row)):
+                    row = converter.unstructure(row)
+                if not isinstance(row, dict):
+                    raise TypeError(f"expected a JSON object or a dict, got {type(row).__name__}")
+                if generic:
+                    typeguard.check_type(
+                        row,
+                        tp,
+                        collection_check_strategy=typeguard.CollectionCheckStrategy.ALL_ITEMS,
+                    )
+                return row
+
+            return mapping
+
+        def scalar(row: Any) -> Any:
+            if tp is not str and isinstance(row, _JSON_TEXT):
+                row = _from_json(row)
+            if tp is float and type(row) is int:
+                return float(row)
+            if tp is not bool and isinstance(row, bool):
+                raise TypeError(f"expected {describe_type(tp)}, got bool {row!r}")
+            typeguard.check_type(row, tp)
+            return row
+
+        return scalar
+
+    def convert(self, rows: Sequence[Any]) -> list[Any]:
+        """Convert a batch; raise ``RowConversionFailure`` for the first bad row.
+
+        The common case (every row converts) runs as one list comprehension; the index of
+        a bad row is found by a second, row-by-row pass only when something failed.
+        """
+        if self.passthrough:
+            return rows if isinstance(rows, list) else list(rows)
+        tp = self.type
+        one = self.convert_one
+        try:
+            return [row if type(row) is tp else one(row) for row in rows]
+        except Exception:
+            pass
+        for index, row in enumerate(rows):
+            try:
+                if type(row) is not tp:
+                    one(row)
+            except Exception as exc:
+                raise RowConversionFailure(index, row, exc) from exc
+        raise AssertionError("unreachable: a row failed, then converted")  # pragma: no cover
+
+    def convert_each(self, rows: Sequence[Any]) -> tuple[list[Any], list[RowConversionFailure]]:
+        """Convert row by row, returning the converted rows and every failure."""
+        good: list[Any] = []
+        bad: list[RowConversionFailure] = []
+        tp = self.type
+        one = self.convert_one
+        for index, row in enumerate(rows):
+            if self.passthrough or type(row) is tp:
+                good.append(row)
+                continue
+            try:
+                good.append(one(row))
+            except Exception as exc:
+                bad.append(RowConversionFailure(index, row, exc))
+        return good, bad
