@@ -193,10 +193,13 @@ class Flow:
 
     def _view(self, run: Run) -> Flow:
         """A view of this flow's definition bound to ``run`` (what a FaaS receives)."""
-        view = object.__new__(type(self))
+        view = object.__new__(_FlowView)
         view._d = self._d
-        view._init_state()
         view._run = run
+        view._stage = None
+        view._input = []
+        view._action = None
+        view._source = []
         return view
 
     @classmethod
@@ -439,7 +442,6 @@ class Flow:
             output=[],
             ended=RunEnd.DISABLED,
             stopped_at=None,
-            stages=(),
             steps=0,
             duration=0.0,
         )
@@ -457,7 +459,8 @@ class Flow:
 
     def input(self) -> list[Any]:
         """The current stage's input rows (the previous stage's result layer)."""
-        self._current()
+        if self._stage is None:
+            self._current()
         return self._input
 
     def next(self, *actions: Action) -> None:
@@ -561,3 +564,21 @@ class Flow:
     def to_dot(self) -> str:
         """The flow as DOT text: one node per stage with its name, mode and row types."""
         return to_dot(self)
+
+
+class _FlowView(Flow):
+    """The ``flow`` a FaaS receives: the same definition, bound to one run.
+
+    Slotted so that making one per run and rebinding ``commit_row`` per stage stay cheap.
+    """
+
+    __slots__ = (
+        "_action",
+        "_d",
+        "_input",
+        "_run",
+        "_source",
+        "_stage",
+        "commit_row",
+        "commit_row_batch",
+    )

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import enum
+import functools
+from collections.abc import Sequence
 from typing import Any
 
 import attrs
@@ -48,9 +50,29 @@ class RunResult:
     ended: RunEnd
     stopped_at: str | None
     """Name of the stage that stopped the run early (no rows, abort), else None."""
-    stages: tuple[StageStats, ...]
     steps: int
     duration: float
+    _figures: tuple[Sequence[Any], ...] = attrs.field(default=(), repr=False, alias="figures")
+    """Parallel sequences (stages, calls, rows in, rows out, seconds); ``stages`` is built
+    from them on first use, which keeps many small runs cheap."""
+
+    @functools.cached_property
+    def stages(self) -> tuple[StageStats, ...]:
+        """Per-stage figures, in flow order (stages that never ran have ``calls == 0``)."""
+        if not self._figures:
+            return ()
+        return tuple(
+            StageStats(
+                stage_id=stage.id,
+                name=stage.name,
+                mode=stage.mode,
+                calls=calls,
+                rows_in=rows_in,
+                rows_out=rows_out,
+                duration=duration,
+            )
+            for stage, calls, rows_in, rows_out, duration in zip(*self._figures, strict=True)
+        )
 
     def stage(self, name: str) -> StageStats:
         """The figures of the stage named ``name`` (or with that stage id)."""
