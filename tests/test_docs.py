@@ -28,6 +28,7 @@ DOCS = ROOT / "docs"
 PAGES = (
     "index.md",
     "getting-started.md",
+    "concepts.md",
 )
 """The pages about the core engine whose examples this module runs."""
 
@@ -182,7 +183,6 @@ class TestPages:
             "async.md",
             "dask.md",
             # core-engine pages still being written on this branch
-            "concepts.md",
             "api.md",
             "kisflow-compat.md",
             "testing.md",
