@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import io
 import re
+import subprocess
 import sys
 import textwrap
 import types
@@ -33,6 +34,7 @@ PAGES = (
     "concepts.md",
     "api.md",
     "kisflow-compat.md",
+    "testing.md",
 )
 """The pages about the core engine whose examples this module runs."""
 
@@ -49,6 +51,8 @@ class Block:
     line: int
     code: str
     output: str | None = None
+    pytest: bool = False
+    """Fenced ```python pytest: also run as a test file by pytest, with kisflow's plugin."""
 
     @property
     def id(self) -> str:
@@ -61,7 +65,8 @@ def extract_blocks(text: str, page: str) -> list[Block]:
     blocks: list[Block] = []
     fences = list(_FENCE.finditer(text))
     for i, match in enumerate(fences):
-        if match["info"].strip().split(" ")[0] != "python":
+        info = match["info"].split()
+        if not info or info[0] != "python":
             continue
         output: str | None = None
         if i + 1 < len(fences):
@@ -70,7 +75,9 @@ def extract_blocks(text: str, page: str) -> list[Block]:
             if after["info"].strip() == "output" and not between.strip():
                 output = after["body"]
         line = text.count("\n", 0, match.start("body")) + 1
-        blocks.append(Block(page=page, line=line, code=match["body"], output=output))
+        blocks.append(
+            Block(page=page, line=line, code=match["body"], output=output, pytest="pytest" in info)
+        )
     return blocks
 
 
@@ -139,6 +146,10 @@ class TestExtraction:
         blocks = extract_blocks(self.TEXT, "p.md")
         assert [(b.line, b.code) for b in blocks] == [(4, "print('a')\n"), (17, "x = 1\n")]
 
+    def test_pytest_marker_is_read_from_the_info_string(self) -> None:
+        text = "```python pytest\ndef test_a(): ...\n```\n```python\nx = 1\n```\n"
+        assert [b.pytest for b in extract_blocks(text, "p.md")] == [True, False]
+
     def test_output_block_attaches_only_when_adjacent(self) -> None:
         first, second = extract_blocks(self.TEXT, "p.md")
         assert first.output == "a\n"
@@ -187,7 +198,6 @@ class TestPages:
             "async.md",
             "dask.md",
             # core-engine pages still being written on this branch
-            "testing.md",
             "logging.md",
         }
         broken = []
@@ -251,6 +261,9 @@ class TestApiReference:
         assert tree in self._text()
 
 
+PYTEST_BLOCKS = [b for b in BLOCKS if b.pytest]
+
+
 class TestExamples:
     """Every ```python block of the docs runs and prints the ```output shown after it."""
 
@@ -259,3 +272,20 @@ class TestExamples:
         printed = run_block(block)
         if block.output is not None:
             assert printed == block.output
+
+    @pytest.mark.parametrize("block", PYTEST_BLOCKS, ids=[b.id for b in PYTEST_BLOCKS])
+    def test_pytest_block_passes_under_pytest(self, block: Block, tmp_path: Path) -> None:
+        """A ```python pytest block is a test file: every test in it passes under pytest,
+        with the kf_pool fixture coming from kisflow's installed plugin."""
+        (tmp_path / "test_from_docs.py").write_text(block.code, encoding="utf-8")
+        tests = block.code.count("\ndef test_")
+        assert tests > 0
+        proc = subprocess.run(
+            [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "test_from_docs.py"],
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        assert f"{tests} passed" in proc.stdout
