@@ -35,6 +35,7 @@ PAGES = (
     "api.md",
     "kisflow-compat.md",
     "testing.md",
+    "logging.md",
 )
 """The pages about the core engine whose examples this module runs."""
 
@@ -79,6 +80,13 @@ def extract_blocks(text: str, page: str) -> list[Block]:
             Block(page=page, line=line, code=match["body"], output=output, pytest="pytest" in info)
         )
     return blocks
+
+
+def heading_anchors(text: str) -> set[str]:
+    """The anchors GitHub gives a page's headings (lowercase, punctuation dropped)."""
+    text = _FENCE.sub("", text)
+    headings = re.findall(r"^#{1,6} +(.+?) *$", text, flags=re.MULTILINE)
+    return {re.sub(r"[^\w\- ]", "", h.lower()).replace(" ", "-") for h in headings}
 
 
 def run_block(block: Block) -> str:
@@ -161,6 +169,10 @@ class TestExtraction:
             run_block(block)
         assert info.traceback[-1].lineno + 1 == 11  # pytest's line numbers are 0-based
 
+    def test_heading_anchors_follow_github(self) -> None:
+        text = "# Reading a RunResult\n## `kf.actions`\n```text\n# not a heading\n```\n"
+        assert heading_anchors(text) == {"reading-a-runresult", "kfactions"}
+
     def test_block_runs_in_a_fresh_pool(self) -> None:
         outer = _pool.current()
         code = (
@@ -186,8 +198,9 @@ class TestPages:
         assert any(b.page == page for b in BLOCKS), f"docs/{page} has no ```python block"
 
     def test_local_links_resolve(self) -> None:
-        """Links to files of this repository point at files that exist (other engineers'
-        pages, written in parallel, are listed in index.md and allowed to be missing)."""
+        """Links to files of this repository point at files that exist, and anchors at
+        headings that exist (other engineers' pages, written in parallel, are listed in
+        index.md and allowed to be missing)."""
         pending = {
             "config-format.md",
             "connectors.md",
@@ -197,17 +210,19 @@ class TestPages:
             "streaming.md",
             "async.md",
             "dask.md",
-            # core-engine pages still being written on this branch
-            "logging.md",
         }
         broken = []
         for page in PAGES:
             text = (DOCS / page).read_text(encoding="utf-8")
-            for target in re.findall(r"\]\(([^)#\s]+)(?:#[^)]*)?\)", text):
+            for link in re.findall(r"\]\(([^)\s]+)\)", text):
+                target, _, anchor = link.partition("#")
                 if "://" in target or target in pending:
                     continue
-                if not (DOCS / target).resolve().exists():
-                    broken.append(f"{page} -> {target}")
+                path = (DOCS / (target or page)).resolve()
+                if not path.exists():
+                    broken.append(f"{page} -> {link}")
+                elif anchor and anchor not in heading_anchors(path.read_text(encoding="utf-8")):
+                    broken.append(f"{page} -> {link} (no such heading)")
         assert broken == []
 
 
