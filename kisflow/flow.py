@@ -183,7 +183,7 @@ class Flow:
         self._init_state()
 
     def _init_state(self) -> None:
-        self._run: Run | None = None
+        self._ctx: Any = None
         self._stage: Stage | None = None
         self._input: list[Any] = []
         self._action: Action | None = None
@@ -195,7 +195,7 @@ class Flow:
         """A view of this flow's definition bound to ``run`` (what a FaaS receives)."""
         view = object.__new__(_FlowView)
         view._d = self._d
-        view._run = run
+        view._ctx = run.ctx  # not the run itself: a run <-> view cycle would defer freeing
         view._stage = None
         view._input = []
         view._action = None
@@ -488,7 +488,7 @@ class Flow:
     def get_context(self) -> Any:
         """The ``ctx`` given to ``run`` (None when none was given)."""
         self._current()
-        return self._run.ctx if self._run is not None else None
+        return self._ctx
 
     def get_func_config_by_name(self, name: str) -> FuncConfig | None:
         """The config of the function ``name`` in this flow, or None."""
@@ -574,9 +574,9 @@ class _FlowView(Flow):
 
     __slots__ = (
         "_action",
+        "_ctx",
         "_d",
         "_input",
-        "_run",
         "_source",
         "_stage",
         "commit_row",
