@@ -513,6 +513,8 @@ def _check_faas(
             func = funcs.get(item.fname)
             if func is None or item.fname in refs or pool.get_faas(item.fname) is not None:
                 continue
+            if func.option.cname and func.conn is None:
+                continue  # its missing connector is reported already
             if (
                 func.fmode in (Mode.SAVE, Mode.LOAD)
                 and func.conn is not None
