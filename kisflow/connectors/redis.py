@@ -53,6 +53,8 @@ class RedisConnector(BuiltinConnector):
 
     def _client(self, params: Mapping[str, Any]) -> Any:
         import redis
+        from redis.backoff import NoBackoff
+        from redis.retry import Retry
 
         timeout = params.get("timeout", 5)
         db = params.get("db", 0)
@@ -61,6 +63,8 @@ class RedisConnector(BuiltinConnector):
             "socket_connect_timeout": timeout,
             "socket_timeout": timeout,
             "decode_responses": True,
+            # kisflow retries by the stage's retry_times; redis-py must not retry too.
+            "retry": Retry(NoBackoff(), 0),
         }
         if isinstance(address, str):
             return redis.Redis.from_url(address, **options)
