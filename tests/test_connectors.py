@@ -107,8 +107,9 @@ class TestSQLite:
             load_flow(conn).run([])
 
     def test_an_unreachable_file_fails_after_the_retry_policy(self, tmp_path: Path) -> None:
+        (tmp_path / "a-file").write_text("not a folder")
         conn = kf.ConnConfig(
-            cname="db", type="sqlite", addrs=str(tmp_path / "no" / "dir" / "x.db"), key="t"
+            cname="db", type="sqlite", addrs=str(tmp_path / "a-file" / "x.db"), key="t"
         )
         with pytest.raises(kf.ConnectorError, match="after 3 attempt") as info:
             save_flow(conn, retry_times=2).run([{"a": 1}])
@@ -156,6 +157,7 @@ class TestSQL:
         with pytest.raises(kf.ConnectorError, match="not a SQLAlchemy URL"):
             save_flow(bad)
         gone = attrs.evolve(bad, addrs=f"sqlite:///{tmp_path / 'no' / 'x.db'}")
+        # SQLAlchemy's sqlite driver does not create folders: the file cannot be opened.
         with pytest.raises(kf.ConnectorError, match="after 2 attempt") as info:
             save_flow(gone, retry_times=1).run([{"a": 1}])
         assert info.value.type == "sql"

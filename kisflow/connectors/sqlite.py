@@ -45,8 +45,9 @@ class SQLiteConnector(BuiltinConnector):
             if read_only:
                 uri = path.resolve().as_uri() + "?mode=ro"
                 return sqlite3.connect(uri, uri=True, timeout=5.0, isolation_level=None)
+            path.parent.mkdir(parents=True, exist_ok=True)
             return sqlite3.connect(path, timeout=5.0, isolation_level=None)
-        except sqlite3.Error as exc:
+        except (sqlite3.Error, OSError) as exc:
             raise Unreachable(str(exc)) from exc
 
     def _columns(self, db: sqlite3.Connection) -> dict[str, str]:
