@@ -8,6 +8,7 @@ needed and not installed. The only code it runs is what ``--faas FILE`` names (a
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import json
 import shutil
@@ -193,36 +194,38 @@ def run(
 ) -> None:
     """Run a flow on JSON-lines input and print its output rows as JSON lines.
 
-    A short per-stage summary goes to stderr; a progress bar shows on a terminal.
+    Only the rows go to stdout: a short per-stage summary, anything the FaaS print, and
+    a progress bar (on a terminal) go to stderr.
     """
     config = _load(conf_dir, faas_files, allow_imports, check_faas=True)
     flow = _pick(config, flow_name)
     label = "stdin" if input_file.name == "<stdin>" else input_file.name
     bar = progress_bar(desc=f"{flow_name}")
     results: list[RunResult] = []
+    rows_out = sys.stdout
     try:
-        with bar:
+        # stdout carries only the output rows: whatever a FaaS prints goes to stderr.
+        with bar, contextlib.redirect_stdout(sys.stderr):
             batch: list[Any] = []
             for row in _read_rows(input_file, label):
                 batch.append(row)
                 if batch_size and len(batch) >= batch_size:
-                    results.append(_run_batch(flow, batch))
+                    results.append(_run_batch(flow, batch, rows_out))
                     bar.update(len(batch))
                     batch = []
             if batch or not results:
-                results.append(_run_batch(flow, batch))
+                results.append(_run_batch(flow, batch, rows_out))
                 bar.update(len(batch))
     finally:
         for result in results:
             click.echo(_summary(result), err=True)
 
 
-def _run_batch(flow: Flow, rows: list[Any]) -> RunResult:
+def _run_batch(flow: Flow, rows: list[Any], out: IO[str]) -> RunResult:
     try:
         result = flow.run(rows)
     except KisFlowError as exc:
         raise _Failure(f"{type(exc).__name__}: {exc}", EXIT_RUN) from exc
-    out = sys.stdout
     for row in result.output:
         try:
             out.write(to_json_text(row) + "\n")
