@@ -13,6 +13,7 @@ whose ``errors`` hold one ``ConfigError`` per problem, each naming its file and 
 from __future__ import annotations
 
 import os
+import reprlib
 import sys
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -236,10 +237,15 @@ def _check_section(
     return len(problems) == before
 
 
+_REPR = reprlib.Repr()
+_REPR.maxlevel = 3
+_REPR.maxstring = 60
+_REPR.maxother = 60
+
+
 def _show(value: Any) -> str:
-    text = repr(value)
-    kind = type(value).__name__
-    return f"{kind} {text[:60]}{'...' if len(text) > 60 else ''}"
+    """A short, bounded description of a value (aliases can make YAML values huge)."""
+    return f"{type(value).__name__} {_REPR.repr(value)}"
 
 
 def _parse(path: Path, data: dict[Any, Any], problems: _Problems) -> tuple[str, _Entry] | None:

@@ -422,6 +422,7 @@ class TestHostileYaml:
             ("bad_flow.yml", "status"),
             ("recursive_alias.yml", "params"),
             ("deep_nesting.yml", None),
+            ("billion_laughs.yml", "params"),
         ],
     )
     def test_each_malformed_resource(self, tmp_path: Path, name: str, key: str | None) -> None:
