@@ -80,6 +80,10 @@ class TestKisFlowConfigs:
         saved = [args for what, args in go_faas["CALLS"] if what == "save"]
         assert saved == [f"data from funcName[funcName1], index = {i}" for i in range(3)]
         assert ("init", "ConnName1") in go_faas["CALLS"]
+        # The user's init replaced the built-in redis one: no client was ever made.
+        connector = flow.stages[1].connector
+        assert connector is not None
+        assert connector._builtin is None
         assert seen_params == [
             {
                 "default1": "funcName3_param1",

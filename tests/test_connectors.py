@@ -5,6 +5,7 @@ from __future__ import annotations
 import shutil
 import socket
 import subprocess
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -316,3 +317,52 @@ class TestUserCallbacks:
 
         assert save_flow(conn).run([Score(1, 9.0), Score(2, 1.0)]).output == [{"saved": 1}]
         assert load_flow(conn).run([]).output == [{"stu_id": 1, "avg": 9.0}]
+
+
+class TestConcurrency:
+    """Init runs once per connector instance, and saves from many threads all land."""
+
+    def test_init_runs_once_across_threads(self) -> None:
+        inits: list[int] = []
+        gate = threading.Barrier(8)
+
+        def init(conn: kf.Connector) -> None:
+            inits.append(1)
+            time.sleep(0.01)
+
+        kf.caas_init("shared", init)
+        connector = kf.Connector(kf.ConnConfig(cname="shared", type="custom"))
+
+        def worker() -> None:
+            gate.wait()
+            connector.init()
+
+        threads = [threading.Thread(target=worker) for _ in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert inits == [1]
+
+    @pytest.mark.parametrize("kind", ["sqlite", "jsonl"])
+    def test_parallel_saves_keep_every_row(self, tmp_path: Path, kind: str) -> None:
+        conn = kf.ConnConfig(cname="p", type=kind, addrs=str(tmp_path / f"p.{kind}"), key="t")
+        flow = save_flow(conn)
+        errors: list[BaseException] = []
+
+        def worker(n: int) -> None:
+            try:
+                flow.run([{"n": n, "i": i} for i in range(50)])
+            except BaseException as exc:  # pragma: no cover - reported below
+                errors.append(exc)
+
+        threads = [threading.Thread(target=worker, args=(n,)) for n in range(6)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert errors == []
+        rows = load_flow(conn).run([]).output
+        assert sorted((r["n"], r["i"]) for r in rows) == [
+            (n, i) for n in range(6) for i in range(50)
+        ]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,10 @@ class JSONLConnector(BuiltinConnector):
     """Rows as lines of JSON in a file (no server, no extra)."""
 
     type_name = "jsonl"
+
+    def check(self) -> None:
+        super().check()
+        self._lock = threading.Lock()
 
     @property
     def path(self) -> Path:
@@ -39,8 +44,8 @@ class JSONLConnector(BuiltinConnector):
             return 0
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            # One write per batch, appended: readers never see half a batch's line.
-            with self.path.open("a", encoding="utf-8") as f:
+            # One append per batch, one batch at a time: lines of batches never interleave.
+            with self._lock, self.path.open("a", encoding="utf-8") as f:
                 f.write("".join(lines))
                 f.flush()
                 os.fsync(f.fileno())
