@@ -64,13 +64,13 @@ except PackageNotFoundError:  # pragma: no cover - running from a source tree
     __version__ = "0.0.0"
 
 __all__ = [
-    "DEFAULT_MAX_STEPS",
     "Action",
     "ActionError",
     "ConfigError",
     "ConnConfig",
     "Connector",
     "ConnectorError",
+    "DEFAULT_MAX_STEPS",
     "DuplicateRegistrationError",
     "FaaSSignatureError",
     "Flow",

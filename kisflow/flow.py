@@ -200,7 +200,7 @@ class Flow:
         self._init_state()
 
     def _init_state(self) -> None:
-        self._run: Run | None = None
+        self._ctx: Any = None
         self._stage: Stage | None = None
         self._input: list[Any] = []
         self._action: Action | None = None
@@ -210,10 +210,13 @@ class Flow:
 
     def _view(self, run: Run) -> Flow:
         """A view of this flow's definition bound to ``run`` (what a FaaS receives)."""
-        view = object.__new__(type(self))
+        view = object.__new__(_FlowView)
         view._d = self._d
-        view._init_state()
-        view._run = run
+        view._ctx = run.ctx  # not the run itself: a run <-> view cycle would defer freeing
+        view._stage = None
+        view._input = []
+        view._action = None
+        view._source = []
         return view
 
     @classmethod
@@ -456,7 +459,6 @@ class Flow:
             output=[],
             ended=RunEnd.DISABLED,
             stopped_at=None,
-            stages=(),
             steps=0,
             duration=0.0,
         )
@@ -474,7 +476,8 @@ class Flow:
 
     def input(self) -> list[Any]:
         """The current stage's input rows (the previous stage's result layer)."""
-        self._current()
+        if self._stage is None:
+            self._current()
         return self._input
 
     def next(self, *actions: Action) -> None:
@@ -502,7 +505,7 @@ class Flow:
     def get_context(self) -> Any:
         """The ``ctx`` given to ``run`` (None when none was given)."""
         self._current()
-        return self._run.ctx if self._run is not None else None
+        return self._ctx
 
     def get_func_config_by_name(self, name: str) -> FuncConfig | None:
         """The config of the function ``name`` in this flow, or None."""
@@ -578,3 +581,21 @@ class Flow:
     def to_dot(self) -> str:
         """The flow as DOT text: one node per stage with its name, mode and row types."""
         return to_dot(self)
+
+
+class _FlowView(Flow):
+    """The ``flow`` a FaaS receives: the same definition, bound to one run.
+
+    Slotted so that making one per run and rebinding ``commit_row`` per stage stay cheap.
+    """
+
+    __slots__ = (
+        "_action",
+        "_ctx",
+        "_d",
+        "_input",
+        "_source",
+        "_stage",
+        "commit_row",
+        "commit_row_batch",
+    )

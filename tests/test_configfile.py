@@ -72,9 +72,9 @@ class TestKisFlowConfigs:
             "funcName3", lambda flow: seen_params.append(flow.get_func_param_all()), replace=True
         )
         result = flow.run(SOURCE_ROWS)
-        # funcName3 commits nothing, so the flow stops there (KisFlow's rule), without error.
-        assert result.ended is kf.RunEnd.NO_ROWS
-        assert result.stopped_at == "funcName3"
+        # funcName3, the last stage, commits nothing: the run still completes.
+        assert result.ended is kf.RunEnd.COMPLETED
+        assert result.output == []
         assert [s.rows_out for s in result.stages] == [3, 3, 0]
         # funcName2 called the user CaaS once per row, with funcName1's results.
         saved = [args for what, args in go_faas["CALLS"] if what == "save"]
@@ -114,7 +114,7 @@ class TestKisFlowConfigs:
         result = kf.load_config_dir(kisflow_go_conf).flows["flowName4"].run(SOURCE_ROWS)
         assert result.stage("funcName3").calls == 1
         assert result.stage("funcName3").rows_in == 0
-        assert result.ended is kf.RunEnd.NO_ROWS
+        assert result.stage("noResultFunc").rows_out == 0
 
     def test_flow_name5_jumps_back_forever_and_hits_the_step_limit(
         self, kisflow_go_conf: Path, go_faas: dict[str, Any]
