@@ -146,7 +146,12 @@ class Pool:
 
     def caas_init(self, cname: str, fn: Callable[..., Any], *, replace: bool = False) -> None:
         """Register the init callback of connector ``cname``: ``fn(conn)``."""
-        _caas_takes_ctx(f"caas_init {cname}", fn, 1)
+        if _caas_takes_ctx(f"caas_init {cname}", fn, 1):
+            # the init runs when a stage is linked, outside any run: there is no context
+            raise FaaSSignatureError(
+                f"caas_init {cname}",
+                "takes 2 positional parameters; a connector init callback takes one (conn)",
+            )
         with self._conn_init_lock:
             if cname in self._conn_init and not replace:
                 raise DuplicateRegistrationError("connector init", cname)
