@@ -461,3 +461,35 @@ class TestThreadSafety:
             assert kf.pool.get_caas_init("Same") in fns
         else:
             assert kf.pool.get_caas("Same", "f", "S") is not None
+
+
+class TestNames:
+    """Registration names must be non-empty strings, since configs can only name those."""
+
+    @pytest.mark.parametrize("name", ["", None, 3])
+    def test_faas_name(self, name: Any) -> None:
+        with pytest.raises(kf.ConfigError, match="fname must be a non-empty string") as info:
+            kf.pool.faas(name, double)
+        assert info.value.key == "fname"
+        assert kf.pool.faas_names() == []
+
+    def test_flow_name(self) -> None:
+        with pytest.raises(kf.ConfigError) as info:
+            kf.pool.add_flow("", kf.Flow("F"))
+        assert info.value.key == "flow_name"
+        assert kf.pool.get_flows() == {}
+
+    def test_connector_names(self) -> None:
+        with pytest.raises(kf.ConfigError) as info:
+            kf.pool.caas_init("", init_conn)
+        assert info.value.key == "cname"
+        with pytest.raises(kf.ConfigError) as info:
+            kf.pool.caas("c", "", "S", caas_fn)
+        assert info.value.key == "fname"
+
+    def test_pool_get_caas_parses_the_mode(self, pool: Pool) -> None:
+        pool.caas("c", "f", "Save", caas_fn)
+        assert pool.get_caas("c", "f", "S") is pool.get_caas("c", "f", Mode.SAVE)
+        assert pool.get_caas("c", "f", "save") is not None
+        with pytest.raises(kf.ConfigError):
+            pool.get_caas("c", "f", "Write")
