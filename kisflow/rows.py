@@ -308,6 +308,8 @@ class RowType:
                     row = _from_json(row)
                 elif is_record_type(type(row)):
                     row = converter.unstructure(row)
+                elif isinstance(row, collections.abc.Mapping) and not isinstance(row, dict):
+                    row = dict(row)  # e.g. a MappingProxyType: the stage asked for a dict
                 if not isinstance(row, dict):
                     raise TypeError(f"expected a JSON object or a dict, got {type(row).__name__}")
                 if generic:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import types
 from typing import Any
 
 import attrs
@@ -321,6 +322,12 @@ class TestDictRows:
     def test_dict(self) -> None:
         row = {"a": 1}
         assert RowType(dict).convert([row, '{"b": 2}']) == [{"a": 1}, {"b": 2}]
+
+    def test_other_mappings_become_dicts(self) -> None:
+        row = types.MappingProxyType({"a": 1})
+        out = RowType(dict[str, int]).convert([row])
+        assert out == [{"a": 1}]
+        assert type(out[0]) is dict
 
     def test_record_is_unstructured(self) -> None:
         assert RowType(dict).convert([ScoreIn(1, 2)]) == [
