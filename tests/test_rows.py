@@ -534,3 +534,15 @@ class TestRoundTrips:
         assert RowType(ScoreIn).convert(data) == rows
         good, bad = RowType(ScoreIn).convert_each(data)
         assert (good, bad) == (rows, [])
+
+
+class TestNoTruncationProperty:
+    """No float with a fractional part ever lands in an int field, however it arrives."""
+
+    @given(st.floats(allow_nan=False, allow_infinity=False).filter(lambda f: not f.is_integer()))
+    def test_fractional_float_refused(self, value: float) -> None:
+        rt = RowType(ScoreIn)
+        for row in ({"stu_id": value}, json.dumps({"stu_id": value})):
+            good, bad = rt.convert_each([{"stu_id": 1}, row])
+            assert good == [ScoreIn(1)]
+            assert [f.index for f in bad] == [1]
