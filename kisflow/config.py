@@ -204,15 +204,7 @@ class FuncConfig:
             )
 
     def with_connector(self, conn: ConnConfig) -> FuncConfig:
-        """Return a copy bound to ``conn`` (and naming it in ``option.cname``).
-
-        As KisFlow's ``AddConnConfig``, a Save or Load function is recorded in the
-        connector's ``save``/``load`` list (once, however often it is bound).
-        """
-        if self.fmode is Mode.SAVE and self.fname not in conn.save:
-            conn = attrs.evolve(conn, save=(*conn.save, self.fname))
-        elif self.fmode is Mode.LOAD and self.fname not in conn.load:
-            conn = attrs.evolve(conn, load=(*conn.load, self.fname))
+        """Return a copy bound to ``conn`` (and naming it in ``option.cname``)."""
         option = attrs.evolve(self.option, cname=conn.cname)
         return attrs.evolve(self, option=option, conn=conn)
 

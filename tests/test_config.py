@@ -228,7 +228,7 @@ class TestFuncConfig:
         )
         conn = ConnConfig(cname="ConnName1", type="redis")
         bound = conf.with_connector(conn)
-        assert bound.conn == ConnConfig(cname="ConnName1", type="redis", save=("funcName2",))
+        assert bound.conn is conn
         assert bound.option.cname == "ConnName1"
         assert bound.option.retry_times == 3
         assert bound.option.default_params == {"a": 1}
@@ -241,19 +241,7 @@ class TestFuncConfig:
     def test_with_connector_rebinds(self) -> None:
         first = FuncConfig(fname="f", fmode="S").with_connector(ConnConfig(cname="A"))
         second = first.with_connector(ConnConfig(cname="B"))
-        assert (second.option.cname, second.conn) == ("B", ConnConfig(cname="B", save=("f",)))
-
-    def test_with_connector_records_load_and_save_functions_once(self) -> None:
-        conn = ConnConfig(cname="ConnName1", save=["funcName2"])
-        save = FuncConfig(fname="funcName2", fmode="Save").with_connector(conn)
-        assert save.conn is not None
-        assert (save.conn.save, save.conn.load) == (("funcName2",), ())
-        load = FuncConfig(fname="funcLoad", fmode="Load").with_connector(save.conn)
-        assert load.conn is not None
-        assert (load.conn.save, load.conn.load) == (("funcName2",), ("funcLoad",))
-        calc = FuncConfig(fname="funcCalc", fmode="Calculate").with_connector(conn)
-        assert calc.conn is conn
-        assert conn.save == ("funcName2",)  # the given config is never changed
+        assert (second.option.cname, second.conn) == ("B", ConnConfig(cname="B"))
 
     def test_exported_at_top_level(self) -> None:
         assert kf.FuncConfig is FuncConfig
