@@ -62,30 +62,24 @@ class Connector:
             self._metadata[key] = value
 
     def init(self) -> None:
-        """Run the connector's init callback once (later calls do nothing).
-
-        Without a registered init callback nothing is recorded, so one registered after
-        the stage was linked still runs before the first ``call``.
-        """
+        """Run the connector's init callback once (later calls do nothing)."""
         if self._initialised:
             return
         with self._init_lock:
             if self._initialised:
                 return
             fn = self.pool.get_caas_init(self.config.cname)
-            if fn is None:
-                # nothing to run yet: an init registered later still runs, at the first call
-                return
-            try:
-                fn(self)
-            except Exception as exc:
-                raise ConnectorError(
-                    f"connector {self.config.cname!r} ({self.config.type or 'no type'} at "
-                    f"{self.config.addrs!r}) failed to initialise: {exc}",
-                    connector=self.config.cname,
-                    type=self.config.type,
-                    address=self.config.addrs,
-                ) from exc
+            if fn is not None:
+                try:
+                    fn(self)
+                except Exception as exc:
+                    raise ConnectorError(
+                        f"connector {self.config.cname!r} ({self.config.type or 'no type'} at "
+                        f"{self.config.addrs!r}) failed to initialise: {exc}",
+                        connector=self.config.cname,
+                        type=self.config.type,
+                        address=self.config.addrs,
+                    ) from exc
             self._initialised = True
 
     def call(self, flow: Flow, args: Any = None) -> Any:

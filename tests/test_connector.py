@@ -102,21 +102,6 @@ class TestInit:
         conn.init()
         assert conn.get_metadata("anything") is None
 
-    def test_init_registered_after_linking_runs_at_the_first_call(self) -> None:
-        kf.faas("F", save_via_connector)
-        kf.caas("Mem", "F", "S", lambda conn, fn, flow, args: [conn.get_metadata("client")])
-        flow = save_flow()
-        calls: list[int] = []
-
-        def init(conn: Connector) -> None:
-            calls.append(1)
-            conn.set_metadata("client", "late")
-
-        kf.caas_init("Mem", init)
-        assert flow.run([1]).output == ["late"]
-        assert flow.run([1]).output == ["late"]
-        assert calls == [1]
-
     def test_failing_init_names_connector_type_and_address(self) -> None:
         def init(conn: Connector) -> None:
             raise OSError("connection refused")
