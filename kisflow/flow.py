@@ -10,6 +10,7 @@ single chain is rejected.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import math
 import threading
@@ -27,6 +28,7 @@ from loguru import logger
 from kisflow import _pool
 from kisflow._pool import FaaSSpec
 from kisflow._run import Run, run_sync
+from kisflow._signature import Signature, read_signature
 from kisflow.actions import Action
 from kisflow.config import ConnConfig, FlowConfig, FlowFunctionParam, FuncConfig
 from kisflow.connector import Connector
@@ -89,6 +91,21 @@ def _ttl_seconds(ttl: float | timedelta | None) -> float:
     if ttl is None:
         return math.inf
     return ttl.total_seconds() if isinstance(ttl, timedelta) else float(ttl)
+
+
+def _builtin_faas(stage: Stage) -> FaaSSpec | None:
+    """The default FaaS of a Save/Load stage on a built-in connector, if it is one."""
+    from kisflow.connectors import default_faas
+
+    fn = default_faas(stage)
+    if fn is None:
+        return None
+    return FaaSSpec(name=stage.name, fn=fn, signature=_builtin_signature(fn))
+
+
+@functools.cache
+def _builtin_signature(fn: Callable[..., Any]) -> Signature:
+    return read_signature(fn.__name__, fn)
 
 
 @attrs.define(slots=True)
@@ -370,7 +387,7 @@ class Flow:
         stages = d.stages
         specs: list[FaaSSpec] = []
         for stage in stages:
-            spec = pool.get_faas(stage.name)
+            spec = pool.get_faas(stage.name) or _builtin_faas(stage)
             if spec is None:
                 raise FunctionNotFoundError(stage.name, flow=self.name)
             specs.append(spec)

@@ -6,6 +6,8 @@ from typing import Any
 
 import attrs
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 import kisflow as kf
 from kisflow.config import (
@@ -370,3 +372,52 @@ class TestEqualityAndImmutability:
 
     def test_sources_are_hashable(self) -> None:
         assert len({Source(name="a"), Source(name="a"), Source(name="b")}) == 2
+
+
+names = st.text(min_size=1, max_size=12)
+params = st.dictionaries(st.text(max_size=8), st.integers() | st.text(max_size=8), max_size=4)
+func_yaml = st.fixed_dictionaries(
+    {
+        "fname": names,
+        "fmode": st.sampled_from([*(m.value for m in Mode), *(m.letter for m in Mode)]),
+        "source": st.fixed_dictionaries({"name": names, "must": st.lists(names, max_size=3)}),
+        "option": st.fixed_dictionaries(
+            {
+                "retry_times": st.integers(0, 10),
+                "return_duration": st.integers(0, 10_000),
+                "default_params": st.none() | params,
+            }
+        ),
+    }
+)
+
+
+class TestGeneratedConfigs:
+    """Any well-formed KisFlow function/flow mapping builds a config that keeps its values."""
+
+    @given(func_yaml)
+    def test_func_config_keeps_values(self, data: dict[str, Any]) -> None:
+        conf = FuncConfig(**data)
+        assert conf.fname == data["fname"]
+        assert conf.fmode is Mode.parse(data["fmode"])
+        assert conf.source.must == tuple(data["source"]["must"])
+        assert conf.option.retry_times == data["option"]["retry_times"]
+        assert conf.option.default_params == (data["option"]["default_params"] or {})
+        again = FuncConfig(
+            fname=conf.fname,
+            fmode=conf.fmode.value,
+            source=attrs.asdict(conf.source),
+            option=attrs.asdict(conf.option),
+        )
+        assert again == conf
+
+    @given(st.lists(st.fixed_dictionaries({"fname": names, "params": st.none() | params})))
+    def test_flow_config_keeps_order(self, flows: list[dict[str, Any]]) -> None:
+        conf = FlowConfig(flow_name="F", flows=flows)
+        assert [f.fname for f in conf.flows] == [f["fname"] for f in flows]
+        assert [f.params for f in conf.flows] == [f["params"] or {} for f in flows]
+
+    @given(st.integers(max_value=-1))
+    def test_any_negative_retry_is_refused(self, value: int) -> None:
+        with pytest.raises(ConfigError):
+            FuncOption(retry_times=value)

@@ -28,6 +28,7 @@ EXPECTED = {
     "FunctionNotFoundError",
     "GlobalConfig",
     "KisFlowError",
+    "LoadedConfig",
     "Mode",
     "Pool",
     "PoolError",
@@ -44,7 +45,9 @@ EXPECTED = {
     "caas",
     "caas_init",
     "errors",
+    "export_config",
     "faas",
+    "load_config_dir",
     "pool",
 }
 
