@@ -101,18 +101,40 @@ def _memory_child(side: str) -> None:
     else:
         flow = workload.build("row", kf.Pool())
         workload.run_flow(flow, rows)
-    peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    print(json.dumps({"peak_mib": peak_kib / 1024}))
+    print(json.dumps({"peak_mib": _peak_rss_kib() / 1024}))
+
+
+def _peak_rss_kib() -> int:
+    """This process's peak RSS. VmHWM, unlike ru_maxrss, is not inherited across exec."""
+    with open("/proc/self/status", encoding="ascii") as status:
+        for line in status:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 
 
 def main(argv: list[str] | None = None) -> None:
     """Run every shape and print the summary line tools read."""
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument("--repeat", type=int, default=5, help="timed runs per side (median)")
+    parser.add_argument(
+        "--only", choices=["big", "small", "typed"], help="run one shape (no summary line)"
+    )
     parser.add_argument("--memory-child", choices=["loop", "kisflow"], help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.memory_child:
         _memory_child(args.memory_child)
+        return
+    if args.only == "small":
+        shape_small("row", args.repeat)
+        shape_small("batch", args.repeat)
+        return
+    if args.only == "big":
+        shape_big("row", args.repeat)
+        shape_big("batch", args.repeat)
+        return
+    if args.only == "typed":
+        shape_big("typed", args.repeat)
         return
     ratios = {
         "ratio_big": shape_big("row", args.repeat),

@@ -29,6 +29,7 @@ from kisflow.config import (
     GlobalConfig,
     Source,
 )
+from kisflow.configfile import LoadedConfig, export_config, load_config_dir
 from kisflow.connector import Connector
 from kisflow.errors import (
     ActionError,
@@ -63,13 +64,13 @@ except PackageNotFoundError:  # pragma: no cover - running from a source tree
     __version__ = "0.0.0"
 
 __all__ = [
-    "DEFAULT_MAX_STEPS",
     "Action",
     "ActionError",
     "ConfigError",
     "ConnConfig",
     "Connector",
     "ConnectorError",
+    "DEFAULT_MAX_STEPS",
     "DuplicateRegistrationError",
     "FaaSSignatureError",
     "Flow",
@@ -86,6 +87,7 @@ __all__ = [
     "FunctionNotFoundError",
     "GlobalConfig",
     "KisFlowError",
+    "LoadedConfig",
     "Mode",
     "Pool",
     "PoolError",
@@ -102,6 +104,8 @@ __all__ = [
     "caas",
     "caas_init",
     "errors",
+    "export_config",
     "faas",
+    "load_config_dir",
     "pool",
 ]

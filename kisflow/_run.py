@@ -186,7 +186,9 @@ class Run:
         self.output = result
         if aborted:
             self._stop(RunEnd.ABORTED, stage)
-        elif stop_for_no_rows:
+        elif stop_for_no_rows and pos + 1 < self.n:
+            # KisFlow's rule: a stage that commits nothing stops the flow (no error). The
+            # last stage committing nothing is a sink that finished: the run completed.
             self._stop(RunEnd.NO_ROWS, stage)
         else:
             self.pos = jump if jump is not None else pos + 1
@@ -249,6 +251,8 @@ class Run:
             if trace[-period:] == trace[-2 * period : -period]:
                 cycle = trace[-period:]
                 break
+        start = cycle.index(min(cycle))  # name the cycle from its earliest stage
+        cycle = cycle[start:] + cycle[:start]
         names = [self.stages[i].name for i in cycle]
         path = " -> ".join([*names, names[0]])
         stage = self.stages[self.pos].name

@@ -10,6 +10,7 @@ single chain is rejected.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import math
 import threading
@@ -27,6 +28,7 @@ from loguru import logger
 from kisflow import _pool
 from kisflow._pool import FaaSSpec
 from kisflow._run import Run, run_sync
+from kisflow._signature import Signature, read_signature
 from kisflow.actions import Action
 from kisflow.config import ConnConfig, FlowConfig, FlowFunctionParam, FuncConfig
 from kisflow.connector import Connector
@@ -89,6 +91,21 @@ def _ttl_seconds(ttl: float | timedelta | None) -> float:
     if ttl is None:
         return math.inf
     return ttl.total_seconds() if isinstance(ttl, timedelta) else float(ttl)
+
+
+def _builtin_faas(stage: Stage) -> FaaSSpec | None:
+    """The default FaaS of a Save/Load stage on a built-in connector, if it is one."""
+    from kisflow.connectors import default_faas
+
+    fn = default_faas(stage)
+    if fn is None:
+        return None
+    return FaaSSpec(name=stage.name, fn=fn, signature=_builtin_signature(fn))
+
+
+@functools.cache
+def _builtin_signature(fn: Callable[..., Any]) -> Signature:
+    return read_signature(fn.__name__, fn)
 
 
 @attrs.define(slots=True)
@@ -183,7 +200,7 @@ class Flow:
         self._init_state()
 
     def _init_state(self) -> None:
-        self._run: Run | None = None
+        self._ctx: Any = None
         self._stage: Stage | None = None
         self._input: list[Any] = []
         self._action: Action | None = None
@@ -195,7 +212,7 @@ class Flow:
         """A view of this flow's definition bound to ``run`` (what a FaaS receives)."""
         view = object.__new__(_FlowView)
         view._d = self._d
-        view._run = run
+        view._ctx = run.ctx  # not the run itself: a run <-> view cycle would defer freeing
         view._stage = None
         view._input = []
         view._action = None
@@ -370,7 +387,7 @@ class Flow:
         stages = d.stages
         specs: list[FaaSSpec] = []
         for stage in stages:
-            spec = pool.get_faas(stage.name)
+            spec = pool.get_faas(stage.name) or _builtin_faas(stage)
             if spec is None:
                 raise FunctionNotFoundError(stage.name, flow=self.name)
             specs.append(spec)
@@ -488,7 +505,7 @@ class Flow:
     def get_context(self) -> Any:
         """The ``ctx`` given to ``run`` (None when none was given)."""
         self._current()
-        return self._run.ctx if self._run is not None else None
+        return self._ctx
 
     def get_func_config_by_name(self, name: str) -> FuncConfig | None:
         """The config of the function ``name`` in this flow, or None."""
@@ -574,9 +591,9 @@ class _FlowView(Flow):
 
     __slots__ = (
         "_action",
+        "_ctx",
         "_d",
         "_input",
-        "_run",
         "_source",
         "_stage",
         "commit_row",

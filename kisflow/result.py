@@ -18,9 +18,9 @@ class RunEnd(enum.Enum):
     """Why a run ended."""
 
     COMPLETED = "completed"
-    """The last stage ran and committed rows (or was forced on)."""
+    """The last stage ran (its output may be empty: a sink that commits nothing)."""
     NO_ROWS = "no_rows"
-    """A stage committed no rows, which stops a flow (KisFlow's rule), without error."""
+    """A stage before the last committed no rows, which stops a flow (KisFlow's rule)."""
     ABORTED = "aborted"
     """A stage asked for ``actions.abort``."""
     DISABLED = "disabled"

@@ -1,0 +1,79 @@
+"""The public API: ``kisflow.__all__`` is pinned, sorted and importable."""
+
+from __future__ import annotations
+
+import kisflow
+
+EXPECTED = {
+    "DEFAULT_MAX_STEPS",
+    "Action",
+    "ActionError",
+    "ConfigError",
+    "ConnConfig",
+    "Connector",
+    "ConnectorError",
+    "DuplicateRegistrationError",
+    "FaaSSignatureError",
+    "Flow",
+    "FlowBuilder",
+    "FlowConfig",
+    "FlowCycleError",
+    "FlowDefinitionError",
+    "FlowFunctionParam",
+    "FlowLoopError",
+    "FlowShapeError",
+    "FlowTypeError",
+    "FuncConfig",
+    "FuncOption",
+    "FunctionNotFoundError",
+    "GlobalConfig",
+    "KisFlowError",
+    "LoadedConfig",
+    "Mode",
+    "Pool",
+    "PoolError",
+    "RowConversionError",
+    "RunEnd",
+    "RunError",
+    "RunResult",
+    "Source",
+    "Stage",
+    "StageExecutionError",
+    "StageStats",
+    "__version__",
+    "actions",
+    "caas",
+    "caas_init",
+    "errors",
+    "export_config",
+    "faas",
+    "load_config_dir",
+    "pool",
+}
+
+
+class TestPublicApi:
+    """Adding or removing a public name is a deliberate act: update EXPECTED too."""
+
+    def test_all_is_pinned(self) -> None:
+        assert set(kisflow.__all__) == EXPECTED
+
+    def test_all_is_sorted_and_unique(self) -> None:
+        assert kisflow.__all__ == sorted(set(kisflow.__all__))
+
+    def test_every_name_exists(self) -> None:
+        missing = [name for name in kisflow.__all__ if not hasattr(kisflow, name)]
+        assert missing == []
+
+    def test_every_error_is_a_kisflow_error(self) -> None:
+        errors = [getattr(kisflow.errors, n) for n in kisflow.errors.__all__]
+        assert all(issubclass(e, kisflow.KisFlowError) for e in errors)
+        assert len(errors) >= 15
+
+    def test_version_comes_from_the_package_metadata(self) -> None:
+        assert kisflow.__version__ == "0.1.0"
+
+    def test_py_typed_ships(self) -> None:
+        from importlib.resources import files
+
+        assert files("kisflow").joinpath("py.typed").is_file()
