@@ -85,8 +85,10 @@ class Connector:
                         type=self.config.type,
                         address=self.config.addrs,
                     ) from exc
-            else:
-                self._make_builtin()
+            elif self._make_builtin() is None:
+                # Nothing to run yet: a caas_init registered later still runs, at the
+                # first call, instead of being skipped for good.
+                return
             self._initialised = True
 
     def _make_builtin(self) -> BuiltinConnector | None:

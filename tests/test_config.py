@@ -6,7 +6,7 @@ from typing import Any
 
 import attrs
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import kisflow as kf
@@ -22,6 +22,9 @@ from kisflow.config import (
 )
 from kisflow.errors import ConfigError
 from kisflow.modes import Mode
+
+no_deadline = settings(deadline=None)
+"""Hypothesis without its per-example deadline: a loaded CI machine is slow, not wrong."""
 
 
 class TestSource:
@@ -395,6 +398,7 @@ func_yaml = st.fixed_dictionaries(
 class TestGeneratedConfigs:
     """Any well-formed KisFlow function/flow mapping builds a config that keeps its values."""
 
+    @no_deadline
     @given(func_yaml)
     def test_func_config_keeps_values(self, data: dict[str, Any]) -> None:
         conf = FuncConfig(**data)
@@ -411,12 +415,14 @@ class TestGeneratedConfigs:
         )
         assert again == conf
 
+    @no_deadline
     @given(st.lists(st.fixed_dictionaries({"fname": names, "params": st.none() | params})))
     def test_flow_config_keeps_order(self, flows: list[dict[str, Any]]) -> None:
         conf = FlowConfig(flow_name="F", flows=flows)
         assert [f.fname for f in conf.flows] == [f["fname"] for f in flows]
         assert [f.params for f in conf.flows] == [f["params"] or {} for f in flows]
 
+    @no_deadline
     @given(st.integers(max_value=-1))
     def test_any_negative_retry_is_refused(self, value: int) -> None:
         with pytest.raises(ConfigError):

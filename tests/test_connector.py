@@ -294,3 +294,25 @@ class TestMetadataAndIdentity:
         kf.faas("F", faas)
         save_flow().run([1])
         assert seen == [("Mem", CONN)]
+
+
+class TestLateInit:
+    """A caas_init registered after the stage was linked still runs, once, at first call."""
+
+    def test_init_registered_after_link(self) -> None:
+        inits: list[str] = []
+        kf.faas("F", save_via_connector)
+        kf.caas(
+            "Mem", "F", "S", lambda conn, fn, flow, args: [conn.get_metadata("ready")] * len(args)
+        )
+        flow = save_flow()
+
+        def init(conn: Connector) -> None:
+            inits.append(conn.get_name())
+            conn.set_metadata("ready", "yes")
+
+        kf.caas_init("Mem", init)
+        assert inits == []
+        assert flow.run([1, 2]).output == ["yes", "yes"]
+        assert flow.run([3]).output == ["yes"]
+        assert inits == ["Mem"]

@@ -9,7 +9,7 @@ from typing import Any
 
 import attrs
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from kisflow.rows import (
@@ -21,6 +21,9 @@ from kisflow.rows import (
     is_supported_row_type,
     type_fits,
 )
+
+no_deadline = settings(deadline=None)
+"""Hypothesis without its per-example deadline: a loaded CI machine is slow, not wrong."""
 
 
 @attrs.define
@@ -516,6 +519,7 @@ class TestRoundTrips:
 
     rt = RowType(Generated)
 
+    @no_deadline
     @given(generated)
     def test_dict_round_trip(self, row: Generated) -> None:
         data = converter.unstructure(row)
@@ -523,11 +527,13 @@ class TestRoundTrips:
         assert back == row
         assert converter.unstructure(back) == data
 
+    @no_deadline
     @given(generated)
     def test_json_round_trip(self, row: Generated) -> None:
         text = json.dumps(converter.unstructure(row))
         assert self.rt.convert([text]) == [row]
 
+    @no_deadline
     @given(st.lists(scores, max_size=20))
     def test_batch_of_dicts(self, rows: list[ScoreIn]) -> None:
         data = [converter.unstructure(r) for r in rows]
@@ -539,6 +545,7 @@ class TestRoundTrips:
 class TestNoTruncationProperty:
     """No float with a fractional part ever lands in an int field, however it arrives."""
 
+    @no_deadline
     @given(st.floats(allow_nan=False, allow_infinity=False).filter(lambda f: not f.is_integer()))
     def test_fractional_float_refused(self, value: float) -> None:
         rt = RowType(ScoreIn)
