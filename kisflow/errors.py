@@ -16,6 +16,8 @@ in the message::
     │   └── FlowTypeError(TypeError)            .upstream .downstream
     ├── RunError(RuntimeError)                  .flow .stage
     │   ├── RowConversionError(ValueError)      .row_index .row
+    │   ├── RowRejectedError(ValueError)        .row; flow.dead_letter() with no sink
+    │   ├── DeadLetterError                     the dead-letter sink itself failed
     │   ├── StageExecutionError                 .attempts; chained to the user's error
     │   ├── ActionError(ValueError)             bad action, e.g. an unknown jump target
     │   └── FlowLoopError                       .cycle .steps
@@ -31,6 +33,7 @@ __all__ = [
     "ActionError",
     "ConfigError",
     "ConnectorError",
+    "DeadLetterError",
     "DuplicateRegistrationError",
     "FaaSSignatureError",
     "FlowCycleError",
@@ -42,6 +45,7 @@ __all__ = [
     "KisFlowError",
     "PoolError",
     "RowConversionError",
+    "RowRejectedError",
     "RunError",
     "StageExecutionError",
 ]
@@ -158,6 +162,18 @@ class RowConversionError(RunError, ValueError):
         self.row_index = row_index
         self.row = row
         super().__init__(message, flow=flow, stage=stage)
+
+
+class RowRejectedError(RunError, ValueError):
+    """A FaaS rejected a row with ``flow.dead_letter`` and the stage has no dead-letter sink."""
+
+    def __init__(self, message: str, *, flow: str, stage: str, row: Any) -> None:
+        self.row = row
+        super().__init__(message, flow=flow, stage=stage)
+
+
+class DeadLetterError(RunError):
+    """The dead-letter sink raised while storing a row; the sink's error is chained."""
 
 
 class StageExecutionError(RunError):

@@ -36,7 +36,22 @@ class StageStats:
     rows_in: int
     rows_out: int
     duration: float
-    """Seconds spent in the stage, conversion included."""
+    """Seconds spent in the stage, conversion and retries included."""
+    dead_letters: int = 0
+    """Rows the stage's dead-letter sink accepted (counted from the sink, not derived)."""
+    filtered: int = 0
+    """Rows taken in but neither passed on nor dead-lettered, summed per call:
+    ``max(0, in - out - dead)``."""
+    added: int = 0
+    """Rows passed on beyond those taken in, summed per call: ``max(0, out + dead - in)``
+    (an Expand or Load stage that emits more rows than it takes)."""
+    retries: int = 0
+    """FaaS calls repeated after an error (``retry_times``); a retry never adds rows."""
+
+    def balanced(self) -> bool:
+        """Whether ``rows_in + added == rows_out + filtered + dead_letters`` (always true
+        for a run kisflow made; for stages that only drop rows, ``added`` is 0)."""
+        return self.rows_in + self.added == self.rows_out + self.filtered + self.dead_letters
 
 
 @attrs.frozen
@@ -51,6 +66,16 @@ class RunResult:
     stages: tuple[StageStats, ...]
     steps: int
     duration: float
+
+    @property
+    def dead_letters(self) -> int:
+        """Rows dead-lettered over the whole run."""
+        return sum(s.dead_letters for s in self.stages)
+
+    @property
+    def retries(self) -> int:
+        """FaaS calls retried over the whole run."""
+        return sum(s.retries for s in self.stages)
 
     def stage(self, name: str) -> StageStats:
         """The figures of the stage named ``name`` (or with that stage id)."""
