@@ -17,7 +17,7 @@ from importlib.metadata import PackageNotFoundError, version
 
 from loguru import logger
 
-from kisflow import actions, errors, pool
+from kisflow import actions, deadletter, errors, metrics, pool, report
 from kisflow.actions import Action
 from kisflow.builder import FlowBuilder
 from kisflow.config import (
@@ -30,10 +30,12 @@ from kisflow.config import (
     Source,
 )
 from kisflow.connector import Connector
+from kisflow.deadletter import DeadLetter
 from kisflow.errors import (
     ActionError,
     ConfigError,
     ConnectorError,
+    DeadLetterError,
     DuplicateRegistrationError,
     FaaSSignatureError,
     FlowCycleError,
@@ -45,6 +47,7 @@ from kisflow.errors import (
     KisFlowError,
     PoolError,
     RowConversionError,
+    RowRejectedError,
     RunError,
     StageExecutionError,
 )
@@ -70,6 +73,8 @@ __all__ = [
     "ConnConfig",
     "Connector",
     "ConnectorError",
+    "DeadLetter",
+    "DeadLetterError",
     "DuplicateRegistrationError",
     "FaaSSignatureError",
     "Flow",
@@ -90,6 +95,7 @@ __all__ = [
     "Pool",
     "PoolError",
     "RowConversionError",
+    "RowRejectedError",
     "RunEnd",
     "RunError",
     "RunResult",
@@ -101,7 +107,10 @@ __all__ = [
     "actions",
     "caas",
     "caas_init",
+    "deadletter",
     "errors",
     "faas",
+    "metrics",
     "pool",
+    "report",
 ]
