@@ -474,7 +474,9 @@ class Flow:
             source,
             ctx,
             max_steps if max_steps is not None else self._d.max_steps,
-            sinks=sinks_for(
+            sinks=None
+            if dead_letters is None and not self._d.dead_letters
+            else sinks_for(
                 plan.stages,
                 self._d.dead_letters,
                 as_sink(dead_letters) if dead_letters is not None else None,
