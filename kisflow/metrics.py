@@ -30,8 +30,11 @@ kisflow adds counters per stage, labelled ``flow_name``, ``func_name``, ``func_m
 
 from __future__ import annotations
 
+import bisect
+import math
 import threading
 import urllib.parse
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from kisflow.config import GlobalConfig
@@ -60,16 +63,16 @@ DEFAULT_ADDRESS = "127.0.0.1:20004"
 DURATION_BUCKETS_MS: tuple[float, ...] = (
     0.1,
     0.5,
-    1,
-    5,
-    10,
-    50,
-    100,
-    500,
-    1000,
-    5000,
-    10000,
-    60000,
+    1.0,
+    5.0,
+    10.0,
+    50.0,
+    100.0,
+    500.0,
+    1000.0,
+    5000.0,
+    10000.0,
+    60000.0,
 )
 """Histogram buckets, in milliseconds, of ``func_run_duration`` and ``flow_run_duration``."""
 
@@ -84,88 +87,38 @@ def _prometheus() -> Any:
     return prometheus_client
 
 
+# Per-stage cells: [calls, rows_in, rows_out, filtered, dead, retries, ms_sum, *buckets];
+# per-flow cells: [runs, source_rows, completed_runs, ms_sum, *buckets].
+_CALLS, _IN, _OUT, _FILTERED, _DEAD, _RETRIES, _STAGE_SUM = range(7)
+_RUNS, _DATA, _DONE, _FLOW_SUM = range(4)
+
+
 class _Metrics:
-    """The metric objects of one enable() .. disable() period, on a fresh registry."""
+    """The figures of one enable() .. disable() period, and the collector that shows them.
+
+    Runs add plain integers under one lock (about a microsecond per stage call); the
+    Prometheus metric families are built only when the registry is collected (a scrape),
+    which keeps metrics on cheap for many small runs.
+    """
 
     def __init__(self) -> None:
         pc = _prometheus()
-        reg = pc.CollectorRegistry(auto_describe=True)
-        self.registry: CollectorRegistry = reg
-        stage_labels = ("flow_name", "func_name", "func_mode")
-        self.kisflow_data = pc.Counter(
-            "kisflow_data", "Rows given to runs as source, all flows", registry=reg
-        )
-        self.flow_data = pc.Gauge(
-            "flow_data_total", "Rows given to runs as source", ("flow_name",), registry=reg
-        )
-        self.flow_schedule = pc.Gauge(
-            "flow_schedule_cnts", "Runs started", ("flow_name",), registry=reg
-        )
-        self.func_schedule = pc.Gauge(
-            "func_schedule_cnts", "Stage calls", ("func_name", "func_mode"), registry=reg
-        )
-        self.func_duration = pc.Histogram(
-            "func_run_duration",
-            "Milliseconds per stage call (conversion and retries included)",
-            ("func_name", "func_mode"),
-            buckets=DURATION_BUCKETS_MS,
-            registry=reg,
-        )
-        self.flow_duration = pc.Histogram(
-            "flow_run_duration",
-            "Milliseconds per completed run",
-            ("flow_name",),
-            buckets=DURATION_BUCKETS_MS,
-            registry=reg,
-        )
-        self.rows_in = pc.Counter(
-            "func_rows_in", "Rows a stage received", stage_labels, registry=reg
-        )
-        self.rows_out = pc.Counter(
-            "func_rows_out", "Rows a stage passed on", stage_labels, registry=reg
-        )
-        self.rows_filtered = pc.Counter(
-            "func_rows_filtered",
-            "Rows a stage dropped without dead-lettering them",
-            stage_labels,
-            registry=reg,
-        )
-        self.rows_dead = pc.Counter(
-            "func_rows_dead_lettered",
-            "Rows a stage sent to its dead-letter sink",
-            stage_labels,
-            registry=reg,
-        )
-        self.retries = pc.Counter(
-            "func_retries", "FaaS calls retried after an error", stage_labels, registry=reg
-        )
-        self._children: dict[tuple[str, str, str], tuple[Any, ...]] = {}
         self._lock = threading.Lock()
+        self._stages: dict[tuple[str, str, str], list[float]] = {}
+        self._flows: dict[str, list[float]] = {}
+        self._source_rows = 0
+        self.registry: CollectorRegistry = pc.CollectorRegistry(auto_describe=True)
+        self.registry.register(self)
 
     def run_started(self, flow: str, source_rows: int) -> None:
         """Count one run and its source rows."""
-        self.kisflow_data.inc(source_rows)
-        self.flow_data.labels(flow).inc(source_rows)
-        self.flow_schedule.labels(flow).inc()
-
-    def _stage_children(self, flow: str, stage: Stage) -> tuple[Any, ...]:
-        key = (flow, stage.name, stage.mode.value)
-        children = self._children.get(key)
-        if children is None:
-            with self._lock:
-                labels = key
-                func = (stage.name, stage.mode.value)
-                children = (
-                    self.func_schedule.labels(*func),
-                    self.func_duration.labels(*func),
-                    self.rows_in.labels(*labels),
-                    self.rows_out.labels(*labels),
-                    self.rows_filtered.labels(*labels),
-                    self.rows_dead.labels(*labels),
-                    self.retries.labels(*labels),
-                )
-                self._children[key] = children
-        return children
+        with self._lock:
+            cells = self._flows.get(flow)
+            if cells is None:
+                cells = self._flows[flow] = [0] * (_FLOW_SUM + 2 + len(DURATION_BUCKETS_MS))
+            cells[_RUNS] += 1
+            cells[_DATA] += source_rows
+            self._source_rows += source_rows
 
     def stage_done(
         self,
@@ -180,23 +133,106 @@ class _Metrics:
         seconds: float,
     ) -> None:
         """Count one stage call."""
-        schedule, duration, c_in, c_out, c_filtered, c_dead, c_retries = self._stage_children(
-            flow, stage
-        )
-        schedule.inc()
-        duration.observe(seconds * 1000.0)
-        c_in.inc(rows_in)
-        c_out.inc(rows_out)
-        if filtered:
-            c_filtered.inc(filtered)
-        if dead:
-            c_dead.inc(dead)
-        if retries:
-            c_retries.inc(retries)
+        ms = seconds * 1000.0
+        bucket = _STAGE_SUM + 1 + bisect.bisect_left(DURATION_BUCKETS_MS, ms)
+        key = (flow, stage.name, stage.mode.value)
+        with self._lock:
+            cells = self._stages.get(key)
+            if cells is None:
+                cells = self._stages[key] = [0] * (_STAGE_SUM + 2 + len(DURATION_BUCKETS_MS))
+            cells[_CALLS] += 1
+            cells[_IN] += rows_in
+            cells[_OUT] += rows_out
+            cells[_FILTERED] += filtered
+            cells[_DEAD] += dead
+            cells[_RETRIES] += retries
+            cells[_STAGE_SUM] += ms
+            cells[bucket] += 1
 
     def run_done(self, flow: str, seconds: float) -> None:
         """Observe one completed run's duration."""
-        self.flow_duration.labels(flow).observe(seconds * 1000.0)
+        ms = seconds * 1000.0
+        bucket = _FLOW_SUM + 1 + bisect.bisect_left(DURATION_BUCKETS_MS, ms)
+        with self._lock:
+            cells = self._flows[flow]
+            cells[_DONE] += 1
+            cells[_FLOW_SUM] += ms
+            cells[bucket] += 1
+
+    # -- the prometheus_client collector protocol ---------------------------------------
+
+    def collect(self) -> Iterator[Any]:
+        """Build the metric families from a consistent copy of the figures."""
+        _prometheus()
+        import prometheus_client.core as core
+
+        with self._lock:
+            source_rows = self._source_rows
+            flows = {k: list(v) for k, v in self._flows.items()}
+            stages = {k: list(v) for k, v in self._stages.items()}
+
+        total = core.CounterMetricFamily(
+            "kisflow_data", "Rows given to runs as source, all flows", labels=()
+        )
+        total.add_metric((), source_rows)
+        yield total
+
+        flow_data = core.GaugeMetricFamily(
+            "flow_data_total", "Rows given to runs as source", labels=("flow_name",)
+        )
+        flow_runs = core.GaugeMetricFamily(
+            "flow_schedule_cnts", "Runs started", labels=("flow_name",)
+        )
+        flow_ms = core.HistogramMetricFamily(
+            "flow_run_duration", "Milliseconds per completed run", labels=("flow_name",)
+        )
+        for flow, cells in sorted(flows.items()):
+            flow_data.add_metric((flow,), cells[_DATA])
+            flow_runs.add_metric((flow,), cells[_RUNS])
+            flow_ms.add_metric((flow,), _buckets(cells[_FLOW_SUM + 1 :]), cells[_FLOW_SUM])
+        yield from (flow_data, flow_runs, flow_ms)
+
+        # KisFlow labels these by function only: sum the stages of every flow.
+        funcs: dict[tuple[str, str], list[float]] = {}
+        for (_, name, mode), cells in stages.items():
+            acc = funcs.setdefault((name, mode), [0] * len(cells))
+            for i, value in enumerate(cells):
+                acc[i] += value
+        func_runs = core.GaugeMetricFamily(
+            "func_schedule_cnts", "Stage calls", labels=("func_name", "func_mode")
+        )
+        func_ms = core.HistogramMetricFamily(
+            "func_run_duration",
+            "Milliseconds per stage call (conversion and retries included)",
+            labels=("func_name", "func_mode"),
+        )
+        for key, cells in sorted(funcs.items()):
+            func_runs.add_metric(key, cells[_CALLS])
+            func_ms.add_metric(key, _buckets(cells[_STAGE_SUM + 1 :]), cells[_STAGE_SUM])
+        yield from (func_runs, func_ms)
+
+        labels = ("flow_name", "func_name", "func_mode")
+        for index, name, doc in (
+            (_IN, "func_rows_in", "Rows a stage received"),
+            (_OUT, "func_rows_out", "Rows a stage passed on"),
+            (_FILTERED, "func_rows_filtered", "Rows a stage dropped without dead-lettering"),
+            (_DEAD, "func_rows_dead_lettered", "Rows a stage sent to its dead-letter sink"),
+            (_RETRIES, "func_retries", "FaaS calls retried after an error"),
+        ):
+            family = core.CounterMetricFamily(name, doc, labels=labels)
+            for stage_key, cells in sorted(stages.items()):
+                family.add_metric(stage_key, cells[index])
+            yield family
+
+
+def _buckets(counts: list[float]) -> list[tuple[str, float]]:
+    """Per-bucket counts -> Prometheus' cumulative (le, count) pairs, ending with +Inf."""
+    out: list[tuple[str, float]] = []
+    running = 0.0
+    for bound, count in zip([*DURATION_BUCKETS_MS, math.inf], counts, strict=True):
+        running += count
+        out.append(("+Inf" if bound == math.inf else repr(float(bound)), running))
+    return out
 
 
 _active: _Metrics | None = None
