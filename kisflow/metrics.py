@@ -264,6 +264,11 @@ class MetricsServer:
         """The scrape URL, e.g. ``http://127.0.0.1:20004/metrics``."""
         return f"http://{_join(self.host, self.port)}/metrics"
 
+    @property
+    def stopped(self) -> bool:
+        """Whether ``stop`` was called."""
+        return self._stopped
+
     def stop(self) -> None:
         """Stop serving and close the socket (idempotent)."""
         if self._stopped:
@@ -351,7 +356,7 @@ def enable(
             _active = _Metrics()
         if not serve:
             return None
-        if _server is not None:
+        if _server is not None and not _server.stopped:
             raise ConfigError(
                 f"metrics are already served at {_server.url}; call kisflow.metrics.disable() "
                 f"(or stop that server) first",

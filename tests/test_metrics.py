@@ -169,6 +169,15 @@ class TestEnable:
             metrics.serve("127.0.0.1:0")
         assert _scrape(server.url)
 
+    def test_a_stopped_server_can_be_replaced(self) -> None:
+        first = metrics.serve("127.0.0.1:0")
+        first.stop()
+        assert first.stopped
+        second = metrics.serve("127.0.0.1:0")
+        assert not second.stopped
+        _known_flow().run([2, 4])
+        assert _scrape(second.url)[("kisflow_data_total", ())] == 2
+
     def test_busy_port_is_a_config_error(self) -> None:
         with socket.socket() as busy:
             busy.bind(("127.0.0.1", 0))
