@@ -324,6 +324,8 @@ class Run:
         delay: float = min(base * (1 << (self._attempt - 1)), max(MAX_RETRY_DELAY, base))
         self._attempt += 1
         self._retries[pos] += 1
+        if self.metrics is not None:
+            self.metrics.retried(self.flow_name, self.stages[pos])
         self._rejects = []
         self._fresh_buffer()
         return delay
@@ -398,7 +400,6 @@ class Run:
                 rows_out=rows_out,
                 filtered=max(filtered, 0),
                 dead=dead,
-                retries=attempt - 1,
                 seconds=duration,
             )
         if aborted:

@@ -129,25 +129,32 @@ class _Metrics:
         rows_out: int,
         filtered: int,
         dead: int,
-        retries: int,
         seconds: float,
     ) -> None:
-        """Count one stage call."""
+        """Count one completed stage call."""
         ms = seconds * 1000.0
         bucket = _STAGE_SUM + 1 + bisect.bisect_left(DURATION_BUCKETS_MS, ms)
         key = (flow, stage.name, stage.mode.value)
         with self._lock:
-            cells = self._stages.get(key)
-            if cells is None:
-                cells = self._stages[key] = [0] * (_STAGE_SUM + 2 + len(DURATION_BUCKETS_MS))
+            cells = self._cells(key)
             cells[_CALLS] += 1
             cells[_IN] += rows_in
             cells[_OUT] += rows_out
             cells[_FILTERED] += filtered
             cells[_DEAD] += dead
-            cells[_RETRIES] += retries
             cells[_STAGE_SUM] += ms
             cells[bucket] += 1
+
+    def _cells(self, key: tuple[str, str, str]) -> list[float]:
+        cells = self._stages.get(key)
+        if cells is None:
+            cells = self._stages[key] = [0] * (_STAGE_SUM + 2 + len(DURATION_BUCKETS_MS))
+        return cells
+
+    def retried(self, flow: str, stage: Stage) -> None:
+        """Count one retry, when it happens (so retries of a failed run count too)."""
+        with self._lock:
+            self._cells((flow, stage.name, stage.mode.value))[_RETRIES] += 1
 
     def run_done(self, flow: str, seconds: float) -> None:
         """Observe one completed run's duration."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import concurrent.futures
 import socket
 import subprocess
 import sys
@@ -98,6 +99,42 @@ class TestScrape:
         assert got[("func_rows_out_total", _stage("Flaky", "Save"))] == 5
         assert got[("func_retries_total", _stage("Flaky", "Save"))] == 2
         assert got[("func_rows_dead_lettered_total", _stage("Flaky", "Save"))] == 0
+
+    def test_retries_of_a_failed_run_are_counted(self) -> None:
+        metrics.enable()
+
+        @kf.faas("Down")
+        def down(flow: kf.Flow, rows: list[int]) -> None:
+            raise OSError("store down")
+
+        flow = kf.FlowBuilder("Known").save("Down", option=kf.FuncOption(retry_times=2)).build()
+        with pytest.raises(kf.StageExecutionError):
+            flow.run([1])
+        text = metrics.scrape()
+        assert 'func_retries_total{flow_name="Known",func_mode="Save",func_name="Down"} 2.0' in text
+        assert 'flow_schedule_cnts{flow_name="Known"} 1.0' in text
+        # The failed call and run are not observed: only completed ones are.
+        assert 'flow_run_duration_count{flow_name="Known"} 0.0' in text
+        assert 'func_schedule_cnts{func_mode="Save",func_name="Down"} 0.0' in text
+
+    def test_runs_from_threads_add_up(self) -> None:
+        metrics.enable()
+        flow = _known_flow()
+
+        def work(_: int) -> int:
+            return len(flow.run([2, 4, 6, 7]).output)
+
+        with concurrent.futures.ThreadPoolExecutor(4) as pool:
+            outputs = list(pool.map(work, range(40)))
+        assert outputs == [3] * 40
+        text = metrics.scrape()
+        assert "kisflow_data_total 160.0" in text
+        assert 'flow_schedule_cnts{flow_name="Known"} 40.0' in text
+        assert 'func_schedule_cnts{func_mode="Verify",func_name="KeepEven"} 40.0' in text
+        verify = 'flow_name="Known",func_mode="Verify",func_name="KeepEven"'
+        assert f"func_rows_in_total{{{verify}}} 160.0" in text
+        assert f"func_rows_filtered_total{{{verify}}} 40.0" in text
+        assert 'func_run_duration_count{func_mode="Verify",func_name="KeepEven"} 40.0' in text
 
     def test_scrape_text_without_http_matches(self) -> None:
         metrics.enable()
