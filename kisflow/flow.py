@@ -443,6 +443,7 @@ class Flow:
             FunctionNotFoundError, FlowTypeError: before any stage runs.
             RowConversionError, StageExecutionError, ActionError, FlowLoopError: naming
                 the flow and stage; the user's own exception is chained.
+            RowRejectedError, DeadLetterError: a rejected row with no sink; a failing sink.
         """
         run = self._start(rows, ctx, max_steps, dead_letters=dead_letters)
         if run is None:
