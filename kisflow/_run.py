@@ -393,15 +393,7 @@ class Run:
         self.output = result
         m = self.metrics
         if m is not None:
-            m.stage_done(
-                self.flow_name,
-                stage,
-                rows_in=rows_in,
-                rows_out=rows_out,
-                filtered=max(filtered, 0),
-                dead=dead,
-                seconds=duration,
-            )
+            m.stage_done(self.flow_name, stage, rows_in, rows_out, max(filtered, 0), dead, duration)
         if aborted:
             self._stop(RunEnd.ABORTED, stage)
         elif stop_for_no_rows:

@@ -106,6 +106,8 @@ class _Metrics:
         self._lock = threading.Lock()
         self._stages: dict[tuple[str, str, str], list[float]] = {}
         self._flows: dict[str, list[float]] = {}
+        # (flow, stage id) -> the cells of (flow, function, mode); read without the lock.
+        self._by_stage: dict[tuple[str, str], list[float]] = {}
         self._source_rows = 0
         self.registry: CollectorRegistry = pc.CollectorRegistry(auto_describe=True)
         self.registry.register(self)
@@ -124,19 +126,22 @@ class _Metrics:
         self,
         flow: str,
         stage: Stage,
-        *,
         rows_in: int,
         rows_out: int,
         filtered: int,
         dead: int,
         seconds: float,
     ) -> None:
-        """Count one completed stage call."""
+        """Count one completed stage call (positional arguments: this runs per stage call)."""
         ms = seconds * 1000.0
         bucket = _STAGE_SUM + 1 + bisect.bisect_left(DURATION_BUCKETS_MS, ms)
-        key = (flow, stage.name, stage.mode.value)
+        cells = self._by_stage.get((flow, stage.id))
+        if cells is None:
+            with self._lock:
+                cells = self._by_stage[flow, stage.id] = self._cells(
+                    (flow, stage.name, stage.mode.value)
+                )
         with self._lock:
-            cells = self._cells(key)
             cells[_CALLS] += 1
             cells[_IN] += rows_in
             cells[_OUT] += rows_out
