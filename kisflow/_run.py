@@ -271,6 +271,12 @@ class Run:
         self._dead[pos] += 1
         self._call_dead += 1
 
+    def _reused_input(self) -> list[Any]:
+        """The stage's input without the rows it rejected (``data_reuse`` passes it on)."""
+        rejected = {letter.row_index for letter in self._rejects}
+        positions = self.kept if self.kept is not None else range(len(self.input))
+        return [row for i, row in zip(positions, self.input, strict=True) if i not in rejected]
+
     def reject(self, row: Any, reason: str | BaseException) -> None:
         """A FaaS rejects ``row`` (``flow.dead_letter``): kept until the stage succeeds."""
         pos = self.pos
@@ -362,7 +368,10 @@ class Run:
             result = buf
             stop_for_no_rows = not buf
         else:
-            result = self.input if action.data_reuse else buf
+            if action.data_reuse:
+                result = self._reused_input() if self._rejects else self.input
+            else:
+                result = buf
             stop_for_no_rows = not result and not action.force_entry_next
             if action.jump_func is not None:
                 jump = self._jump_target(action.jump_func)

@@ -139,6 +139,23 @@ class TestRejectedRows:
         stats = result.stage("KeepEven")
         assert (stats.rows_in, stats.rows_out, stats.dead_letters, stats.filtered) == (4, 1, 2, 1)
 
+    def test_data_reuse_does_not_pass_rejected_rows_on(self) -> None:
+        @kf.faas("Gate")
+        def gate(flow: kf.Flow, rows: list[Item]) -> None:
+            for r in rows:
+                if r.n < 0:
+                    flow.dead_letter(r, "negative")
+            flow.next(actions.data_reuse)
+
+        flow = kf.FlowBuilder("f").verify("Gate").build()
+        sink: list[DeadLetter] = []
+        result = flow.run([{"n": 1}, "bad", {"n": -2}, {"n": 3}], dead_letters=sink)
+        assert result.output == [{"n": 1}, {"n": 3}]
+        assert sorted(d.row_index for d in sink) == [1, 2]
+        stats = result.stage("Gate")
+        assert (stats.rows_in, stats.rows_out, stats.dead_letters, stats.filtered) == (4, 2, 2, 0)
+        assert stats.added == 0
+
     def test_exception_as_reason(self) -> None:
         @kf.faas("Check")
         def check(flow: kf.Flow, rows: list[Item]) -> None:
