@@ -364,10 +364,13 @@ class Flow:
                 f"stages are {known}",
                 flow=self.name,
             )
+        # Copy on write: runs starting in other threads read the table without a lock.
+        table = dict(self._d.dead_letters)
         if sink is None:
-            self._d.dead_letters.pop(stage, None)
+            table.pop(stage, None)
         else:
-            self._d.dead_letters[stage] = as_sink(sink)
+            table[stage] = as_sink(sink)
+        self._d.dead_letters = table
         return self
 
     # -- checking -----------------------------------------------------------------------
