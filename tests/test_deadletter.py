@@ -205,6 +205,58 @@ class TestRejectedRows:
         assert (stats.retries, stats.dead_letters, stats.rows_out) == (2, 1, 2)
 
 
+class TestUntypedAndRepeatedStages:
+    """Stages reading flow.input() can reject rows; a stage run twice sums its figures."""
+
+    def test_untyped_stage_rejects_by_input_index(self) -> None:
+        @kf.faas("Raw")
+        def raw(flow: kf.Flow) -> None:
+            for row in flow.input():
+                if row == "drop me":
+                    flow.dead_letter(row, "unwanted")
+                else:
+                    flow.commit_row(row)
+
+        flow = kf.FlowBuilder("f").verify("Raw").build()
+        sink: list[DeadLetter] = []
+        result = flow.run(["a", "drop me", "b"], dead_letters=sink)
+        assert result.output == ["a", "b"]
+        assert [(d.row_index, d.error) for d in sink] == [(1, "unwanted")]
+
+    def test_jumped_stage_sums_calls(self) -> None:
+        passes = {"n": 0}
+
+        @kf.faas("Halve")
+        def halve(flow: kf.Flow, rows: list[Item]) -> None:
+            for r in rows:
+                if r.n < 0:
+                    flow.dead_letter(r, "negative")
+                elif r.n % 2 == 0:
+                    flow.commit_row(Item(r.n // 2))
+
+        @kf.faas("Again")
+        def again(flow: kf.Flow, rows: list[Item]) -> None:
+            passes["n"] += 1
+            flow.commit_row_batch([*rows, Item(-1)])
+            if passes["n"] < 2:
+                flow.next(actions.jump_func("Halve"))
+
+        flow = kf.FlowBuilder("f").verify("Halve").calculate("Again").build()
+        sink: list[DeadLetter] = []
+        result = flow.run([{"n": 8}, {"n": 3}, {"n": 4}], dead_letters=sink)
+        # Pass 1: Halve 3 in -> 2 out (8->4, 4->2), 1 filtered; Again 2 in -> 3 out.
+        # Jump: Halve takes Again's input layer, the same 3 rows as before.
+        halve_stats = result.stage("Halve")
+        assert halve_stats.calls == 2
+        assert (halve_stats.rows_in, halve_stats.rows_out) == (6, 4)
+        assert (halve_stats.filtered, halve_stats.dead_letters) == (2, 0)
+        again_stats = result.stage("Again")
+        assert (again_stats.calls, again_stats.rows_in, again_stats.rows_out) == (2, 4, 6)
+        assert again_stats.added == 2
+        assert again_stats.balanced()
+        assert halve_stats.balanced()
+
+
 class TestSinkKinds:
     """JSONL files, callables and put() objects receive the same letters as a list."""
 
