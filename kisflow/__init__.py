@@ -17,7 +17,7 @@ from importlib.metadata import PackageNotFoundError, version
 
 from loguru import logger
 
-from kisflow import actions, errors, pool
+from kisflow import actions, deadletter, errors, metrics, pool, report
 from kisflow.actions import Action
 from kisflow.builder import FlowBuilder
 from kisflow.config import (
@@ -31,10 +31,12 @@ from kisflow.config import (
 )
 from kisflow.configfile import LoadedConfig, export_config, load_config_dir
 from kisflow.connector import Connector
+from kisflow.deadletter import DeadLetter
 from kisflow.errors import (
     ActionError,
     ConfigError,
     ConnectorError,
+    DeadLetterError,
     DuplicateRegistrationError,
     FaaSSignatureError,
     FlowCycleError,
@@ -46,6 +48,7 @@ from kisflow.errors import (
     KisFlowError,
     PoolError,
     RowConversionError,
+    RowRejectedError,
     RunError,
     StageExecutionError,
 )
@@ -71,6 +74,8 @@ __all__ = [
     "Connector",
     "ConnectorError",
     "DEFAULT_MAX_STEPS",
+    "DeadLetter",
+    "DeadLetterError",
     "DuplicateRegistrationError",
     "FaaSSignatureError",
     "Flow",
@@ -92,6 +97,7 @@ __all__ = [
     "Pool",
     "PoolError",
     "RowConversionError",
+    "RowRejectedError",
     "RunEnd",
     "RunError",
     "RunResult",
@@ -103,9 +109,12 @@ __all__ = [
     "actions",
     "caas",
     "caas_init",
+    "deadletter",
     "errors",
     "export_config",
     "faas",
     "load_config_dir",
+    "metrics",
     "pool",
+    "report",
 ]

@@ -5,6 +5,24 @@ run (source and result layers, the current stage, the pending action, step count
 figures), so one Flow definition runs from many threads at once without cross-talk.
 The loop is split into ``begin`` (prepare the stage and its arguments) and ``end``
 (apply the data-layer rules and actions), so sync and async drivers share it.
+
+A driver's step, sync or async (``run_sync`` is the reference)::
+
+    while not run.done:                # then run.result()
+    spec, args = run.begin()           # rows that failed conversion are dead-lettered here
+    while True:
+        try:
+            out = spec.fn(*args)       # then run.finish_sync(spec, out), or await it
+            break
+        except Exception as exc:
+            delay = run.retry(exc)     # None: no attempt left (or not retryable)
+            if delay is None:
+                raise run.failure(exc)  # the error to raise, chained to exc
+            sleep(delay)               # time.sleep / await asyncio.sleep
+    run.end(elapsed_seconds)           # data-layer rules, dead letters, figures, metrics
+
+``retry`` discards what the failed attempt committed (rows, actions, rejected rows),
+so a retried stage never duplicates output.
 """
 
 from __future__ import annotations
@@ -16,47 +34,67 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+from kisflow import metrics as _metrics
 from kisflow._pool import FaaSSpec
 from kisflow._signature import CallKind
+from kisflow.deadletter import DeadLetter, DeadLetterSink
 from kisflow.errors import (
     ActionError,
+    ConnectorError,
+    DeadLetterError,
     FlowLoopError,
     KisFlowError,
     RowConversionError,
+    RowRejectedError,
     RunError,
     StageExecutionError,
 )
-from kisflow.result import RunEnd, RunResult
+from kisflow.result import RunEnd, RunResult, StageFigures
 from kisflow.rows import RowConversionFailure, describe_type
 from kisflow.stage import Stage
 
 if TYPE_CHECKING:
     from kisflow.flow import Flow
 
-__all__ = ["Run", "run_sync"]
+__all__ = ["MAX_RETRY_DELAY", "Run", "run_sync"]
+
+MAX_RETRY_DELAY = 30.0
+"""Seconds: the doubling retry delay stops growing here (or at ``return_duration``)."""
 
 
 class Run:
     """The private state of one run of a flow."""
 
     __slots__ = (
+        "_added",
+        "_attempt",
+        "_call_dead",
         "_calls",
+        "_dead",
         "_durations",
+        "_filtered",
+        "_in_count",
+        "_rejects",
+        "_retries",
         "_rows_in",
         "_rows_out",
         "_runner",
         "_started",
         "buffer",
+        "converted",
         "ctx",
         "ended",
         "flow_name",
         "input",
         "jump_index",
+        "kept",
         "layers",
         "max_steps",
+        "metrics",
         "n",
         "output",
         "pos",
+        "sinks",
         "source",
         "specs",
         "stages",
@@ -76,6 +114,8 @@ class Run:
         source: list[Any],
         ctx: Any,
         max_steps: int,
+        *,
+        sinks: Sequence[DeadLetterSink | None] | None = None,
     ) -> None:
         n = len(stages)
         self.flow_name = flow.name
@@ -101,9 +141,24 @@ class Run:
         self._rows_in = [0] * n
         self._rows_out = [0] * n
         self._durations = [0.0] * n
+        self._dead = [0] * n
+        self._filtered = [0] * n
+        self._added = [0] * n
+        self._retries = [0] * n
+        self._attempt = 1
+        self._call_dead = 0
+        self._in_count = 0
+        self._rejects: list[DeadLetter] = []
+        self.converted: list[Any] = source
+        self.kept: list[int] | None = None
+        self.sinks = sinks
         self._runner: asyncio.Runner | None = None
         self._started = time.perf_counter()
         self.view = flow._view(self)
+        # Read once per run: metrics off costs one attribute check per stage call.
+        self.metrics = _metrics._active
+        if self.metrics is not None:
+            self.metrics.run_started(self.flow_name, len(source))
 
     # -- the two halves of a step --------------------------------------------------------
 
@@ -130,6 +185,8 @@ class Run:
             prev = self.layers[pos - 1]
             inp = prev if prev is not None else []
         self.input = inp
+        self._in_count = len(inp)
+        # _attempt, _call_dead, _rejects and kept are reset by end() when a call used them.
         buf: list[Any] = []
         self.buffer = buf
         view = self.view
@@ -146,6 +203,12 @@ class Run:
                 try:
                     rows = sig.rows.convert(inp)
                 except RowConversionFailure as bad:
+                    if self.sink(pos) is not None:
+                        rows = self._dead_letter_unconvertible(pos, inp)
+                        view._input = self.input
+                        self.converted = rows
+                        args = (self.ctx, view, rows) if sig.takes_ctx else (view, rows)
+                        return spec, args
                     raise RowConversionError(
                         f"flow {self.flow_name!r} stage {self.label(pos)}: row {bad.index} "
                         f"cannot be converted to {describe_type(sig.rows_type)}: {bad.cause}; "
@@ -155,10 +218,166 @@ class Run:
                         row_index=bad.index,
                         row=bad.row,
                     ) from bad.cause
+            self.converted = rows
             args = (self.ctx, view, rows) if sig.takes_ctx else (view, rows)
         else:
+            self.converted = inp
             args = (self.ctx, view) if sig.takes_ctx else (view,)
         return spec, args
+
+    def sink(self, pos: int) -> DeadLetterSink | None:
+        """The dead-letter sink of the stage at ``pos``, or None."""
+        sinks = self.sinks
+        return None if sinks is None else sinks[pos]
+
+    def _fresh_buffer(self) -> None:
+        buf: list[Any] = []
+        self.buffer = buf
+        view = self.view
+        view._action = None
+        view.commit_row = buf.append
+        view.commit_row_batch = buf.extend
+
+    def _dead_letter_unconvertible(self, pos: int, inp: list[Any]) -> list[Any]:
+        """Send rows that fail conversion to the stage's sink; return the converted rest."""
+        sig = self.specs[pos].signature
+        assert sig.rows is not None
+        good, bad = sig.rows.convert_each(inp)
+        stage = self.stages[pos]
+        for failure in bad:
+            cause = failure.cause
+            self._put(
+                pos,
+                DeadLetter(
+                    flow=self.flow_name,
+                    stage=stage.name,
+                    stage_id=stage.id,
+                    row_index=failure.index,
+                    row=failure.row,
+                    reason="conversion",
+                    error=f"cannot be converted to {describe_type(sig.rows_type)}: {cause}",
+                    error_type=type(cause).__name__,
+                ),
+            )
+        dropped = {f.index for f in bad}
+        # The stage's input, as flow.input() and data_reuse see it, loses the same rows;
+        # ``kept`` maps a converted row's position back to its index in the batch.
+        self.kept = [i for i in range(len(inp)) if i not in dropped]
+        self.input = [inp[i] for i in self.kept]
+        return good
+
+    def _put(self, pos: int, letter: DeadLetter) -> None:
+        """Hand one letter to the stage's sink and count it once the sink took it."""
+        sink = self.sink(pos)
+        assert sink is not None
+        try:
+            sink.put(letter)
+        except Exception as exc:
+            raise DeadLetterError(
+                f"flow {self.flow_name!r} stage {self.label(pos)}: the dead-letter sink "
+                f"{sink!r} failed to store row {letter.row_index}: {type(exc).__name__}: {exc}",
+                flow=self.flow_name,
+                stage=letter.stage,
+            ) from exc
+        self._dead[pos] += 1
+        self._call_dead += 1
+
+    def _reused_input(self) -> list[Any]:
+        """The stage's input without the rows it rejected (``data_reuse`` passes it on)."""
+        rejected = {letter.row_index for letter in self._rejects}
+        positions = self.kept if self.kept is not None else range(len(self.input))
+        return [row for i, row in zip(positions, self.input, strict=True) if i not in rejected]
+
+    def reject(self, row: Any, reason: str | BaseException) -> None:
+        """A FaaS rejects ``row`` (``flow.dead_letter``): kept until the stage succeeds."""
+        pos = self.pos
+        stage = self.stages[pos]
+        if isinstance(reason, BaseException):
+            error, error_type = str(reason), type(reason).__name__
+        else:
+            error, error_type = str(reason), "RowRejected"
+        if self.sink(pos) is None:
+            raise RowRejectedError(
+                f"flow {self.flow_name!r} stage {self.label(pos)} rejected row {row!r}: "
+                f"{error}; give the flow a dead-letter sink to keep such rows and go on"[:2000],
+                flow=self.flow_name,
+                stage=stage.name,
+                row=row,
+            )
+        index = _index_of(row, self.converted)
+        if index < 0:
+            index = _index_of(row, self.input)
+        if index >= 0 and self.kept is not None:
+            index = self.kept[index]
+        self._rejects.append(
+            DeadLetter(
+                flow=self.flow_name,
+                stage=stage.name,
+                stage_id=stage.id,
+                row_index=index,
+                row=row,
+                reason="rejected",
+                error=error,
+                error_type=error_type,
+            )
+        )
+
+    def retry(self, exc: Exception) -> float | None:
+        """After a failed FaaS call: seconds to wait before calling it again, or None.
+
+        None when ``exc`` is not retryable (kisflow's own run errors; connector errors
+        and the user's exceptions are) or the stage's ``retry_times`` are used up.
+        Otherwise the failed attempt's commits, actions and rejected rows are discarded.
+        The wait is ``return_duration`` ms, doubling on each retry up to
+        ``MAX_RETRY_DELAY`` s (or ``return_duration`` if that is longer).
+        """
+        if not _retryable(exc):
+            return None
+        pos = self.pos
+        option = self.stages[pos].config.option
+        if self._attempt > option.retry_times:
+            return None
+        base = option.return_duration / 1000.0
+        delay: float = min(base * (1 << (self._attempt - 1)), max(MAX_RETRY_DELAY, base))
+        self._attempt += 1
+        self._retries[pos] += 1
+        if self.metrics is not None:
+            self.metrics.retried(self.flow_name, self.stages[pos])
+        self._rejects = []
+        self._fresh_buffer()
+        return delay
+
+    @property
+    def attempt(self) -> int:
+        """The current stage call's attempt number, from 1."""
+        return self._attempt
+
+    def failure(self, exc: Exception) -> Exception:
+        """The error to raise for ``exc`` escaping the current stage (after any retries).
+
+        kisflow's own errors are returned as they are, with a note naming flow and stage;
+        other exceptions, and any error after retries, become ``StageExecutionError``
+        with ``.attempts``, chained to ``exc``.
+        """
+        if isinstance(exc, ConnectorError) and self._attempt > 1:
+            # Still a ConnectorError (naming connector, type and address) after retries.
+            err: Exception = ConnectorError(
+                f"{exc} (after {self._attempt} attempts)",
+                connector=exc.connector,
+                type=exc.type,
+                address=exc.address,
+                retryable=exc.retryable,
+            )
+            err.add_note(self.where())
+            err.__cause__ = exc
+            return err
+        if isinstance(exc, KisFlowError) and (self._attempt == 1 or not _retryable(exc)):
+            exc.add_note(self.where())
+            return exc
+        error = self.stage_error(exc)
+        error.__cause__ = exc
+        error.__suppress_context__ = True
+        return error
 
     def end(self, duration: float) -> None:
         """Apply KisFlow's data-layer rules and the pending action to the stage just run."""
@@ -172,18 +391,41 @@ class Run:
             result = buf
             stop_for_no_rows = not buf
         else:
-            result = self.input if action.data_reuse else buf
+            if action.data_reuse:
+                result = self._reused_input() if self._rejects else self.input
+            else:
+                result = buf
             stop_for_no_rows = not result and not action.force_entry_next
             if action.jump_func is not None:
                 jump = self._jump_target(action.jump_func)
                 stop_for_no_rows = False
             aborted = action.abort
+        if self._rejects:
+            for letter in self._rejects:
+                self._put(pos, letter)
+            self._rejects = []
         self.layers[pos] = result
+        rows_in = self._in_count
+        rows_out = len(result)
+        dead = self._call_dead
+        attempt = self._attempt
+        if dead or attempt != 1 or self.kept is not None:
+            self._call_dead = 0
+            self._attempt = 1
+            self.kept = None
+        filtered = rows_in - rows_out - dead
         self._calls[pos] += 1
-        self._rows_in[pos] += len(self.input)
-        self._rows_out[pos] += len(result)
+        self._rows_in[pos] += rows_in
+        self._rows_out[pos] += rows_out
+        if filtered >= 0:
+            self._filtered[pos] += filtered
+        else:
+            self._added[pos] -= filtered
         self._durations[pos] += duration
         self.output = result
+        m = self.metrics
+        if m is not None:
+            m.stage_done(self.flow_name, stage, rows_in, rows_out, max(filtered, 0), dead, duration)
         if aborted:
             self._stop(RunEnd.ABORTED, stage)
         elif stop_for_no_rows and pos + 1 < self.n:
@@ -198,20 +440,47 @@ class Run:
         self.stopped_at = stage.name
         self.pos = self.n
 
+    def close(self) -> None:
+        """Release what the run holds; every driver calls it when the run ends, however.
+
+        Cutting the view's link back to the run lets reference counting free the run and
+        its layers at once, instead of waiting for the cycle collector.
+        """
+        if self._runner is not None:
+            self._runner.close()
+            self._runner = None
+        self.view._run = None
+        self.view._stage = None
+
     def result(self) -> RunResult:
         """Freeze the run's outcome; the layers are released with the run."""
         if self._runner is not None:
             self._runner.close()
             self._runner = None
         self.view._stage = None
+        duration = time.perf_counter() - self._started
+        if self.metrics is not None:
+            self.metrics.run_done(self.flow_name, duration)
         return RunResult(
             flow=self.flow_name,
             output=self.output,
             ended=self.ended,
             stopped_at=self.stopped_at,
             steps=self.steps,
-            duration=time.perf_counter() - self._started,
-            figures=(self.stages, self._calls, self._rows_in, self._rows_out, self._durations),
+            duration=duration,
+            stages=StageFigures(
+                (
+                    self.stages,
+                    self._calls,
+                    self._rows_in,
+                    self._rows_out,
+                    self._durations,
+                    self._dead,
+                    self._filtered,
+                    self._added,
+                    self._retries,
+                )
+            ),
         )
 
     # -- helpers -------------------------------------------------------------------------
@@ -272,11 +541,14 @@ class Run:
 
     def stage_error(self, exc: Exception) -> StageExecutionError:
         """Wrap a user's exception escaping the current stage's FaaS (chain it with ``from``)."""
+        attempts = self._attempt
+        tries = f" (after {attempts} attempts)" if attempts > 1 else ""
         return StageExecutionError(
             f"flow {self.flow_name!r} stage {self.label(self.pos)} raised "
-            f"{type(exc).__name__}: {exc}",
+            f"{type(exc).__name__}: {exc}{tries}",
             flow=self.flow_name,
             stage=self.stages[self.pos].name,
+            attempts=attempts,
         )
 
     def finish_sync(self, spec: FaaSSpec, out: Any) -> None:
@@ -313,6 +585,20 @@ class Run:
         self._runner.run(_as_coroutine(awaitable))
 
 
+def _retryable(exc: Exception) -> bool:
+    """User errors and unreachable stores are retried; kisflow's own errors are not."""
+    if isinstance(exc, ConnectorError):
+        return exc.retryable
+    return not isinstance(exc, KisFlowError)
+
+
+def _index_of(row: Any, rows: list[Any]) -> int:
+    for i, candidate in enumerate(rows):
+        if candidate is row:
+            return i
+    return -1
+
+
 async def _drain(agen: Any, buf: list[Any]) -> None:
     async for row in agen:
         buf.append(row)
@@ -329,20 +615,21 @@ def run_sync(run: Run) -> RunResult:
         started = clock()
         while run.pos < run.n:
             spec, args = run.begin()
-            try:
-                out = spec.fn(*args)
-                if out is not None:
-                    run.finish_sync(spec, out)
-            except KisFlowError as exc:
-                exc.add_note(run.where())
-                raise
-            except Exception as exc:
-                raise run.stage_error(exc) from exc
+            while True:
+                try:
+                    out = spec.fn(*args)
+                    if out is not None:
+                        run.finish_sync(spec, out)
+                    break
+                except Exception as exc:
+                    delay = run.retry(exc)
+                    if delay is None:
+                        raise run.failure(exc)  # noqa: B904 - failure() chains exc itself
+                    if delay > 0:
+                        time.sleep(delay)
             now = clock()
             run.end(now - started)
             started = now
         return run.result()
     finally:
-        if run._runner is not None:
-            run._runner.close()
-            run._runner = None
+        run.close()

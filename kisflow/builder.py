@@ -31,6 +31,7 @@ class FlowBuilder:
         self._pool = pool
         self._stages: list[tuple[FuncConfig, dict[str, Any]]] = []
         self._max_steps: int | None = None
+        self._dead_letters: dict[str | None, Any] = {}
 
     def _add(
         self,
@@ -119,6 +120,17 @@ class FlowBuilder:
         self._max_steps = steps
         return self
 
+    def dead_letters(self, sink: Any, *, stage: str | None = None) -> Self:
+        """Give the flow (or one ``stage``) a dead-letter sink (see ``Flow.set_dead_letters``)."""
+        if stage in self._dead_letters:
+            where = f"stage {stage!r}" if stage is not None else "the flow"
+            raise FlowDefinitionError(
+                f"flow {self._name!r}: a dead-letter sink is already set for {where}",
+                flow=self._name,
+            )
+        self._dead_letters[stage] = sink
+        return self
+
     def build(self) -> Flow:
         """Assemble the flow and check it.
 
@@ -139,5 +151,7 @@ class FlowBuilder:
         )
         for config, params in self._stages:
             flow.link(config, params)
+        for stage, sink in self._dead_letters.items():
+            flow.set_dead_letters(sink, stage=stage)
         flow.validate()
         return flow

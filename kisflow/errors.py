@@ -16,10 +16,12 @@ in the message::
     │   └── FlowTypeError(TypeError)            .upstream .downstream
     ├── RunError(RuntimeError)                  .flow .stage
     │   ├── RowConversionError(ValueError)      .row_index .row
+    │   ├── RowRejectedError(ValueError)        .row; flow.dead_letter() with no sink
+    │   ├── DeadLetterError                     the dead-letter sink itself failed
     │   ├── StageExecutionError                 .attempts; chained to the user's error
     │   ├── ActionError(ValueError)             bad action, e.g. an unknown jump target
     │   └── FlowLoopError                       .cycle .steps
-    └── ConnectorError(ConnectionError)         .connector .type .address
+    └── ConnectorError(ConnectionError)         .connector .type .address .retryable
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ __all__ = [
     "ActionError",
     "ConfigError",
     "ConnectorError",
+    "DeadLetterError",
     "DuplicateRegistrationError",
     "FaaSSignatureError",
     "FlowCycleError",
@@ -42,6 +45,7 @@ __all__ = [
     "KisFlowError",
     "PoolError",
     "RowConversionError",
+    "RowRejectedError",
     "RunError",
     "StageExecutionError",
 ]
@@ -160,6 +164,18 @@ class RowConversionError(RunError, ValueError):
         super().__init__(message, flow=flow, stage=stage)
 
 
+class RowRejectedError(RunError, ValueError):
+    """A FaaS rejected a row with ``flow.dead_letter`` and the stage has no dead-letter sink."""
+
+    def __init__(self, message: str, *, flow: str, stage: str, row: Any) -> None:
+        self.row = row
+        super().__init__(message, flow=flow, stage=stage)
+
+
+class DeadLetterError(RunError):
+    """The dead-letter sink raised while storing a row; the sink's error is chained."""
+
+
 class StageExecutionError(RunError):
     """A FaaS raised; the original exception is chained as ``__cause__``."""
 
@@ -193,8 +209,12 @@ class ConnectorError(KisFlowError, ConnectionError):
         connector: str | None = None,
         type: str | None = None,
         address: str | None = None,
+        retryable: bool = True,
     ) -> None:
         self.connector = connector
         self.type = type
         self.address = address
+        self.retryable = retryable
+        """Whether trying again may help (an unreachable store); False for a bad row or
+        bad params, which the engine does not retry."""
         super().__init__(message)

@@ -32,6 +32,7 @@ from kisflow._signature import Signature, read_signature
 from kisflow.actions import Action
 from kisflow.config import ConnConfig, FlowConfig, FlowFunctionParam, FuncConfig
 from kisflow.connector import Connector
+from kisflow.deadletter import DeadLetterSink, as_sink, sinks_for
 from kisflow.dot import to_dot
 from kisflow.errors import (
     ConfigError,
@@ -125,6 +126,7 @@ class _Definition:
         "cache",
         "cache_lock",
         "config",
+        "dead_letters",
         "graph",
         "id",
         "jump_index",
@@ -153,6 +155,7 @@ class _Definition:
             maxsize=math.inf, ttu=lambda _key, value, now: now + value[1], timer=time.monotonic
         )
         self.cache_lock = threading.Lock()
+        self.dead_letters: dict[str | None, DeadLetterSink] = {}
 
     def set_graph(self, graph: nx.DiGraph) -> None:
         stages = chain_order(graph, self.config.flow_name)
@@ -201,6 +204,7 @@ class Flow:
 
     def _init_state(self) -> None:
         self._ctx: Any = None
+        self._run: Run | None = None
         self._stage: Stage | None = None
         self._input: list[Any] = []
         self._action: Action | None = None
@@ -212,7 +216,8 @@ class Flow:
         """A view of this flow's definition bound to ``run`` (what a FaaS receives)."""
         view = object.__new__(_FlowView)
         view._d = self._d
-        view._ctx = run.ctx  # not the run itself: a run <-> view cycle would defer freeing
+        view._ctx = run.ctx
+        view._run = run  # a cycle until Run.close() cuts it when the run ends
         view._stage = None
         view._input = []
         view._action = None
@@ -360,7 +365,35 @@ class Flow:
         new = type(self)(d.config, pool=d.pool, max_steps=d.max_steps)
         for stage in d.stages:
             new._append(stage.config, stage.flow_params, record=False)
+        new._d.dead_letters = dict(d.dead_letters)
         return new
+
+    def set_dead_letters(self, sink: Any, *, stage: str | None = None) -> Self:
+        """Route rows this flow (or one ``stage``) cannot take to ``sink``; None removes it.
+
+        ``sink`` is a list, a JSONL file path, a callable or an object with ``put(letter)``
+        (see ``kisflow.deadletter``). A stage's own sink wins over ``run(dead_letters=)``,
+        which wins over the flow's default.
+
+        Raises:
+            ConfigError: ``sink`` is not usable as a sink.
+            FlowDefinitionError: no stage has that name or id.
+        """
+        if stage is not None and stage not in self._d.jump_index:
+            known = ", ".join(repr(s.name) for s in self._d.stages)
+            raise FlowDefinitionError(
+                f"flow {self.name!r} has no stage {stage!r} to give a dead-letter sink; "
+                f"stages are {known}",
+                flow=self.name,
+            )
+        # Copy on write: runs starting in other threads read the table without a lock.
+        table = dict(self._d.dead_letters)
+        if sink is None:
+            table.pop(stage, None)
+        else:
+            table[stage] = as_sink(sink)
+        self._d.dead_letters = table
+        return self
 
     # -- checking -----------------------------------------------------------------------
 
@@ -412,7 +445,12 @@ class Flow:
     # -- running ------------------------------------------------------------------------
 
     def run(
-        self, rows: Iterable[Any] | None = None, *, ctx: Any = None, max_steps: int | None = None
+        self,
+        rows: Iterable[Any] | None = None,
+        *,
+        ctx: Any = None,
+        max_steps: int | None = None,
+        dead_letters: Any = None,
     ) -> RunResult:
         """Run the flow once and return its result.
 
@@ -422,18 +460,29 @@ class Flow:
                 rows is the thread-safe way: one flow runs from many threads at once.
             ctx: passed as the first argument to every FaaS that takes a context.
             max_steps: stage calls allowed before ``FlowLoopError`` (default: the flow's).
+            dead_letters: a dead-letter sink for this run (list, JSONL path, callable or
+                sink): rows that fail conversion or are rejected go there and the run
+                goes on. Stages with their own sink keep it (``set_dead_letters``).
 
         Raises:
             FunctionNotFoundError, FlowTypeError: before any stage runs.
             RowConversionError, StageExecutionError, ActionError, FlowLoopError: naming
                 the flow and stage; the user's own exception is chained.
+            RowRejectedError, DeadLetterError: a rejected row with no sink; a failing sink.
         """
-        run = self._start(rows, ctx, max_steps)
+        run = self._start(rows, ctx, max_steps, dead_letters=dead_letters)
         if run is None:
             return self._disabled_result()
         return run_sync(run)
 
-    def _start(self, rows: Iterable[Any] | None, ctx: Any, max_steps: int | None) -> Run | None:
+    def _start(
+        self,
+        rows: Iterable[Any] | None,
+        ctx: Any,
+        max_steps: int | None,
+        *,
+        dead_letters: Any = None,
+    ) -> Run | None:
         """Create the private state of one run (None for a disabled flow)."""
         if not self._d.config.enabled:
             return None
@@ -451,6 +500,13 @@ class Flow:
             source,
             ctx,
             max_steps if max_steps is not None else self._d.max_steps,
+            sinks=None
+            if dead_letters is None and not self._d.dead_letters
+            else sinks_for(
+                plan.stages,
+                self._d.dead_letters,
+                as_sink(dead_letters) if dead_letters is not None else None,
+            ),
         )
 
     def _disabled_result(self) -> RunResult:
@@ -459,6 +515,7 @@ class Flow:
             output=[],
             ended=RunEnd.DISABLED,
             stopped_at=None,
+            stages=(),
             steps=0,
             duration=0.0,
         )
@@ -493,6 +550,18 @@ class Flow:
                 )
             merged = merged | action
         self._action = merged
+
+    def dead_letter(self, row: Any, reason: str | BaseException = "rejected") -> None:
+        """Reject ``row`` (a Verify stage's validation): it goes to the dead-letter sink.
+
+        Rows rejected by an attempt that then fails and is retried are discarded with it.
+
+        Raises:
+            RowRejectedError: the stage has no dead-letter sink (nothing is lost silently).
+        """
+        self._current()
+        if self._run is not None:
+            self._run.reject(row, reason)
 
     def get_this_function(self) -> Stage:
         """The stage being run."""
@@ -594,6 +663,7 @@ class _FlowView(Flow):
         "_ctx",
         "_d",
         "_input",
+        "_run",
         "_source",
         "_stage",
         "commit_row",

@@ -11,7 +11,7 @@ import attrs
 
 from kisflow.modes import Mode
 
-__all__ = ["RunEnd", "RunResult", "StageStats"]
+__all__ = ["RunEnd", "RunResult", "StageFigures", "StageStats"]
 
 
 class RunEnd(enum.Enum):
@@ -38,7 +38,29 @@ class StageStats:
     rows_in: int
     rows_out: int
     duration: float
-    """Seconds spent in the stage, conversion included."""
+    """Seconds spent in the stage, conversion and retries included."""
+    dead_letters: int = 0
+    """Rows the stage's dead-letter sink accepted (counted from the sink, not derived)."""
+    filtered: int = 0
+    """Rows taken in but neither passed on nor dead-lettered, summed per call:
+    ``max(0, in - out - dead)``."""
+    added: int = 0
+    """Rows passed on beyond those taken in, summed per call: ``max(0, out + dead - in)``
+    (an Expand or Load stage that emits more rows than it takes)."""
+    retries: int = 0
+    """FaaS calls repeated after an error (``retry_times``); a retry never adds rows."""
+
+    def balanced(self) -> bool:
+        """Whether ``rows_in + added == rows_out + filtered + dead_letters`` (always true
+        for a run kisflow made; for stages that only drop rows, ``added`` is 0)."""
+        return self.rows_in + self.added == self.rows_out + self.filtered + self.dead_letters
+
+
+class StageFigures(tuple[Sequence[Any], ...]):
+    """Parallel per-stage sequences (stages, then one per StageStats figure), as a run
+    keeps them; ``RunResult.stages`` turns them into StageStats only when first read."""
+
+    __slots__ = ()
 
 
 @attrs.frozen
@@ -50,29 +72,33 @@ class RunResult:
     ended: RunEnd
     stopped_at: str | None
     """Name of the stage that stopped the run early (no rows, abort), else None."""
+    _stages: Sequence[StageStats] | StageFigures = attrs.field(alias="stages", repr=False)
     steps: int
     duration: float
-    _figures: tuple[Sequence[Any], ...] = attrs.field(default=(), repr=False, alias="figures")
-    """Parallel sequences (stages, calls, rows in, rows out, seconds); ``stages`` is built
-    from them on first use, which keeps many small runs cheap."""
 
     @functools.cached_property
     def stages(self) -> tuple[StageStats, ...]:
-        """Per-stage figures, in flow order (stages that never ran have ``calls == 0``)."""
-        if not self._figures:
-            return ()
+        """Per-stage figures, in flow order (stages that never ran have ``calls == 0``).
+
+        Built on first use from the run's raw figures, which keeps many small runs cheap.
+        """
+        source = self._stages
+        if not isinstance(source, StageFigures):
+            return tuple(source)
         return tuple(
-            StageStats(
-                stage_id=stage.id,
-                name=stage.name,
-                mode=stage.mode,
-                calls=calls,
-                rows_in=rows_in,
-                rows_out=rows_out,
-                duration=duration,
-            )
-            for stage, calls, rows_in, rows_out, duration in zip(*self._figures, strict=True)
+            StageStats(stage.id, stage.name, stage.mode, *figures)
+            for stage, *figures in zip(*source, strict=True)
         )
+
+    @property
+    def dead_letters(self) -> int:
+        """Rows dead-lettered over the whole run."""
+        return sum(s.dead_letters for s in self.stages)
+
+    @property
+    def retries(self) -> int:
+        """FaaS calls retried over the whole run."""
+        return sum(s.retries for s in self.stages)
 
     def stage(self, name: str) -> StageStats:
         """The figures of the stage named ``name`` (or with that stage id)."""

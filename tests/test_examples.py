@@ -79,3 +79,36 @@ class TestYamlSqlite:
         result = runpy.run_path(str(example / "main.py"))["main"]()
         assert result.output == [{"students": 4, "passed": 3, "class_average": 75.92}]
         assert capsys.readouterr().out.splitlines() == list(self.EXPECTED)
+
+
+class TestObservability:
+    """The observability example dead-letters three rows, retries twice and scrapes metrics."""
+
+    def test_runs_in_a_fresh_interpreter(self) -> None:
+        proc = subprocess.run(
+            [sys.executable, str(ROOT / "examples" / "observability" / "main.py")],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        out = proc.stdout
+        assert "run 'Scores': completed after 2 steps, 3 rows out, 3 dead letters, 2 retries" in out
+        assert "  row 3: rejected: score 140 is outside 0..100" in out
+        assert "stored: [1, 2, 5]" in out
+        assert (
+            'func_retries_total{flow_name="Scores",func_mode="Save",func_name="SaveScore"} 2.0'
+            in out
+        )
+        assert "3 in, 3 out, 2 retries" in out
+
+    def test_main_writes_the_dead_letter_file(
+        self, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        module = runpy.run_path(str(ROOT / "examples" / "observability" / "main.py"))
+        result = module["main"](tmp_path)
+        assert [r.stu_id for r in result.output] == [1, 2, 5]
+        assert result.stage("CheckScore").dead_letters == 3
+        assert result.stage("SaveScore").retries == 2
+        lines = (tmp_path / "dead_letters.jsonl").read_text(encoding="utf-8").splitlines()
+        assert len(lines) == 3
+        assert "stored: [1, 2, 5]" in capsys.readouterr().out

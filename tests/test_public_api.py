@@ -6,6 +6,8 @@ import kisflow
 
 EXPECTED = {
     "DEFAULT_MAX_STEPS",
+    "DeadLetter",
+    "DeadLetterError",
     "Action",
     "ActionError",
     "ConfigError",
@@ -33,6 +35,7 @@ EXPECTED = {
     "Pool",
     "PoolError",
     "RowConversionError",
+    "RowRejectedError",
     "RunEnd",
     "RunError",
     "RunResult",
@@ -44,11 +47,14 @@ EXPECTED = {
     "actions",
     "caas",
     "caas_init",
+    "deadletter",
     "errors",
     "export_config",
     "faas",
     "load_config_dir",
+    "metrics",
     "pool",
+    "report",
 }
 
 

@@ -7,12 +7,10 @@ import contextlib
 import dataclasses
 import json
 import math
-import time
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import attrs
-from loguru import logger
 
 from kisflow.config import ConnConfig
 from kisflow.errors import ConnectorError
@@ -76,14 +74,19 @@ class BuiltinConnector(abc.ABC):
         if not self.config.addrs:
             raise self.error("has no addrs; set it to where the store lives")
 
-    def error(self, message: str) -> ConnectorError:
-        """A ``ConnectorError`` naming this connector, its type and its address."""
+    def error(self, message: str, *, retryable: bool = False) -> ConnectorError:
+        """A ``ConnectorError`` naming this connector, its type and its address.
+
+        Only an unreachable store is ``retryable``: a bad row or bad params fail the same
+        way on every attempt, so the engine does not retry them.
+        """
         c = self.config
         return ConnectorError(
             f"connector {c.cname!r} ({self.type_name} at {c.addrs!r}) {message}",
             connector=c.cname,
             type=c.type,
             address=c.addrs,
+            retryable=retryable,
         )
 
     @abc.abstractmethod
@@ -104,7 +107,7 @@ class BuiltinConnector(abc.ABC):
         params: dict[str, Any] = {**self.config.params, **stage.params}
         if stage.mode is Mode.SAVE:
             rows = [] if args is None else list(args)
-            return self._retrying(stage, lambda: self.save(rows, params))
+            return self._once(stage, lambda: self.save(rows, params))
         if stage.mode is Mode.LOAD:
             if args is not None:
                 if not isinstance(args, Mapping):
@@ -113,31 +116,25 @@ class BuiltinConnector(abc.ABC):
                         f"mapping of params"
                     )
                 params.update(args)
-            return self._retrying(stage, lambda: self.load(params))
+            return self._once(stage, lambda: self.load(params))
         raise self.error(
             f"serves only Save and Load stages, not {stage.name!r} ({stage.mode.value}); "
             f"register a caas for it"
         )
 
-    def _retrying(self, stage: Stage, op: Any) -> Any:
-        option = stage.config.option
-        attempts = option.retry_times + 1
-        for attempt in range(1, attempts + 1):
-            try:
-                return op()
-            except Unreachable as exc:
-                cause = exc.__cause__ or exc
-                if attempt == attempts:
-                    err = self.error(
-                        f"cannot reach its store after {attempts} attempt(s) for stage "
-                        f"{stage.name!r}: {cause}"
-                    )
-                    raise err from cause
-                logger.bind(connector=self.config.cname).debug(
-                    "attempt {} of {} failed: {}", attempt, attempts, cause
-                )
-                time.sleep(option.return_duration / 1000)
-        raise AssertionError("unreachable")  # pragma: no cover - the loop returns or raises
+    def _once(self, stage: Stage, op: Any) -> Any:
+        """Run one store operation; an unreachable store becomes ``ConnectorError``.
+
+        Retries are the engine's (``option.retry_times``, ``return_duration`` backoff),
+        so a Save stage's attempt is retried as a whole and never saves twice in part.
+        """
+        try:
+            return op()
+        except Unreachable as exc:
+            cause = exc.__cause__ or exc
+            raise self.error(
+                f"cannot reach its store for stage {stage.name!r}: {cause}", retryable=True
+            ) from cause
 
     # -- helpers shared by the table stores ----------------------------------------------
 

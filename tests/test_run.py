@@ -1,0 +1,206 @@
+"""Retries in the run loop: attempts, backoff, no duplicated output, and the final error."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+import kisflow as kf
+
+
+def _flaky(name: str, failures: int, calls: list[int]) -> None:
+    """Register a FaaS that commits its rows, then raises on its first ``failures`` calls."""
+
+    @kf.faas(name)
+    def flaky(flow: kf.Flow, rows: list[int]) -> None:
+        calls.append(len(calls) + 1)
+        flow.commit_row_batch(r * 10 for r in rows)
+        if len(calls) <= failures:
+            raise OSError(f"store unavailable (call {len(calls)})")
+
+
+def _flow(name: str, retry_times: int, return_duration: int = 0) -> kf.Flow:
+    option = kf.FuncOption(retry_times=retry_times, return_duration=return_duration)
+    return kf.FlowBuilder("retrying").save(name, option=option).build()
+
+
+class TestRetries:
+    """A stage that fails a set number of times is retried until it succeeds."""
+
+    @pytest.mark.parametrize("failures", [1, 2, 3])
+    def test_succeeds_within_retry_times_without_duplicates(self, failures: int) -> None:
+        calls: list[int] = []
+        _flaky("Store", failures, calls)
+        result = _flow("Store", retry_times=3, return_duration=1).run([1, 2, 3])
+        assert calls == list(range(1, failures + 2))
+        assert result.output == [10, 20, 30]
+        stats = result.stage("Store")
+        assert (stats.calls, stats.retries, stats.rows_in, stats.rows_out) == (1, failures, 3, 3)
+        assert result.retries == failures
+
+    def test_last_attempt_fails_with_attempts(self) -> None:
+        calls: list[int] = []
+        _flaky("Store", 10, calls)
+        with pytest.raises(kf.StageExecutionError, match=r"after 3 attempts") as info:
+            _flow("Store", retry_times=2).run([1])
+        err = info.value
+        assert (err.flow, err.stage, err.attempts) == ("retrying", "Store", 3)
+        assert isinstance(err.__cause__, OSError)
+        assert "call 3" in str(err.__cause__)
+        assert "raised OSError: store unavailable (call 3)" in str(err)
+        assert len(calls) == 3
+
+    def test_no_retry_times_means_one_attempt(self) -> None:
+        calls: list[int] = []
+        _flaky("Store", 1, calls)
+        with pytest.raises(kf.StageExecutionError) as info:
+            _flow("Store", retry_times=0).run([1])
+        assert info.value.attempts == 1
+        assert "attempts" not in str(info.value)
+        assert calls == [1]
+
+    def test_kisflow_run_errors_are_not_retried(self) -> None:
+        calls: list[int] = []
+
+        @kf.faas("Reject")
+        def reject(flow: kf.Flow, rows: list[int]) -> None:
+            calls.append(1)
+            flow.dead_letter(rows[0], "no")
+
+        flow = kf.FlowBuilder("f").verify("Reject", option=kf.FuncOption(retry_times=5)).build()
+        with pytest.raises(kf.RowRejectedError) as info:
+            flow.run([1])
+        assert calls == [1]
+        assert "in flow 'f', stage 'Reject'" in info.value.__notes__[0]
+
+    def test_connector_errors_are_retried(self) -> None:
+        calls: list[int] = []
+
+        @kf.faas("Conn")
+        def conn(flow: kf.Flow, rows: list[int]) -> None:
+            calls.append(1)
+            if len(calls) < 2:
+                raise kf.ConnectorError("redis went away", connector="r")
+            flow.commit_row_batch(rows)
+
+        flow = kf.FlowBuilder("f").save("Conn", option=kf.FuncOption(retry_times=1)).build()
+        assert flow.run([7]).output == [7]
+        assert calls == [1, 1]
+
+    def test_connector_error_after_retries_stays_a_connector_error(self) -> None:
+        @kf.faas("Conn")
+        def conn(flow: kf.Flow, rows: list[int]) -> None:
+            raise kf.ConnectorError("redis went away", connector="r", type="redis")
+
+        flow = kf.FlowBuilder("f").save("Conn", option=kf.FuncOption(retry_times=1)).build()
+        with pytest.raises(
+            kf.ConnectorError, match=r"redis went away \(after 2 attempts\)"
+        ) as info:
+            flow.run([7])
+        assert (info.value.connector, info.value.type) == ("r", "redis")
+        assert isinstance(info.value.__cause__, kf.ConnectorError)
+        assert "in flow 'f', stage 'Conn'" in info.value.__notes__
+
+    def test_a_connector_error_that_cannot_heal_is_not_retried(self) -> None:
+        calls: list[int] = []
+
+        @kf.faas("Conn")
+        def conn(flow: kf.Flow, rows: list[int]) -> None:
+            calls.append(1)
+            raise kf.ConnectorError("bad row", connector="r", retryable=False)
+
+        flow = kf.FlowBuilder("f").save("Conn", option=kf.FuncOption(retry_times=3)).build()
+        with pytest.raises(kf.ConnectorError) as info:
+            flow.run([7])
+        assert str(info.value) == "bad row"
+        assert calls == [1]
+
+    def test_generator_and_async_stages_do_not_duplicate(self) -> None:
+        calls: list[int] = []
+
+        @kf.faas("Gen")
+        def gen(flow: kf.Flow, rows: list[int]) -> Iterator[int]:
+            calls.append(1)
+            yield from rows
+            if len(calls) < 2:
+                raise OSError("half way")
+
+        @kf.faas("Async")
+        async def run_async(flow: kf.Flow, rows: list[int]) -> None:
+            calls.append(2)
+            flow.commit_row_batch(rows)
+            flow.next(kf.actions.abort)
+            if calls.count(2) < 2:
+                raise OSError("later")
+
+        option = kf.FuncOption(retry_times=1)
+        flow = (
+            kf.FlowBuilder("f")
+            .calculate("Gen", option=option)
+            .calculate("Async", option=option)
+            .build()
+        )
+        result = flow.run([1, 2])
+        assert result.output == [1, 2]
+        assert result.ended is kf.RunEnd.ABORTED
+        assert calls == [1, 1, 2, 2]
+
+    def test_actions_of_a_failed_attempt_are_discarded(self) -> None:
+        calls: list[int] = []
+
+        @kf.faas("A")
+        def a(flow: kf.Flow, rows: list[int]) -> None:
+            calls.append(1)
+            if len(calls) == 1:
+                flow.next(kf.actions.abort)
+                raise OSError("first")
+            flow.commit_row_batch(rows)
+
+        @kf.faas("B")
+        def b(flow: kf.Flow, rows: list[int]) -> None:
+            flow.commit_row_batch(r + 1 for r in rows)
+
+        flow = (
+            kf.FlowBuilder("f").calculate("A", option=kf.FuncOption(retry_times=1)).calculate("B")
+        ).build()
+        result = flow.run([1])
+        assert result.ended is kf.RunEnd.COMPLETED
+        assert result.output == [2]
+
+
+class TestBackoff:
+    """Run.retry returns return_duration, doubling, capped; then None."""
+
+    def _run(self, retry_times: int, return_duration: int) -> Any:
+        @kf.faas("S", replace=True)
+        def s(flow: kf.Flow, rows: list[int]) -> None:
+            flow.commit_row_batch(rows)
+
+        flow = _flow("S", retry_times, return_duration)
+        run = flow._start([1], None, None)
+        assert run is not None
+        assert run.begin() is not None
+        return run
+
+    def test_doubling_delays(self) -> None:
+        run = self._run(4, 100)
+        delays = [run.retry(OSError("x")) for _ in range(5)]
+        assert delays == [0.1, 0.2, 0.4, 0.8, None]
+        assert run.attempt == 5
+
+    def test_cap(self) -> None:
+        run = self._run(3, 20_000)
+        assert [run.retry(OSError()) for _ in range(4)] == [20.0, 30.0, 30.0, None]
+        run = self._run(2, 45_000)
+        assert [run.retry(OSError()) for _ in range(3)] == [45.0, 45.0, None]
+
+    def test_retry_resets_the_buffer(self) -> None:
+        run = self._run(1, 0)
+        run.view.commit_row(99)
+        assert run.buffer == [99]
+        assert run.retry(OSError()) == 0.0
+        assert run.buffer == []
+        run.view.commit_row(1)
+        assert run.buffer == [1]
