@@ -2,8 +2,9 @@
 
 Each shape times the loop and the flow side by side in this process (median of
 ``--repeat`` timed runs after a warm-up) and reports rows/s and their ratio (1.0 = no
-overhead). Peak memory of the ``big`` shape is measured in fresh subprocesses, one per
-side, as the peak resident set size.
+overhead). The ``big`` and ``small`` shapes run again with Prometheus metrics on. Peak
+memory of the ``big`` shape is measured in fresh subprocesses, one per side, as the peak
+resident set size.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from typing import Any
 
 import kisflow as kf
 from bench import workload
+from kisflow import metrics
 
 BIG = 1_000_000
 SMALL_RUNS = 10_000
@@ -53,6 +55,42 @@ def shape_big(variant: str, repeat: int) -> float:
     t_flow = _median_seconds(lambda: workload.run_flow(flow, rows), repeat)
     _report(f"big/{variant}", BIG, t_loop, t_flow)
     return t_loop / t_flow
+
+
+def with_metrics(fn: Callable[[], Any]) -> Callable[[], Any]:
+    """``fn`` run with Prometheus metrics on (counted, not served)."""
+
+    def call() -> Any:
+        metrics.enable()
+        try:
+            return fn()
+        finally:
+            metrics.disable()
+
+    return call
+
+
+def shape_metrics(repeat: int) -> tuple[float, float]:
+    """The big and small shapes (commit_row per row) with metrics on: ratios to the loop."""
+    rows = workload.make_rows(BIG)
+    flow = workload.build("row", kf.Pool())
+    t_loop = _median_seconds(lambda: workload.loop(rows), repeat)
+    t_flow = _median_seconds(with_metrics(lambda: workload.run_flow(flow, rows)), repeat)
+    _report("big/metrics", BIG, t_loop, t_flow)
+    batches = [workload.make_rows(SMALL_ROWS) for _ in range(SMALL_RUNS)]
+
+    def loop_all() -> None:
+        for b in batches:
+            workload.loop(b)
+
+    def flow_all() -> None:
+        for b in batches:
+            flow.run(b)
+
+    t_loop_small = _median_seconds(loop_all, repeat)
+    t_flow_small = _median_seconds(with_metrics(flow_all), repeat)
+    _report("small/metrics", SMALL_RUNS * SMALL_ROWS, t_loop_small, t_flow_small)
+    return t_loop / t_flow, t_loop_small / t_flow_small
 
 
 def shape_small(variant: str, repeat: int) -> float:
@@ -118,7 +156,9 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument("--repeat", type=int, default=5, help="timed runs per side (median)")
     parser.add_argument(
-        "--only", choices=["big", "small", "typed"], help="run one shape (no summary line)"
+        "--only",
+        choices=["big", "small", "typed", "metrics"],
+        help="run one shape (no summary line)",
     )
     parser.add_argument("--memory-child", choices=["loop", "kisflow"], help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -136,6 +176,9 @@ def main(argv: list[str] | None = None) -> None:
     if args.only == "typed":
         shape_big("typed", args.repeat)
         return
+    if args.only == "metrics":
+        shape_metrics(args.repeat)
+        return
     ratios = {
         "ratio_big": shape_big("row", args.repeat),
         "ratio_small": shape_small("row", args.repeat),
@@ -143,6 +186,7 @@ def main(argv: list[str] | None = None) -> None:
         "ratio_big_batch": shape_big("batch", args.repeat),
         "ratio_small_batch": shape_small("batch", args.repeat),
     }
+    ratios["ratio_big_metrics"], ratios["ratio_small_metrics"] = shape_metrics(args.repeat)
     loop_mib, flow_mib = peak_rss_mib("loop"), peak_rss_mib("kisflow")
     print(
         f"peak RSS, big shape: loop {loop_mib:.0f} MiB, kisflow {flow_mib:.0f} MiB "
