@@ -18,8 +18,10 @@ in the message::
     │   ├── RowConversionError(ValueError)      .row_index .row
     │   ├── StageExecutionError                 .attempts; chained to the user's error
     │   ├── ActionError(ValueError)             bad action, e.g. an unknown jump target
-    │   └── FlowLoopError                       .cycle .steps
-    └── ConnectorError(ConnectionError)         .connector .type .address
+    │   ├── FlowLoopError                       .cycle .steps
+    │   └── PartitionError                      .partition; a partition failed on a worker
+    ├── ConnectorError(ConnectionError)         .connector .type .address
+    └── MissingExtraError(ImportError)          .extra; pip install 'kisflow[extra]'
 """
 
 from __future__ import annotations
@@ -40,6 +42,8 @@ __all__ = [
     "FlowTypeError",
     "FunctionNotFoundError",
     "KisFlowError",
+    "MissingExtraError",
+    "PartitionError",
     "PoolError",
     "RowConversionError",
     "RunError",
@@ -198,3 +202,27 @@ class ConnectorError(KisFlowError, ConnectionError):
         self.type = type
         self.address = address
         super().__init__(message)
+
+
+class PartitionError(RunError):
+    """A partition run by an executor (process pool, Dask) failed; chained to the cause.
+
+    ``partition`` is the partition's key (a string), so the caller can rerun it alone.
+    """
+
+    def __init__(
+        self, message: str, *, flow: str, stage: str | None, partition: str | None
+    ) -> None:
+        self.partition = partition
+        super().__init__(message, flow=flow, stage=stage)
+
+
+class MissingExtraError(KisFlowError, ImportError):
+    """An optional extra is not installed; the message names the pip command that fixes it."""
+
+    def __init__(self, extra: str, module: str) -> None:
+        self.extra = extra
+        super().__init__(
+            f"{module!r} is not installed; install it with pip install 'kisflow[{extra}]'",
+            name=module,
+        )
