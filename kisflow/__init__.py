@@ -17,7 +17,7 @@ from importlib.metadata import PackageNotFoundError, version
 
 from loguru import logger
 
-from kisflow import actions, errors, pool
+from kisflow import actions, dask, errors, executors, pool
 from kisflow.actions import Action
 from kisflow.builder import FlowBuilder
 from kisflow.config import (
@@ -43,6 +43,8 @@ from kisflow.errors import (
     FlowTypeError,
     FunctionNotFoundError,
     KisFlowError,
+    MissingExtraError,
+    PartitionError,
     PoolError,
     RowConversionError,
     RunError,
@@ -86,7 +88,9 @@ __all__ = [
     "FunctionNotFoundError",
     "GlobalConfig",
     "KisFlowError",
+    "MissingExtraError",
     "Mode",
+    "PartitionError",
     "Pool",
     "PoolError",
     "RowConversionError",
@@ -101,7 +105,9 @@ __all__ = [
     "actions",
     "caas",
     "caas_init",
+    "dask",
     "errors",
+    "executors",
     "faas",
     "pool",
 ]

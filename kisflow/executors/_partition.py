@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any
 import attrs
 
 from kisflow.errors import KisFlowError, MissingExtraError, PartitionError
+from kisflow.executors.stream import run_batch
 from kisflow.result import RunEnd
 
 if TYPE_CHECKING:
@@ -277,7 +278,7 @@ def run_partition(
             rows = loader(partition.spec)
         except Exception as exc:
             raise _LoadFailed(exc) from exc
-        result = flow.run(rows, ctx=ctx)
+        result = run_batch(flow, list(rows), ctx)
         first = result.stages[0].rows_in if result.stages else 0
         return PartitionResult(
             partition=partition,
@@ -298,6 +299,7 @@ def run_partition(
             message = str(exc)
             if isinstance(exc, KisFlowError):
                 stage = getattr(exc, "stage", None)
+                message = message.removeprefix(f"flow {payload.flow!r} stage {stage!r} ")
                 if exc.__cause__ is not None:
                     cause = exc.__cause__
         try:

@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 import attrs
 from loguru import logger
 
-from kisflow._run import run_sync
+from kisflow._run import Run, run_sync
 from kisflow.errors import ConfigError, KisFlowError, RunError
 from kisflow.executors._async import run_async
 from kisflow.progress import progress_bar
@@ -72,18 +72,32 @@ def _check_sizes(flow: Flow, batch_size: int, max_in_flight: int) -> None:
         )
 
 
-def _run_batch(flow: Flow, batch: list[Any], ctx: Any) -> RunResult:
+def _release(run: Run) -> None:
+    # A run and its FaaS view refer to each other, so without this its layers (a whole
+    # batch of rows) live until the cyclic GC's next full pass: memory would grow with
+    # the stream instead of staying at one batch.
+    run.view._run = None
+
+
+def run_batch(flow: Flow, batch: list[Any], ctx: Any = None) -> RunResult:
+    """Run ``flow`` once on ``batch`` and free the run's layers as soon as it ends."""
     run = flow._start(batch, ctx, None)
     if run is None:
         return flow._disabled_result()
-    return run_sync(run)
+    try:
+        return run_sync(run)
+    finally:
+        _release(run)
 
 
 async def _arun_batch(flow: Flow, batch: list[Any], ctx: Any) -> RunResult:
     run = flow._start(batch, ctx, None)
     if run is None:
         return flow._disabled_result()
-    return await run_async(run)
+    try:
+        return await run_async(run)
+    finally:
+        _release(run)
 
 
 def _batch_note(number: int, first_row: int, size: int) -> str:
@@ -241,7 +255,7 @@ class Stream(_Base, Iterator[RunResult]):
             if self._stop.is_set():
                 break
             try:
-                result = _run_batch(self.flow, batch, self.ctx)
+                result = run_batch(self.flow, batch, self.ctx)
             except KisFlowError as exc:
                 exc.add_note(_batch_note(number, first, len(batch)))
                 raise
@@ -268,7 +282,7 @@ class Stream(_Base, Iterator[RunResult]):
                         batch = next(batches, None)
                         if batch is None:
                             break
-                        future = pool.submit(_run_batch, self.flow, batch, self.ctx)
+                        future = pool.submit(run_batch, self.flow, batch, self.ctx)
                         pending.append((number, first, len(batch), future))
                         number += 1
                         first += len(batch)
