@@ -262,12 +262,20 @@ def run_partition(
     partition: Partition,
     ctx: Any = None,
     keep_output: bool = False,
-) -> PartitionResult | _Failure:
+) -> bytes:
     """Run on a worker: rebuild the flow, load the partition's rows, run, summarise.
 
-    Errors come back as a value, not raised, so the executor neither retries a
-    deterministic failure nor needs to unpickle kisflow's exceptions.
+    Returns the cloudpickled ``PartitionResult`` (row classes the worker only knows by
+    value travel back that way) or, on error, a failure: errors come back as a value,
+    so the executor neither retries a deterministic failure nor needs to unpickle
+    kisflow's exceptions.
     """
+    return dumps(_run_partition(payload, load, partition, ctx, keep_output))
+
+
+def _run_partition(
+    payload: FlowPayload, load: bytes, partition: Partition, ctx: Any, keep_output: bool
+) -> PartitionResult | _Failure:
     token = _CURRENT.set(partition)
     stage: str | None = None
     try:
@@ -344,8 +352,10 @@ def raise_failure(failure: _Failure) -> typing.NoReturn:
     ) from cause
 
 
-def unwrap(value: PartitionResult | _Failure) -> PartitionResult:
+def unwrap(data: bytes) -> PartitionResult:
     """A worker's return value as a result, raising it as ``PartitionError`` if it failed."""
+    value = _cloudpickle().loads(data)
     if isinstance(value, _Failure):
         raise_failure(value)
+    assert isinstance(value, PartitionResult)
     return value

@@ -1,0 +1,163 @@
+"""Benchmark shape ``parallel``: the score-avg workload split into partitions on processes.
+
+The *big* shape (1,000,000 rows, bench/WORKLOAD.md) runs once in this process and once
+as partitions on a warm local process pool (``kisflow.executors.run_partitions``), each
+worker loading its own rows from a partition description. Both sides load the rows and
+run the same four KisFlow-style stages (a FaaS loops over ``flow.input()`` and commits
+row by row); the grade counts must agree. Prints ``speedup_parallel=...``.
+
+Run alone with ``python -m bench.parallel [--rows N] [--workers W]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import os
+import statistics
+import time
+from typing import Any
+
+import kisflow as kf
+from kisflow._pool import Pool
+from kisflow.executors import process_pool, run_partitions
+
+__all__ = ["ParallelFigures", "measure_parallel", "speedup"]
+
+
+def load_rows(span: tuple[int, int]) -> list[dict[str, int]]:
+    """Rows ``span[0]..span[1]-1`` of the workload, made where they are used."""
+    return [
+        {"stu_id": i, "score_1": i % 100, "score_2": (i * 7) % 100, "score_3": (i * 13) % 100}
+        for i in range(*span)
+    ]
+
+
+def build_flow() -> kf.Flow:
+    """The score-avg flow in its own pool, stages written the KisFlow way."""
+    pool = Pool()
+
+    def verify(flow: kf.Flow) -> None:
+        commit = flow.commit_row
+        for row in flow.input():
+            if row["stu_id"] % 10 != 0:
+                commit(row)
+
+    def average(flow: kf.Flow) -> None:
+        commit = flow.commit_row
+        for row in flow.input():
+            commit(
+                {
+                    "stu_id": row["stu_id"],
+                    "avg_score": (row["score_1"] + row["score_2"] + row["score_3"]) / 3,
+                }
+            )
+
+    def grade(flow: kf.Flow) -> None:
+        commit = flow.commit_row
+        for row in flow.input():
+            avg = row["avg_score"]
+            commit({**row, "grade": "A" if avg >= 80 else "B" if avg >= 60 else "C"})
+
+    def count(flow: kf.Flow) -> None:
+        counts = collections.Counter(row["grade"] for row in flow.input())
+        for g in sorted(counts):
+            flow.commit_row({"grade": g, "count": counts[g]})
+
+    for name, fn in (("Verify", verify), ("Average", average), ("Grade", grade), ("Count", count)):
+        pool.faas(name, fn)
+    return (
+        kf.FlowBuilder("score-avg", pool=pool)
+        .verify("Verify")
+        .calculate("Average")
+        .calculate("Grade")
+        .expand("Count")
+        .build()
+    )
+
+
+def _spans(n: int, parts: int) -> list[tuple[int, int]]:
+    step = -(-n // parts)
+    return [(lo, min(lo + step, n)) for lo in range(0, n, step)]
+
+
+def _merge(outputs: list[list[dict[str, Any]]]) -> dict[str, int]:
+    total: collections.Counter[str] = collections.Counter()
+    for rows in outputs:
+        for row in rows:
+            total[row["grade"]] += row["count"]
+    return dict(sorted(total.items()))
+
+
+class ParallelFigures(dict[str, Any]):
+    """The measured figures: seconds each way, rows/s, speed-up and grade counts."""
+
+
+def measure_parallel(
+    rows: int = 1_000_000, workers: int = 2, partitions: int = 8, repeats: int = 5
+) -> ParallelFigures:
+    """Time the big shape in one process and on ``workers`` processes (median of runs)."""
+    flow = build_flow()
+    single_times: list[float] = []
+    single_counts: dict[str, int] = {}
+    flow.run(load_rows((0, 1000)))  # warm-up
+    for _ in range(repeats):
+        started = time.perf_counter()
+        result = flow.run(load_rows((0, rows)))
+        single_times.append(time.perf_counter() - started)
+        single_counts = _merge([result.output])
+    spans = _spans(rows, partitions)
+    parallel_times: list[float] = []
+    parallel_counts: dict[str, int] = {}
+    with process_pool(workers) as pool:
+        # Warm every worker: start the interpreter, import kisflow, rebuild the flow.
+        run_partitions(flow, _spans(1000 * workers, workers * 4), load=load_rows, executor=pool)
+        for _ in range(repeats):
+            started = time.perf_counter()
+            results = run_partitions(flow, spans, load=load_rows, keep_output=True, executor=pool)
+            parallel_times.append(time.perf_counter() - started)
+            parallel_counts = _merge([r.output or [] for r in results])
+    if parallel_counts != single_counts:
+        raise AssertionError(f"grade counts differ: {parallel_counts} != {single_counts}")
+    single = statistics.median(single_times)
+    parallel = statistics.median(parallel_times)
+    return ParallelFigures(
+        rows=rows,
+        workers=workers,
+        partitions=len(spans),
+        single_s=single,
+        parallel_s=parallel,
+        single_rows_per_s=rows / single,
+        parallel_rows_per_s=rows / parallel,
+        speedup=single / parallel,
+        grades=single_counts,
+        cores=os.cpu_count(),
+    )
+
+
+def speedup(rows: int = 1_000_000, workers: int = 2) -> float:
+    """The ``parallel`` shape's speed-up of ``workers`` processes over one (for make bench)."""
+    return float(measure_parallel(rows=rows, workers=workers)["speedup"])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=1_000_000)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--partitions", type=int, default=8)
+    parser.add_argument("--repeats", type=int, default=5)
+    args = parser.parse_args()
+    f = measure_parallel(args.rows, args.workers, args.partitions, args.repeats)
+    print(
+        f"parallel: {f['rows']:,} rows, {f['partitions']} partitions on {f['workers']} "
+        f"processes ({f['cores']} cores)"
+    )
+    print(f"  one process : {f['single_s']:.3f} s  {f['single_rows_per_s']:,.0f} rows/s")
+    many = f"{f['workers']} processes"
+    print(f"  {many:<11} : {f['parallel_s']:.3f} s  {f['parallel_rows_per_s']:,.0f} rows/s")
+    print(f"  grades: {f['grades']}")
+    print(f"speedup_parallel={f['speedup']:.2f}")
+
+
+if __name__ == "__main__":
+    main()
