@@ -14,7 +14,7 @@ import os
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
-from kisflow.errors import ConfigError
+from kisflow.errors import ConfigError, PartitionError
 from kisflow.executors._partition import (
     FlowPayload,
     Partition,
@@ -99,8 +99,18 @@ def run_partitions(
                 running, return_when=concurrent.futures.FIRST_COMPLETED
             )
             for future in done:
-                del running[future]
-                value = unwrap(future.result())
+                part = running.pop(future)
+                try:
+                    data = future.result()
+                except Exception as exc:  # the worker process died (BrokenProcessPool)
+                    raise PartitionError(
+                        f"flow {flow.name!r} failed on partition {part.key!r} (index "
+                        f"{part.index}): {type(exc).__name__}: {exc}",
+                        flow=flow.name,
+                        stage=None,
+                        partition=part.key,
+                    ) from exc
+                value = unwrap(data)
                 results[value.partition.index] = value
                 bar.update(1)
                 if on_result is not None:
