@@ -307,7 +307,9 @@ def _run_partition(
             message = str(exc)
             if isinstance(exc, KisFlowError):
                 stage = getattr(exc, "stage", None)
-                message = message.removeprefix(f"flow {payload.flow!r} stage {stage!r} ")
+                prefix = f"flow {payload.flow!r} stage {stage!r}"
+                if message.startswith(prefix):
+                    message = message[len(prefix) :].lstrip(": ")
                 if exc.__cause__ is not None:
                     cause = exc.__cause__
         try:
