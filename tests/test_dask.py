@@ -33,6 +33,9 @@ def client() -> Iterator[Any]:
             threads_per_worker=1,
             dashboard_address=None,
             host="127.0.0.1",
+            # The scheduler serves HTTP even without a dashboard, on port 8787 by default:
+            # a free port instead, so clusters of parallel test runs never collide.
+            scheduler_kwargs={"dashboard_address": "127.0.0.1:0"},
         )
         c = distributed.Client(cluster)
         try:
@@ -224,3 +227,36 @@ class TestKilledWorker:
         for key in finished_before_kill:
             assert counts["starts"][key] == 1
             assert counts["attempts"][key] == 1
+
+
+class TestPoisonedPartition:
+    """A partition that kills every worker it runs on fails alone; neighbours finish."""
+
+    def test_killed_worker_error_names_the_partition(self, client: Any, tmp_path: Path) -> None:
+        @kf.faas("Poison")
+        def poison(flow: kf.Flow, rows: list[int]) -> None:
+            part = current_partition()
+            if part is not None and part.key == "poison":
+                time.sleep(0.5)  # the neighbours finish first, on the other worker
+                os.kill(os.getpid(), signal.SIGKILL)
+            flow.commit_row_batch(rows)
+
+        flow = kf.FlowBuilder("poisoned").calculate("Poison").build()
+        finished: list[str] = []
+        with pytest.raises(kf.PartitionError) as info:
+            kf.dask.run_partitions(
+                client,
+                flow,
+                ["poison", "a", "b", "c", "d"],
+                load=lambda name: [len(name)],
+                key=str,
+                on_result=lambda r: finished.append(r.partition.key),
+            )
+        err = info.value
+        assert (err.flow, err.stage, err.partition) == ("poisoned", None, "poison")
+        assert type(err.__cause__).__name__ == "KilledWorker"
+        assert sorted(finished) == ["a", "b", "c", "d"]
+        # The cluster recovers: the nannies restart the killed workers.
+        client.wait_for_workers(2, timeout=30)
+        ok = kf.dask.run_partitions(client, flow, ["e"], load=lambda n: [1], key=str)
+        assert [r.rows_out for r in ok] == [1]

@@ -195,3 +195,18 @@ class TestIdempotentSave:
         assert counts["rows"] == {"0": 250, "1": 250, "2": 250, "3": 250}
         assert counts["done"] == ["0", "1", "2", "3"]
         assert counts["attempts"] == {"0": 2, "1": 2, "2": 2, "3": 2}
+
+
+class TestDeadWorker:
+    """A worker process that dies gives a PartitionError naming its partition."""
+
+    def test_broken_pool_is_a_partition_error(self) -> None:
+        @kf.faas("Die")
+        def die(flow: kf.Flow, rows: list[int]) -> None:
+            os._exit(3)
+
+        flow = kf.FlowBuilder("dies").calculate("Die").build()
+        with pytest.raises(kf.PartitionError, match="partition '0'") as info:
+            run_partitions(flow, [1], load=lambda x: [x], workers=1)
+        assert info.value.partition == "0"
+        assert isinstance(info.value.__cause__, concurrent.futures.process.BrokenProcessPool)

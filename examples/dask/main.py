@@ -115,6 +115,7 @@ def main(scheduler: str | None = None) -> dict[str, Any]:
                     processes=True,
                     dashboard_address=None,
                     host="127.0.0.1",
+                    scheduler_kwargs={"dashboard_address": "127.0.0.1:0"},  # free port
                 ) as cluster,
                 Client(cluster) as client,
             ):
