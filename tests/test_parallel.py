@@ -210,3 +210,53 @@ class TestDeadWorker:
             run_partitions(flow, [1], load=lambda x: [x], workers=1)
         assert info.value.partition == "0"
         assert isinstance(info.value.__cause__, concurrent.futures.process.BrokenProcessPool)
+
+
+class TestConnectorsOnWorkers:
+    """Connector init and CaaS callables travel with the flow and run on the workers."""
+
+    def test_save_through_a_connector(self, procs: Any, tmp_path: Path) -> None:
+        db = tmp_path / "out.db"
+        con = sqlite3.connect(db)
+        with con:
+            con.execute("CREATE TABLE out (part TEXT, value INTEGER, init_pid INTEGER)")
+        con.close()
+
+        @kf.caas_init("SqliteOut")
+        def open_db(connector: kf.Connector) -> None:
+            connector.set_metadata("path", connector.config.addrs)
+            connector.set_metadata("pid", os.getpid())
+
+        @kf.caas("SqliteOut", "WriteRows", "Save")
+        def write(connector: kf.Connector, stage: Any, flow: kf.Flow, rows: Any) -> int:
+            part = current_partition()
+            key = part.key if part is not None else "-"
+            c = sqlite3.connect(connector.get_metadata("path"), timeout=60)
+            with c:
+                c.execute("DELETE FROM out WHERE part = ?", (key,))  # replace: idempotent
+                c.executemany(
+                    "INSERT INTO out VALUES (?, ?, ?)",
+                    [(key, r, connector.get_metadata("pid")) for r in rows],
+                )
+            c.close()
+            return len(rows)
+
+        @kf.faas("WriteRows")
+        def write_rows(flow: kf.Flow, rows: list[int]) -> None:
+            written = flow.get_connector().call(flow, rows)
+            flow.commit_row(written)
+
+        conn = kf.ConnConfig(cname="SqliteOut", addrs=str(db), type="sqlite")
+        flow = kf.FlowBuilder("via-conn").save("WriteRows", conn=conn).build()
+        results = run_partitions(
+            flow, [(0, 3), (3, 7)], load=lambda s: range(*s), keep_output=True, executor=procs
+        )
+        run_partitions(flow, [(0, 3), (3, 7)], load=lambda s: range(*s), executor=procs)
+        assert [r.output for r in results] == [[3], [4]]
+        c = sqlite3.connect(db)
+        rows = c.execute("SELECT part, value, init_pid FROM out ORDER BY value").fetchall()
+        c.close()
+        assert [(p, v) for p, v, _ in rows] == [("0", 0), ("0", 1), ("0", 2)] + [
+            ("1", v) for v in range(3, 7)
+        ]
+        assert os.getpid() not in {pid for _, _, pid in rows}

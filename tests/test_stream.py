@@ -354,3 +354,45 @@ class TestStreamThreadSafety:
         assert len(results) == 1
         assert stream.rows_done == 10
         assert stream.interrupted is True
+
+
+class TestStreamExtras:
+    """Progress bar, async stops, and async sources inside a running loop."""
+
+    def test_progress_bar_counts_rows(self, capsys: pytest.CaptureFixture[str]) -> None:
+        stream = _double_flow("shown").stream(range(30), batch_size=10, progress=True)
+        assert len(list(stream)) == 3
+        err = capsys.readouterr().err
+        assert "shown" in err
+        assert "shown: 30.0rows" in err
+
+    def test_async_stop_ends_between_batches(self) -> None:
+        flow = _double_flow()
+
+        async def main() -> tuple[int, AsyncStream]:
+            stream = flow.astream(range(100), batch_size=10, max_in_flight=1)
+            seen = 0
+            async for _ in stream:
+                seen += 1
+                if seen == 2:
+                    stream.stop()
+            return seen, stream
+
+        seen, stream = asyncio.run(main())
+        assert seen == 2
+        assert (stream.rows_done, stream.interrupted) == (20, True)
+
+    def test_aclose_before_start(self) -> None:
+        stream = _double_flow().astream(range(10))
+        asyncio.run(stream.aclose())
+        assert stream.interrupted is True
+
+    def test_async_source_in_sync_stream_inside_a_loop_is_an_error(self) -> None:
+        async def source() -> AsyncIterator[int]:
+            yield 1
+
+        async def main() -> None:
+            list(_double_flow("inloop").stream(source()))
+
+        with pytest.raises(kf.RunError, match=r"flow 'inloop'.*use 'async for"):
+            asyncio.run(main())

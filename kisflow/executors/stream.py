@@ -225,6 +225,17 @@ class Stream(_Base, Iterator[RunResult]):
         source = self._source
         size = self.batch_size
         if isinstance(source, AsyncIterable):
+            try:
+                asyncio.get_running_loop()
+            except RuntimeError:
+                pass
+            else:
+                raise RunError(
+                    f"flow {self.flow.name!r}: flow.stream() over an async source was "
+                    f"iterated inside a running event loop; use 'async for ... in "
+                    f"flow.astream(source)'",
+                    flow=self.flow.name,
+                )
             runner = asyncio.Runner()
             try:
                 ait = aiter(source)
