@@ -17,6 +17,8 @@ import uuid
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
+from loguru import logger
+
 from kisflow.errors import MissingExtraError, PartitionError
 from kisflow.executors._partition import (
     FlowPayload,
@@ -47,6 +49,23 @@ def _distributed() -> Any:
     except ImportError as exc:
         raise MissingExtraError("dask", "distributed") from exc
     return distributed
+
+
+def _check_saturation(cluster: Any, flow: str) -> None:
+    """Log a warning when the scheduler queues more than one task per worker thread."""
+    try:
+        saturation = cluster.run_on_scheduler(
+            lambda dask_scheduler: dask_scheduler.WORKER_SATURATION
+        )
+    except Exception:  # an old scheduler or one that blocks run_on_scheduler: not fatal
+        return
+    if saturation != 1.0:
+        logger.bind(flow=flow).warning(
+            "dask scheduler runs with worker-saturation {}; start it with "
+            "DASK_DISTRIBUTED__SCHEDULER__WORKER_SATURATION=1.0 so a crashing partition "
+            "does not take queued neighbours with it",
+            saturation,
+        )
 
 
 def run_partitions(
@@ -86,6 +105,7 @@ def run_partitions(
     payload = FlowPayload.of(flow)
     loader = dumps(load, [load])
     cluster: Any = client
+    _check_saturation(cluster, flow.name)
     window = max_in_flight or max(1, sum(cluster.nthreads().values()))
     run_id = uuid.uuid4().hex[:8]
     todo = iter(make_partitions(partitions, key))

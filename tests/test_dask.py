@@ -13,6 +13,7 @@ from typing import Any
 
 import attrs
 import pytest
+from loguru import logger
 
 import kisflow as kf
 from kisflow.executors import current_partition
@@ -260,3 +261,30 @@ class TestPoisonedPartition:
         client.wait_for_workers(2, timeout=30)
         ok = kf.dask.run_partitions(client, flow, ["e"], load=lambda n: [1], key=str)
         assert [r.rows_out for r in ok] == [1]
+
+
+class TestSaturationCheck:
+    """run_partitions warns (through loguru) when the scheduler's saturation is not 1.0."""
+
+    def test_fixture_cluster_runs_at_saturation_one(self, client: Any) -> None:
+        saturation = client.run_on_scheduler(
+            lambda dask_scheduler: dask_scheduler.WORKER_SATURATION
+        )
+        assert saturation == 1.0
+
+    def test_warning_names_the_setting(self, client: Any) -> None:
+        messages: list[str] = []
+        logger.enable("kisflow")
+        sink = logger.add(messages.append, level="WARNING", format="{message}")
+        client.run_on_scheduler(_set_saturation, value=1.1)
+        try:
+            kf.dask.run_partitions(client, _typed_flow(), [0], load=load_readings)
+        finally:
+            client.run_on_scheduler(_set_saturation, value=1.0)
+            logger.remove(sink)
+            logger.disable("kisflow")
+        assert any("WORKER_SATURATION=1.0" in m and "1.1" in m for m in messages)
+
+
+def _set_saturation(dask_scheduler: Any, value: float) -> None:
+    dask_scheduler.WORKER_SATURATION = value
