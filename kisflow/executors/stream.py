@@ -205,7 +205,13 @@ class Stream(_Base, Iterator[RunResult]):
     def __next__(self) -> RunResult:
         if self._gen is None:
             self._gen = self._generate()
-        return next(self._gen)
+        # Ctrl-C is a clean stop only while the stream works; in the caller's loop body
+        # (between batches, where nothing is half done) it interrupts as usual.
+        restore = self._install_sigint()
+        try:
+            return next(self._gen)
+        finally:
+            restore()
 
     def close(self) -> None:
         """End the stream now (after the batches in flight) and release the source."""
@@ -250,14 +256,12 @@ class Stream(_Base, Iterator[RunResult]):
 
     def _generate(self) -> Generator[RunResult, None, None]:
         self._open_bar()
-        restore = self._install_sigint()
         try:
             if self.max_in_flight == 1:
                 yield from self._serial()
             else:
                 yield from self._threaded()
         finally:
-            restore()
             self._finish()
 
     def _serial(self) -> Iterator[RunResult]:
