@@ -400,3 +400,55 @@ class TestStreamExtras:
 
         with pytest.raises(kf.RunError, match=r"flow 'inloop'.*use 'async for"):
             asyncio.run(main())
+
+
+_SIGINT_SCRIPT = """
+import itertools, json, sqlite3, sys, time
+from typing import Any
+import kisflow as kf
+
+db = sys.argv[1]
+con = sqlite3.connect(db)
+con.execute("CREATE TABLE rows (v INTEGER)")
+con.commit()
+
+@kf.faas("SlowSave")
+def slow_save(flow: kf.Flow, rows: list[Any]) -> None:
+    print("batch", flush=True)
+    for r in rows:
+        time.sleep(0.002)  # a slow store: the Ctrl-C sent after "batch" lands in here
+    with con:
+        con.executemany("INSERT INTO rows VALUES (?)", [(r,) for r in rows])
+    flow.commit_row_batch(rows)
+
+flow = kf.FlowBuilder("endless").save("SlowSave").build()
+stream = flow.stream(itertools.count(), batch_size=50)
+for _ in stream:
+    pass
+saved = con.execute("SELECT COUNT(*) FROM rows").fetchone()[0]
+print(json.dumps({"rows_done": stream.rows_done, "interrupted": stream.interrupted,
+                  "saved": saved}), flush=True)
+"""
+
+
+class TestCtrlCFromOutside:
+    """A real SIGINT sent to a process streaming an endless source stops it cleanly."""
+
+    def test_endless_stream_stops_with_whole_batches(self, tmp_path: Path) -> None:
+        proc = subprocess.Popen(
+            [sys.executable, "-c", _SIGINT_SCRIPT, str(tmp_path / "rows.db")],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        assert proc.stdout is not None
+        for _ in range(3):
+            assert proc.stdout.readline().strip() == "batch"
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=60)
+        assert proc.returncode == 0, err
+        figures = json.loads(out.splitlines()[-1])
+        assert figures["interrupted"] is True
+        assert figures["rows_done"] >= 150  # the batch in flight was finished, not cut
+        assert figures["rows_done"] % 50 == 0
+        assert figures["saved"] == figures["rows_done"]
