@@ -6,22 +6,24 @@ worker loading its own rows from a partition description. Both sides load the ro
 run the same four KisFlow-style stages (a FaaS loops over ``flow.input()`` and commits
 row by row); the grade counts must agree. Prints ``speedup_parallel=...``.
 
-Run alone with ``python -m bench.parallel [--rows N] [--workers W]``.
+Run alone with ``python -m bench.parallel [--rows N] [--workers W] [--executor dask]``.
 """
 
 from __future__ import annotations
 
 import argparse
 import collections
+import contextlib
 import gc
 import os
 import statistics
 import time
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import kisflow as kf
 from kisflow._pool import Pool
-from kisflow.executors import process_pool, run_partitions
+from kisflow.executors import PartitionResult, process_pool, run_partitions
 
 __all__ = ["ParallelFigures", "measure_parallel", "speedup"]
 
@@ -98,20 +100,59 @@ class ParallelFigures(dict[str, Any]):
     """
 
 
+@contextlib.contextmanager
+def _executor(kind: str, workers: int) -> Iterator[Callable[..., list[PartitionResult]]]:
+    """A warm-able ``run(flow, spans, keep_output)`` on local processes or a LocalCluster."""
+    if kind == "processes":
+        with process_pool(workers) as pool:
+            yield lambda flow, spans, **kw: run_partitions(
+                flow, spans, load=load_rows, executor=pool, **kw
+            )
+    elif kind == "dask":
+        import dask
+        from distributed import Client, LocalCluster
+
+        with (
+            dask.config.set(kf.dask.SATURATION_CONFIG),
+            LocalCluster(
+                n_workers=workers,
+                threads_per_worker=1,
+                processes=True,
+                dashboard_address=None,
+                host="127.0.0.1",
+                scheduler_kwargs={"dashboard_address": "127.0.0.1:0"},
+            ) as cluster,
+            Client(cluster) as client,
+        ):
+            yield lambda flow, spans, **kw: kf.dask.run_partitions(
+                client, flow, spans, load=load_rows, **kw
+            )
+    else:
+        raise ValueError(f"executor must be 'processes' or 'dask', got {kind!r}")
+
+
 def measure_parallel(
-    rows: int = 1_000_000, workers: int = 2, partitions: int = 8, repeats: int = 5
+    rows: int = 1_000_000,
+    workers: int = 2,
+    partitions: int = 8,
+    repeats: int = 5,
+    executor: str = "processes",
 ) -> ParallelFigures:
-    """Time the big shape in one process and on ``workers`` processes (median of runs)."""
+    """Time the big shape in one process and on ``workers`` processes (median of runs).
+
+    ``executor`` is ``"processes"`` (a local process pool) or ``"dask"`` (a LocalCluster
+    of ``workers`` single-threaded worker processes).
+    """
     flow = build_flow()
     spans = _spans(rows, partitions)
     single_times: list[float] = []
     parallel_times: list[float] = []
     single_counts: dict[str, int] = {}
     parallel_counts: dict[str, int] = {}
-    with process_pool(workers) as pool:
+    with _executor(executor, workers) as run:
         # Warm up: start every worker, import kisflow there and rebuild the flow once.
         flow.run(load_rows((0, 1000)))
-        run_partitions(flow, _spans(1000 * workers, workers * 4), load=load_rows, executor=pool)
+        run(flow, _spans(1000 * workers, workers * 4))
         # Alternate the two sides so load from other processes hits both alike.
         for _ in range(repeats):
             gc.collect()
@@ -122,7 +163,7 @@ def measure_parallel(
             del result
             gc.collect()  # a run's layers are freed by the cyclic GC: not in the other timing
             started = time.perf_counter()
-            results = run_partitions(flow, spans, load=load_rows, keep_output=True, executor=pool)
+            results = run(flow, spans, keep_output=True)
             parallel_times.append(time.perf_counter() - started)
             parallel_counts = _merge([r.output or [] for r in results])
     if parallel_counts != single_counts:
@@ -142,12 +183,13 @@ def measure_parallel(
         speedup_best=best,
         grades=single_counts,
         cores=os.cpu_count(),
+        executor=executor,
     )
 
 
-def speedup(rows: int = 1_000_000, workers: int = 2) -> float:
+def speedup(rows: int = 1_000_000, workers: int = 2, executor: str = "processes") -> float:
     """The ``parallel`` shape's speed-up of ``workers`` processes over one (for make bench)."""
-    return float(measure_parallel(rows=rows, workers=workers)["speedup"])
+    return float(measure_parallel(rows=rows, workers=workers, executor=executor)["speedup"])
 
 
 def main() -> None:
@@ -156,11 +198,12 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--partitions", type=int, default=8)
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--executor", choices=["processes", "dask"], default="processes")
     args = parser.parse_args()
-    f = measure_parallel(args.rows, args.workers, args.partitions, args.repeats)
+    f = measure_parallel(args.rows, args.workers, args.partitions, args.repeats, args.executor)
     print(
         f"parallel: {f['rows']:,} rows, {f['partitions']} partitions on {f['workers']} "
-        f"processes ({f['cores']} cores)"
+        f"processes ({f['executor']}, {f['cores']} cores)"
     )
     print(f"  one process : {f['single_s']:.3f} s  {f['single_rows_per_s']:,.0f} rows/s")
     many = f"{f['workers']} processes"
