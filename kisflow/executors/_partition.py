@@ -30,6 +30,7 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 import attrs
+import cachetools
 
 from kisflow.errors import KisFlowError, MissingExtraError, PartitionError
 from kisflow.executors.stream import run_batch
@@ -205,7 +206,8 @@ class FlowPayload:
         return cls(flow=flow.name, data=data, digest=hashlib.sha256(data).hexdigest())
 
 
-_built: dict[str, Flow] = {}
+_built: cachetools.LRUCache[str, Flow] = cachetools.LRUCache(maxsize=32)
+"""Flows rebuilt in this worker process, by payload digest (bounded: workers live long)."""
 _built_lock = threading.Lock()
 
 
