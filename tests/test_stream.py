@@ -5,11 +5,13 @@ from __future__ import annotations
 import asyncio
 import io
 import json
+import os
 import signal
 import sqlite3
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -452,3 +454,43 @@ class TestCtrlCFromOutside:
         assert figures["rows_done"] >= 150  # the batch in flight was finished, not cut
         assert figures["rows_done"] % 50 == 0
         assert figures["saved"] == figures["rows_done"]
+
+
+class TestCtrlCWhileReading:
+    """Ctrl-C while the source blocks ends the stream now; rows already read still run."""
+
+    def test_blocked_source_is_cut_short(self) -> None:
+        def tail() -> Iterator[int]:
+            yield from range(25)
+            time.sleep(30)  # no new lines: a read that blocks
+            yield from range(25, 50)
+
+        timer = threading.Timer(0.3, os.kill, (os.getpid(), signal.SIGINT))
+        timer.start()
+        started = time.perf_counter()
+        try:
+            stream = _double_flow().stream(tail(), batch_size=10)
+            outputs = [r.output for r in stream]
+        finally:
+            timer.cancel()
+        assert time.perf_counter() - started < 10
+        assert outputs == [
+            [i * 2 for i in range(10)],
+            [i * 2 for i in range(10, 20)],
+            [i * 2 for i in range(20, 25)],
+        ]
+        assert (stream.rows_done, stream.interrupted) == (25, True)
+
+    def test_stop_with_an_async_source_reads_no_further(self) -> None:
+        read = {"n": 0}
+
+        async def source() -> AsyncIterator[int]:
+            for i in range(100):
+                read["n"] += 1
+                yield i
+
+        stream = _double_flow().stream(source(), batch_size=10)
+        for _ in stream:
+            stream.stop()
+        assert (stream.rows_done, stream.interrupted) == (10, True)
+        assert read["n"] <= 11

@@ -100,6 +100,10 @@ async def _arun_batch(flow: Flow, batch: list[Any], ctx: Any) -> RunResult:
         _release(run)
 
 
+class _ReadInterrupted(BaseException):
+    """Raised by the SIGINT handler to cut short a read blocked in the source."""
+
+
 def _batch_note(number: int, first_row: int, size: int) -> str:
     return f"in stream batch {number} (source rows {first_row}..{first_row + size - 1})"
 
@@ -197,6 +201,7 @@ class Stream(_Base, Iterator[RunResult]):
         )
         self._source = source
         self._handle_sigint = handle_sigint
+        self._reading = False
         self._gen: Generator[RunResult, None, None] | None = None
 
     def __iter__(self) -> Stream:
@@ -245,14 +250,25 @@ class Stream(_Base, Iterator[RunResult]):
             runner = asyncio.Runner()
             try:
                 ait = aiter(source)
-                while batch := runner.run(_take(ait, size)):
+                while not self._stop.is_set() and (batch := runner.run(_take(ait, size))):
                     yield batch
             finally:
                 runner.close()
         else:
             it = iter(source)
-            while batch := list(itertools.islice(it, size)):
-                yield batch
+            while not self._stop.is_set():
+                chunk: list[Any] = []
+                self._reading = True
+                try:
+                    # extend() keeps the rows read before a Ctrl-C cut a blocked read short.
+                    chunk.extend(itertools.islice(it, size))
+                except _ReadInterrupted:
+                    pass
+                finally:
+                    self._reading = False
+                if not chunk:
+                    return
+                yield chunk
 
     def _generate(self) -> Generator[RunResult, None, None]:
         self._open_bar()
@@ -267,8 +283,6 @@ class Stream(_Base, Iterator[RunResult]):
     def _serial(self) -> Iterator[RunResult]:
         first = 0
         for number, batch in enumerate(self._batches()):
-            if self._stop.is_set():
-                break
             try:
                 result = run_batch(self.flow, batch, self.ctx)
             except KisFlowError as exc:
@@ -332,6 +346,10 @@ class Stream(_Base, Iterator[RunResult]):
                 "Ctrl-C: finishing the batches in flight, press again to abort"
             )
             self._stop.set()
+            if self._reading:
+                # A source that blocks (a tail, a queue) would hold the stop until rows
+                # come: cut the read short; the rows read so far still run as a batch.
+                raise _ReadInterrupted
 
         signal.signal(signal.SIGINT, on_sigint)
 
