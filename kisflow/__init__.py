@@ -29,6 +29,7 @@ from kisflow.config import (
     GlobalConfig,
     Source,
 )
+from kisflow.configfile import LoadedConfig, export_config, load_config_dir
 from kisflow.connector import Connector
 from kisflow.errors import (
     ActionError,
@@ -65,13 +66,13 @@ except PackageNotFoundError:  # pragma: no cover - running from a source tree
     __version__ = "0.0.0"
 
 __all__ = [
-    "DEFAULT_MAX_STEPS",
     "Action",
     "ActionError",
     "ConfigError",
     "ConnConfig",
     "Connector",
     "ConnectorError",
+    "DEFAULT_MAX_STEPS",
     "DuplicateRegistrationError",
     "FaaSSignatureError",
     "Flow",
@@ -88,6 +89,7 @@ __all__ = [
     "FunctionNotFoundError",
     "GlobalConfig",
     "KisFlowError",
+    "LoadedConfig",
     "MissingExtraError",
     "Mode",
     "PartitionError",
@@ -108,6 +110,8 @@ __all__ = [
     "dask",
     "errors",
     "executors",
+    "export_config",
     "faas",
+    "load_config_dir",
     "pool",
 ]

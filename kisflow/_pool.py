@@ -19,7 +19,7 @@ import attrs
 from loguru import logger
 
 from kisflow._signature import Signature, read_signature
-from kisflow.errors import DuplicateRegistrationError, FaaSSignatureError
+from kisflow.errors import ConfigError, DuplicateRegistrationError, FaaSSignatureError
 from kisflow.modes import Mode
 
 if TYPE_CHECKING:
@@ -69,6 +69,14 @@ def _caas_takes_ctx(name: str, fn: Any, required: int) -> bool:
     return len(params) == required + 1
 
 
+def _check_name(key: str, name: Any) -> None:
+    """A registration name must be a non-empty string: configs can only name those."""
+    if not isinstance(name, str) or not name:
+        raise ConfigError(
+            f"{key} must be a non-empty string, got {type(name).__name__} {name!r}", key=key
+        )
+
+
 class Pool:
     """Registry of FaaS, flows, connector init callbacks and CaaS (thread-safe)."""
 
@@ -104,6 +112,7 @@ class Pool:
             FaaSSignatureError: the signature cannot be called by kisflow.
             DuplicateRegistrationError: ``name`` is taken and ``replace`` is false.
         """
+        _check_name("fname", name)
         spec = FaaSSpec(name=name, fn=fn, signature=read_signature(name, fn, output))
         with self._faas_lock:
             if name in self._faas and not replace:
@@ -127,6 +136,7 @@ class Pool:
 
     def add_flow(self, name: str, flow: Flow, *, replace: bool = False) -> None:
         """Register ``flow`` under ``name``; a taken name is an error unless ``replace``."""
+        _check_name("flow_name", name)
         with self._flows_lock:
             if name in self._flows and not replace:
                 raise DuplicateRegistrationError("flow", name)
@@ -146,7 +156,13 @@ class Pool:
 
     def caas_init(self, cname: str, fn: Callable[..., Any], *, replace: bool = False) -> None:
         """Register the init callback of connector ``cname``: ``fn(conn)``."""
-        _caas_takes_ctx(f"caas_init {cname}", fn, 1)
+        _check_name("cname", cname)
+        if _caas_takes_ctx(f"caas_init {cname}", fn, 1):
+            # the init runs when a stage is linked, outside any run: there is no context
+            raise FaaSSignatureError(
+                f"caas_init {cname}",
+                "takes 2 positional parameters; a connector init callback takes one (conn)",
+            )
         with self._conn_init_lock:
             if cname in self._conn_init and not replace:
                 raise DuplicateRegistrationError("connector init", cname)
@@ -167,6 +183,8 @@ class Pool:
         replace: bool = False,
     ) -> CaaSSpec:
         """Register ``fn(conn, fn, flow, args)`` for (connector, function, mode)."""
+        _check_name("cname", cname)
+        _check_name("fname", fname)
         parsed = Mode.parse(mode)
         takes_ctx = _caas_takes_ctx(f"caas {cname}/{fname}", fn, 4)
         spec = CaaSSpec(cname=cname, fname=fname, mode=parsed, fn=fn, takes_ctx=takes_ctx)
@@ -177,10 +195,11 @@ class Pool:
             self._caas[key] = spec
         return spec
 
-    def get_caas(self, cname: str, fname: str, mode: Mode) -> CaaSSpec | None:
-        """The CaaS for (connector, function, mode), or None."""
+    def get_caas(self, cname: str, fname: str, mode: Mode | str) -> CaaSSpec | None:
+        """The CaaS for (connector, function, mode), or None; the mode may be a word or letter."""
+        key = (cname, fname, mode if isinstance(mode, Mode) else Mode.parse(mode))
         with self._caas_lock:
-            return self._caas.get((cname, fname, mode))
+            return self._caas.get(key)
 
     def reset(self) -> None:
         """Forget every registration (for tests and interactive sessions)."""

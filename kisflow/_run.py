@@ -26,7 +26,7 @@ from kisflow.errors import (
     RunError,
     StageExecutionError,
 )
-from kisflow.result import RunEnd, RunResult, StageStats
+from kisflow.result import RunEnd, RunResult
 from kisflow.rows import RowConversionFailure, describe_type
 from kisflow.stage import Stage
 
@@ -54,6 +54,7 @@ class Run:
         "jump_index",
         "layers",
         "max_steps",
+        "n",
         "output",
         "pos",
         "source",
@@ -62,6 +63,7 @@ class Run:
         "steps",
         "stopped_at",
         "trace",
+        "trace_from",
         "view",
     )
 
@@ -86,7 +88,10 @@ class Run:
         self.layers: list[list[Any] | None] = [None] * n
         self.pos = 0
         self.steps = 0
-        self.trace: collections.deque[int] = collections.deque(maxlen=4 * n + 4)
+        self.n = n
+        # Positions are only recorded near the step limit, to name the cycle if it is hit.
+        self.trace: collections.deque[int] | None = None
+        self.trace_from = max_steps - (4 * n + 4)
         self.buffer: list[Any] = []
         self.input: list[Any] = source
         self.output: list[Any] = []
@@ -102,15 +107,21 @@ class Run:
 
     # -- the two halves of a step --------------------------------------------------------
 
-    def begin(self) -> tuple[FaaSSpec, tuple[Any, ...]] | None:
-        """Prepare the current stage; return its FaaS and call arguments, or None when done."""
+    @property
+    def done(self) -> bool:
+        """Whether the run has ended (drivers loop ``while not run.done``)."""
+        return self.pos >= self.n
+
+    def begin(self) -> tuple[FaaSSpec, tuple[Any, ...]]:
+        """Prepare the current stage (``not done``); return its FaaS and call arguments."""
         pos = self.pos
-        if pos >= len(self.stages):
-            return None
         self.steps += 1
-        if self.steps > self.max_steps:
-            raise self._loop_error()
-        self.trace.append(pos)
+        if self.steps > self.trace_from:
+            if self.steps > self.max_steps:
+                raise self._loop_error()
+            if self.trace is None:
+                self.trace = collections.deque(maxlen=4 * self.n + 4)
+            self.trace.append(pos)
         stage = self.stages[pos]
         spec = self.specs[pos]
         if pos == 0:
@@ -175,7 +186,9 @@ class Run:
         self.output = result
         if aborted:
             self._stop(RunEnd.ABORTED, stage)
-        elif stop_for_no_rows:
+        elif stop_for_no_rows and pos + 1 < self.n:
+            # KisFlow's rule: a stage that commits nothing stops the flow (no error). The
+            # last stage committing nothing is a sink that finished: the run completed.
             self._stop(RunEnd.NO_ROWS, stage)
         else:
             self.pos = jump if jump is not None else pos + 1
@@ -183,34 +196,22 @@ class Run:
     def _stop(self, why: RunEnd, stage: Stage) -> None:
         self.ended = why
         self.stopped_at = stage.name
-        self.pos = len(self.stages)
+        self.pos = self.n
 
     def result(self) -> RunResult:
         """Freeze the run's outcome; the layers are released with the run."""
         if self._runner is not None:
             self._runner.close()
             self._runner = None
-        stats = tuple(
-            StageStats(
-                stage_id=s.id,
-                name=s.name,
-                mode=s.mode,
-                calls=self._calls[i],
-                rows_in=self._rows_in[i],
-                rows_out=self._rows_out[i],
-                duration=self._durations[i],
-            )
-            for i, s in enumerate(self.stages)
-        )
         self.view._stage = None
         return RunResult(
             flow=self.flow_name,
             output=self.output,
             ended=self.ended,
             stopped_at=self.stopped_at,
-            stages=stats,
             steps=self.steps,
             duration=time.perf_counter() - self._started,
+            figures=(self.stages, self._calls, self._rows_in, self._rows_out, self._durations),
         )
 
     # -- helpers -------------------------------------------------------------------------
@@ -244,12 +245,14 @@ class Run:
         )
 
     def _loop_error(self) -> FlowLoopError:
-        trace = list(self.trace)
+        trace = list(self.trace or ())
         cycle = trace
         for period in range(1, len(trace) // 2 + 1):
             if trace[-period:] == trace[-2 * period : -period]:
                 cycle = trace[-period:]
                 break
+        start = cycle.index(min(cycle))  # name the cycle from its earliest stage
+        cycle = cycle[start:] + cycle[:start]
         names = [self.stages[i].name for i in cycle]
         path = " -> ".join([*names, names[0]])
         stage = self.stages[self.pos].name
@@ -322,12 +325,10 @@ async def _as_coroutine(awaitable: Any) -> Any:
 def run_sync(run: Run) -> RunResult:
     """Carry out ``run`` in the calling thread; async stages run on a private loop."""
     try:
-        while True:
-            started = time.perf_counter()
-            call = run.begin()
-            if call is None:
-                break
-            spec, args = call
+        clock = time.perf_counter
+        started = clock()
+        while run.pos < run.n:
+            spec, args = run.begin()
             try:
                 out = spec.fn(*args)
                 if out is not None:
@@ -337,7 +338,9 @@ def run_sync(run: Run) -> RunResult:
                 raise
             except Exception as exc:
                 raise run.stage_error(exc) from exc
-            run.end(time.perf_counter() - started)
+            now = clock()
+            run.end(now - started)
+            started = now
         return run.result()
     finally:
         if run._runner is not None:

@@ -10,13 +10,17 @@ Accepted forms (``ctx`` optional and first, ``rows`` optional and last)::
     async def f(flow: Flow, rows: list[T]) -> AsyncIterator[U]
 
 The flow parameter is the one annotated with ``Flow`` (or, unannotated, named ``flow``).
+A callable object is read through its ``__call__``, a ``functools.partial`` through the
+function it wraps.
 """
 
 from __future__ import annotations
 
 import collections.abc
 import enum
+import functools
 import inspect
+import types
 import typing
 from collections.abc import Callable
 from typing import Any
@@ -112,8 +116,39 @@ def _yield_type(name: str, kind: CallKind, annotation: Any) -> Any:
     return args[0] if args else None
 
 
+def _target(fn: Any) -> Any:
+    """The function whose annotations and code describe ``fn``.
+
+    A ``functools.partial`` is described by the function it wraps, and a callable object
+    by its ``__call__``; ``typing.get_type_hints`` and ``inspect.is*function`` only look
+    at functions and methods.
+    """
+    while isinstance(fn, functools.partial):
+        fn = fn.func
+    if isinstance(fn, type) or inspect.isroutine(fn):
+        return fn
+    call = getattr(fn, "__call__", None)  # noqa: B004 - the callable object's own method
+    return call if inspect.isroutine(call) else fn
+
+
+def _unresolved_parameter(target: Any) -> str | None:
+    """The first parameter (or ``return``) whose annotation alone cannot be resolved."""
+    annotations = getattr(target, "__annotations__", None)
+    if not isinstance(annotations, dict):
+        return None
+    unwrapped = inspect.unwrap(target) if callable(target) else target
+    globalns = getattr(unwrapped, "__globals__", None)
+    for param, annotation in annotations.items():
+        probe = types.SimpleNamespace(__annotations__={param: annotation})
+        try:
+            typing.get_type_hints(probe, globalns)
+        except Exception:
+            return str(param)
+    return None
+
+
 def _kind(fn: Callable[..., Any]) -> CallKind:
-    target = inspect.unwrap(fn)
+    target = inspect.unwrap(_target(fn))
     if inspect.isasyncgenfunction(target):
         return CallKind.ASYNC_GENERATOR
     if inspect.isgeneratorfunction(target):
@@ -134,17 +169,21 @@ def read_signature(name: str, fn: Any, output: Any | None = None) -> Signature:
     try:
         typeguard.check_type(fn, Callable[..., Any])
     except typeguard.TypeCheckError as exc:
-        raise FaaSSignatureError(name, f"is not callable (got {type(fn).__name__})") from exc
+        raise FaaSSignatureError(
+            name, f"is not callable (got {type(fn).__name__})", parameter="fn"
+        ) from exc
     try:
         sig = inspect.signature(fn)
     except (TypeError, ValueError) as exc:
-        raise FaaSSignatureError(name, f"has no readable signature: {exc}") from exc
+        raise FaaSSignatureError(name, f"has no readable signature: {exc}", parameter="fn") from exc
+    target = _target(fn)
     try:
-        hints = typing.get_type_hints(fn)
+        hints = typing.get_type_hints(target)
     except Exception as exc:
         raise FaaSSignatureError(
             name,
             f"annotations cannot be resolved ({exc}); define row types at module level",
+            parameter=_unresolved_parameter(target),
         ) from exc
 
     positional: list[inspect.Parameter] = []
@@ -182,6 +221,7 @@ def read_signature(name: str, fn: Any, output: Any | None = None) -> Signature:
             name,
             "has no flow parameter; the first parameter (or the second, after a "
             "context) must be annotated 'flow: kisflow.Flow'",
+            parameter="flow",
         )
     if flow_index > 1:
         raise FaaSSignatureError(

@@ -76,12 +76,46 @@ def _params(value: Mapping[str, Any] | None) -> dict[str, Any]:
     return {str(k): v for k, v in value.items()}
 
 
-def _names(value: Iterable[str] | None) -> tuple[str, ...]:
+def _names(value: Iterable[str] | None, key: str) -> tuple[str, ...]:
+    """A tuple of names; anything but a list of strings raises ``ConfigError`` naming ``key``."""
     if value is None:
         return ()
-    if isinstance(value, str) or not isinstance(value, Iterable):
-        raise ConfigError(f"expected a list of names, got {value!r}")
-    return tuple(value)
+    if isinstance(value, str | bytes) or not isinstance(value, Iterable):
+        raise ConfigError(f"{key}: expected a list of names, got {value!r}", key=key)
+    out = tuple(value)
+    for name in out:
+        if not isinstance(name, str):
+            raise ConfigError(
+                f"{key}: expected a list of names, got {type(name).__name__} {name!r} in it",
+                key=key,
+            )
+    return out
+
+
+def _must(value: Iterable[str] | None) -> tuple[str, ...]:
+    return _names(value, "must")
+
+
+def _load(value: Iterable[str] | None) -> tuple[str, ...]:
+    return _names(value, "load")
+
+
+def _save(value: Iterable[str] | None) -> tuple[str, ...]:
+    return _names(value, "save")
+
+
+def _from_mapping(cls: type[Any], value: Mapping[str, Any], key: str) -> Any:
+    """Build ``cls`` from a YAML mapping; unknown or missing keys raise ``ConfigError``."""
+    known = {f.name for f in attrs.fields(cls)}
+    unknown = sorted(str(k) for k in value if k not in known)
+    if unknown:
+        raise ConfigError(
+            f"{key} has unknown keys {unknown}; expected some of {sorted(known)}", key=key
+        )
+    try:
+        return cls(**value)
+    except TypeError as exc:
+        raise ConfigError(f"{key} is incomplete: {exc}", key=key) from exc
 
 
 @attrs.frozen
@@ -89,7 +123,7 @@ class Source:
     """Where a function's rows come from: a name and the fields every row must carry."""
 
     name: str = attrs.field(default=UNNAMED_SOURCE, validator=_typed(str))
-    must: tuple[str, ...] = attrs.field(factory=tuple, converter=_names)
+    must: tuple[str, ...] = attrs.field(factory=tuple, converter=_must)
 
 
 @attrs.frozen
@@ -111,8 +145,8 @@ class ConnConfig:
     type: str = attrs.field(default="", validator=_typed(str))
     key: str = attrs.field(default="", validator=_typed(str))
     params: dict[str, Any] = attrs.field(factory=dict, converter=_params)
-    load: tuple[str, ...] = attrs.field(factory=tuple, converter=_names)
-    save: tuple[str, ...] = attrs.field(factory=tuple, converter=_names)
+    load: tuple[str, ...] = attrs.field(factory=tuple, converter=_load)
+    save: tuple[str, ...] = attrs.field(factory=tuple, converter=_save)
 
 
 def _mode(value: Mode | str) -> Mode:
@@ -123,7 +157,12 @@ def _source(value: Source | Mapping[str, Any] | None) -> Source:
     if value is None:
         return Source()
     if isinstance(value, Mapping):
-        return Source(**value)
+        return _from_mapping(Source, value, "source")  # type: ignore[no-any-return]
+    if not isinstance(value, Source):
+        raise ConfigError(
+            f"source must be a Source or a mapping, got {type(value).__name__} {value!r}",
+            key="source",
+        )
     return value
 
 
@@ -131,7 +170,12 @@ def _option(value: FuncOption | Mapping[str, Any] | None) -> FuncOption:
     if value is None:
         return FuncOption()
     if isinstance(value, Mapping):
-        return FuncOption(**value)
+        return _from_mapping(FuncOption, value, "option")  # type: ignore[no-any-return]
+    if not isinstance(value, FuncOption):
+        raise ConfigError(
+            f"option must be a FuncOption or a mapping, got {type(value).__name__} {value!r}",
+            key="option",
+        )
     return value
 
 
@@ -147,7 +191,9 @@ class FuncConfig:
     fmode: Mode = attrs.field(converter=_mode)
     source: Source = attrs.field(factory=Source, converter=_source)
     option: FuncOption = attrs.field(factory=FuncOption, converter=_option)
-    conn: ConnConfig | None = attrs.field(default=None, repr=False)
+    conn: ConnConfig | None = attrs.field(
+        default=None, repr=False, validator=attrs.validators.optional(_typed(ConnConfig))
+    )
 
     def __attrs_post_init__(self) -> None:
         if self.conn is not None and self.conn.cname != self.option.cname:
@@ -175,7 +221,7 @@ def _flow_params(
         if isinstance(item, FlowFunctionParam):
             out.append(item)
         elif isinstance(item, Mapping):
-            out.append(FlowFunctionParam(**item))
+            out.append(_from_mapping(FlowFunctionParam, item, "flows"))
         else:
             raise ConfigError(
                 f"each entry of flows must be a mapping with fname, got {item!r}", key="flows"

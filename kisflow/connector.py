@@ -3,7 +3,10 @@
 A ``Connector`` is made per stage from a ``ConnConfig``. Its init callback (registered
 with ``kisflow.caas_init``) runs once per connector instance, thread-safely; ``call``
 dispatches to the CaaS registered for (connector name, current function, current mode),
-exactly as KisFlow's ``conn.Call(ctx, flow, args)``.
+exactly as KisFlow's ``conn.Call(ctx, flow, args)``. A connector whose ``type`` has a
+built-in implementation (``kisflow.connectors``) uses it wherever no user callback is
+registered: the built-in init when there is no ``caas_init``, the built-in call when
+there is no CaaS for (connector, function, mode).
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from kisflow.config import ConnConfig
 from kisflow.errors import ConnectorError
 
 if TYPE_CHECKING:
+    from kisflow.connectors import BuiltinConnector
     from kisflow.flow import Flow
 
 __all__ = ["Connector"]
@@ -31,6 +35,7 @@ class Connector:
         self._pool = pool
         self._init_lock = threading.Lock()
         self._initialised = False
+        self._builtin: BuiltinConnector | None = None
         self._metadata: dict[str, Any] = {}
         self._metadata_lock = threading.Lock()
 
@@ -80,13 +85,34 @@ class Connector:
                         type=self.config.type,
                         address=self.config.addrs,
                     ) from exc
+            elif self._make_builtin() is None:
+                # Nothing to run yet: a caas_init registered later still runs, at the
+                # first call, instead of being skipped for good.
+                return
             self._initialised = True
+
+    def _make_builtin(self) -> BuiltinConnector | None:
+        """The built-in implementation of this connector's type (made once), or None."""
+        if self._builtin is None:
+            from kisflow.connectors import make_builtin
+
+            self._builtin = make_builtin(self.config)
+        return self._builtin
+
+    def builtin(self) -> BuiltinConnector | None:
+        """The built-in implementation serving this connector's type, or None (thread-safe)."""
+        with self._init_lock:
+            return self._make_builtin()
 
     def call(self, flow: Flow, args: Any = None) -> Any:
         """Call the CaaS for (this connector, the flow's current function and mode)."""
         stage = flow.get_this_function()
         spec = self.pool.get_caas(self.config.cname, stage.name, stage.mode)
         if spec is None:
+            self.init()
+            builtin = self.builtin()
+            if builtin is not None:
+                return builtin.call(stage, args)
             raise ConnectorError(
                 f"connector {self.config.cname!r} has no caas for function {stage.name!r} "
                 f"in mode {stage.mode.value}; register one with "

@@ -10,6 +10,7 @@ single chain is rejected.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import math
 import threading
@@ -27,6 +28,7 @@ from loguru import logger
 from kisflow import _pool
 from kisflow._pool import FaaSSpec
 from kisflow._run import Run, run_sync
+from kisflow._signature import Signature, read_signature
 from kisflow.actions import Action
 from kisflow.config import ConnConfig, FlowConfig, FlowFunctionParam, FuncConfig
 from kisflow.connector import Connector
@@ -92,6 +94,21 @@ def _ttl_seconds(ttl: float | timedelta | None) -> float:
     if ttl is None:
         return math.inf
     return ttl.total_seconds() if isinstance(ttl, timedelta) else float(ttl)
+
+
+def _builtin_faas(stage: Stage) -> FaaSSpec | None:
+    """The default FaaS of a Save/Load stage on a built-in connector, if it is one."""
+    from kisflow.connectors import default_faas
+
+    fn = default_faas(stage)
+    if fn is None:
+        return None
+    return FaaSSpec(name=stage.name, fn=fn, signature=_builtin_signature(fn))
+
+
+@functools.cache
+def _builtin_signature(fn: Callable[..., Any]) -> Signature:
+    return read_signature(fn.__name__, fn)
 
 
 @attrs.define(slots=True)
@@ -186,7 +203,7 @@ class Flow:
         self._init_state()
 
     def _init_state(self) -> None:
-        self._run: Run | None = None
+        self._ctx: Any = None
         self._stage: Stage | None = None
         self._input: list[Any] = []
         self._action: Action | None = None
@@ -196,10 +213,13 @@ class Flow:
 
     def _view(self, run: Run) -> Flow:
         """A view of this flow's definition bound to ``run`` (what a FaaS receives)."""
-        view = object.__new__(type(self))
+        view = object.__new__(_FlowView)
         view._d = self._d
-        view._init_state()
-        view._run = run
+        view._ctx = run.ctx  # not the run itself: a run <-> view cycle would defer freeing
+        view._stage = None
+        view._input = []
+        view._action = None
+        view._source = []
         return view
 
     @classmethod
@@ -370,7 +390,7 @@ class Flow:
         stages = d.stages
         specs: list[FaaSSpec] = []
         for stage in stages:
-            spec = pool.get_faas(stage.name)
+            spec = pool.get_faas(stage.name) or _builtin_faas(stage)
             if spec is None:
                 raise FunctionNotFoundError(stage.name, flow=self.name)
             specs.append(spec)
@@ -505,7 +525,6 @@ class Flow:
             output=[],
             ended=RunEnd.DISABLED,
             stopped_at=None,
-            stages=(),
             steps=0,
             duration=0.0,
         )
@@ -523,7 +542,8 @@ class Flow:
 
     def input(self) -> list[Any]:
         """The current stage's input rows (the previous stage's result layer)."""
-        self._current()
+        if self._stage is None:
+            self._current()
         return self._input
 
     def next(self, *actions: Action) -> None:
@@ -551,7 +571,7 @@ class Flow:
     def get_context(self) -> Any:
         """The ``ctx`` given to ``run`` (None when none was given)."""
         self._current()
-        return self._run.ctx if self._run is not None else None
+        return self._ctx
 
     def get_func_config_by_name(self, name: str) -> FuncConfig | None:
         """The config of the function ``name`` in this flow, or None."""
@@ -627,3 +647,21 @@ class Flow:
     def to_dot(self) -> str:
         """The flow as DOT text: one node per stage with its name, mode and row types."""
         return to_dot(self)
+
+
+class _FlowView(Flow):
+    """The ``flow`` a FaaS receives: the same definition, bound to one run.
+
+    Slotted so that making one per run and rebinding ``commit_row`` per stage stay cheap.
+    """
+
+    __slots__ = (
+        "_action",
+        "_ctx",
+        "_d",
+        "_input",
+        "_source",
+        "_stage",
+        "commit_row",
+        "commit_row_batch",
+    )

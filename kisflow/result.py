@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import enum
+import functools
+from collections.abc import Sequence
 from typing import Any
 
 import attrs
@@ -16,9 +18,9 @@ class RunEnd(enum.Enum):
     """Why a run ended."""
 
     COMPLETED = "completed"
-    """The last stage ran and committed rows (or was forced on)."""
+    """The last stage ran (its output may be empty: a sink that commits nothing)."""
     NO_ROWS = "no_rows"
-    """A stage committed no rows, which stops a flow (KisFlow's rule), without error."""
+    """A stage before the last committed no rows, which stops a flow (KisFlow's rule)."""
     ABORTED = "aborted"
     """A stage asked for ``actions.abort``."""
     DISABLED = "disabled"
@@ -48,9 +50,29 @@ class RunResult:
     ended: RunEnd
     stopped_at: str | None
     """Name of the stage that stopped the run early (no rows, abort), else None."""
-    stages: tuple[StageStats, ...]
     steps: int
     duration: float
+    _figures: tuple[Sequence[Any], ...] = attrs.field(default=(), repr=False, alias="figures")
+    """Parallel sequences (stages, calls, rows in, rows out, seconds); ``stages`` is built
+    from them on first use, which keeps many small runs cheap."""
+
+    @functools.cached_property
+    def stages(self) -> tuple[StageStats, ...]:
+        """Per-stage figures, in flow order (stages that never ran have ``calls == 0``)."""
+        if not self._figures:
+            return ()
+        return tuple(
+            StageStats(
+                stage_id=stage.id,
+                name=stage.name,
+                mode=stage.mode,
+                calls=calls,
+                rows_in=rows_in,
+                rows_out=rows_out,
+                duration=duration,
+            )
+            for stage, calls, rows_in, rows_out, duration in zip(*self._figures, strict=True)
+        )
 
     def stage(self, name: str) -> StageStats:
         """The figures of the stage named ``name`` (or with that stage id)."""

@@ -14,12 +14,14 @@ from __future__ import annotations
 import collections.abc
 import dataclasses
 import json
+import types
 import typing
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import attrs
 import cattrs
+import cattrs.cols
 import typeguard
 
 __all__ = [
@@ -96,12 +98,19 @@ def type_fits(produced: Any, consumed: Any) -> bool:
     match structurally: every required field of the consumer exists in the producer with
     a compatible type (the JSON round trip KisFlow itself does).
     """
-    if consumed is Any or consumed is object or produced is consumed:
+    if consumed is Any or consumed is object or produced is consumed or produced is Any:
         return True
+    if _is_union(produced):
+        return all(type_fits(p, consumed) for p in typing.get_args(produced))
+    if _is_union(consumed):
+        return any(type_fits(produced, c) for c in typing.get_args(consumed))
+    if produced is bool:
+        # rows are converted strictly: a bool is never accepted as an int or a float
+        return consumed is bool
     if isinstance(produced, type) and isinstance(consumed, type) and issubclass(produced, consumed):
         return True
     if _is_dict_type(consumed):
-        return is_record_type(produced) or _is_dict_type(produced)
+        return _fits_dict(produced, consumed)
     if is_record_type(produced) and is_record_type(consumed):
         have = _record_fields(produced)
         for name, (want_type, required) in _record_fields(consumed).items():
@@ -120,6 +129,28 @@ def type_fits(produced: Any, consumed: Any) -> bool:
     return _numeric(produced, consumed)
 
 
+def _is_union(tp: Any) -> bool:
+    return typing.get_origin(tp) in (typing.Union, types.UnionType)
+
+
+def _fits_dict(produced: Any, consumed: Any) -> bool:
+    """A record or dict feeding a ``dict[K, V]`` stage: every value must fit ``V``."""
+    if not (is_record_type(produced) or _is_dict_type(produced)):
+        return False
+    args = typing.get_args(consumed)
+    if len(args) != 2:
+        return True
+    key, value = args
+    if is_record_type(produced):
+        return type_fits(str, key) and all(
+            type_fits(t, value) for t, _ in _record_fields(produced).values()
+        )
+    produced_args = typing.get_args(produced)
+    if len(produced_args) != 2:
+        return True  # a bare dict: its values are checked row by row at run time
+    return type_fits(produced_args[0], key) and type_fits(produced_args[1], value)
+
+
 def _numeric(produced: Any, consumed: Any) -> bool:
     return produced is int and consumed is float
 
@@ -134,7 +165,7 @@ def _structure_int(value: Any, _: Any) -> int:
         return int(value)
     if isinstance(value, int) and not isinstance(value, bool):
         return int(value)
-    raise TypeError(f"expected an int, got {type(value).__name__} {value!r}")
+    raise TypeError(f"expected an int, got {type(value).__name__} {_short(value)}")
 
 
 def _structure_float(value: Any, _: Any) -> float:
@@ -142,19 +173,52 @@ def _structure_float(value: Any, _: Any) -> float:
         return value
     if isinstance(value, int | float) and not isinstance(value, bool):
         return float(value)
-    raise TypeError(f"expected a float, got {type(value).__name__} {value!r}")
+    raise TypeError(f"expected a float, got {type(value).__name__} {_short(value)}")
 
 
 def _structure_str(value: Any, _: Any) -> str:
     if isinstance(value, str):
         return value
-    raise TypeError(f"expected a str, got {type(value).__name__} {value!r}")
+    raise TypeError(f"expected a str, got {type(value).__name__} {_short(value)}")
 
 
 def _structure_bool(value: Any, _: Any) -> bool:
     if isinstance(value, bool):
         return value
-    raise TypeError(f"expected a bool, got {type(value).__name__} {value!r}")
+    raise TypeError(f"expected a bool, got {type(value).__name__} {_short(value)}")
+
+
+def _not_text(tp: Any, hook: Callable[[Any, Any], Any]) -> Callable[[Any, Any], Any]:
+    """Wrap a collection hook so a string or a mapping is refused, not split into items."""
+
+    def structure(value: Any, target: Any) -> Any:
+        if isinstance(value, (*_JSON_TEXT, collections.abc.Mapping)):
+            raise TypeError(
+                f"expected a list for {describe_type(tp)}, "
+                f"got {type(value).__name__} {_short(value)}"
+            )
+        return hook(value, target)
+
+    return structure
+
+
+def _sequence_hook(tp: Any, conv: cattrs.Converter) -> Callable[[Any, Any], Any]:
+    origin = typing.get_origin(tp) or tp
+    if origin is tuple:
+        return _not_text(tp, cattrs.cols.homogenous_tuple_structure_factory(tp, conv))
+    return _not_text(tp, cattrs.cols.list_structure_factory(tp, conv))
+
+
+def _set_hook(tp: Any, conv: cattrs.Converter) -> Callable[[Any, Any], Any]:
+    args = typing.get_args(tp)
+    item = args[0] if args else Any
+    origin = typing.get_origin(tp) or tp
+    build = frozenset if origin is frozenset else set
+
+    def structure(value: Any, _: Any) -> Any:
+        return build(conv.structure(v, item) for v in value)
+
+    return _not_text(tp, structure)
 
 
 def _make_converter() -> cattrs.Converter:
@@ -163,6 +227,9 @@ def _make_converter() -> cattrs.Converter:
     conv.register_structure_hook(float, _structure_float)
     conv.register_structure_hook(str, _structure_str)
     conv.register_structure_hook(bool, _structure_bool)
+    # cattrs builds a list from any iterable, so "ab" would become ["a", "b"].
+    conv.register_structure_hook_factory(cattrs.cols.is_sequence, _sequence_hook)
+    conv.register_structure_hook_factory(cattrs.cols.is_any_set, _set_hook)
     return conv
 
 
@@ -189,7 +256,10 @@ def _short(row: Any, limit: int = 120) -> str:
 
 
 def _from_json(row: Any) -> Any:
-    return json.loads(row)
+    try:
+        return json.loads(row)
+    except ValueError as exc:
+        raise ValueError(f"not valid JSON ({exc})") from exc
 
 
 class RowType:
@@ -210,6 +280,8 @@ class RowType:
             unstructure = converter.unstructure
 
             def record(row: Any) -> Any:
+                if isinstance(row, tp):
+                    return row
                 if isinstance(row, _JSON_TEXT):
                     row = _from_json(row)
                 elif not isinstance(row, collections.abc.Mapping):
@@ -219,7 +291,13 @@ class RowType:
                         f"expected a mapping, a JSON object or a record for "
                         f"{describe_type(tp)}, got {type(row).__name__}"
                     )
-                return hook(row, tp)
+                try:
+                    return hook(row, tp)
+                except KeyError as exc:
+                    # cattrs without detailed validation reports a missing key as KeyError
+                    raise TypeError(
+                        f"missing required field {exc.args[0]!r} for {describe_type(tp)}"
+                    ) from exc
 
             return record
         if _is_dict_type(tp):
@@ -230,6 +308,8 @@ class RowType:
                     row = _from_json(row)
                 elif is_record_type(type(row)):
                     row = converter.unstructure(row)
+                elif isinstance(row, collections.abc.Mapping) and not isinstance(row, dict):
+                    row = dict(row)  # e.g. a MappingProxyType: the stage asked for a dict
                 if not isinstance(row, dict):
                     raise TypeError(f"expected a JSON object or a dict, got {type(row).__name__}")
                 if generic:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import runpy
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -37,6 +38,47 @@ class TestQuickstart:
         assert [r.avg_score for r in result.output] == pytest.approx([90.0, 76.6666667, 2.0])
         assert result.stage("AvgStuScore").rows_in == 3
         assert "stu_id=101" in capsys.readouterr().out
+
+
+class TestYamlSqlite:
+    """The YAML + SQLite demo saves averages to SQLite and loads them back for a summary."""
+
+    EXPECTED = (
+        "CalcAndSave: 5 rows in, 4 verified, 4 averages saved to data/scores.db",
+        "stu_id=101 avg_score=90.00 pass",
+        "stu_id=102 avg_score=76.67 pass",
+        "stu_id=103 avg_score=52.00 fail",
+        "stu_id=105 avg_score=85.00 pass",
+        "summary: 4 students, 3 passed, class average 75.92",
+        "LoadAndSummarise: 4 rows loaded, ended completed",
+    )
+
+    def copy(self, tmp_path: Path) -> Path:
+        target = tmp_path / "yaml_sqlite"
+        shutil.copytree(
+            ROOT / "examples" / "yaml_sqlite", target, ignore=shutil.ignore_patterns("data")
+        )
+        return target
+
+    def test_runs_twice_in_a_fresh_interpreter(self, tmp_path: Path) -> None:
+        example = self.copy(tmp_path)
+        for _ in range(2):  # the database is made fresh: the second run prints the same
+            proc = subprocess.run(
+                [sys.executable, str(example / "main.py")],
+                capture_output=True,
+                text=True,
+                check=True,
+            )
+            assert proc.stdout.splitlines() == list(self.EXPECTED)
+        assert (example / "data" / "scores.db").is_file()
+
+    def test_main_returns_the_summary(
+        self, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        example = self.copy(tmp_path)
+        result = runpy.run_path(str(example / "main.py"))["main"]()
+        assert result.output == [{"students": 4, "passed": 3, "class_average": 75.92}]
+        assert capsys.readouterr().out.splitlines() == list(self.EXPECTED)
 
 
 class TestStreamExample:

@@ -24,12 +24,10 @@ __all__ = ["run_async"]
 
 async def run_async(run: Run) -> RunResult:
     """Carry out ``run`` on the running event loop; mirrors ``kisflow._run.run_sync``."""
-    while True:
-        started = time.perf_counter()
-        call = run.begin()
-        if call is None:
-            break
-        spec, args = call
+    clock = time.perf_counter
+    started = clock()
+    while not run.done:
+        spec, args = run.begin()
         try:
             await _call(run, spec, args)
         except KisFlowError as exc:
@@ -37,7 +35,9 @@ async def run_async(run: Run) -> RunResult:
             raise
         except Exception as exc:
             raise run.stage_error(exc) from exc
-        run.end(time.perf_counter() - started)
+        now = clock()
+        run.end(now - started)
+        started = now
     return run.result()
 
 

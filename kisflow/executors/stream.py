@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 import attrs
 from loguru import logger
 
-from kisflow._run import Run, run_sync
+from kisflow._run import run_sync
 from kisflow.errors import ConfigError, KisFlowError, RunError
 from kisflow.executors._async import run_async
 from kisflow.progress import progress_bar
@@ -72,32 +72,19 @@ def _check_sizes(flow: Flow, batch_size: int, max_in_flight: int) -> None:
         )
 
 
-def _release(run: Run) -> None:
-    # A run and its FaaS view refer to each other, so without this its layers (a whole
-    # batch of rows) live until the cyclic GC's next full pass: memory would grow with
-    # the stream instead of staying at one batch.
-    run.view._run = None
-
-
 def run_batch(flow: Flow, batch: list[Any], ctx: Any = None) -> RunResult:
-    """Run ``flow`` once on ``batch`` and free the run's layers as soon as it ends."""
+    """Run ``flow`` once on ``batch`` (the layers are freed as soon as the run ends)."""
     run = flow._start(batch, ctx, None)
     if run is None:
         return flow._disabled_result()
-    try:
-        return run_sync(run)
-    finally:
-        _release(run)
+    return run_sync(run)
 
 
 async def _arun_batch(flow: Flow, batch: list[Any], ctx: Any) -> RunResult:
     run = flow._start(batch, ctx, None)
     if run is None:
         return flow._disabled_result()
-    try:
-        return await run_async(run)
-    finally:
-        _release(run)
+    return await run_async(run)
 
 
 class _ReadInterrupted(BaseException):

@@ -1,0 +1,1 @@
+"""kisflow's benchmark: the ``score-avg`` workload of shared/bench/WORKLOAD.md."""

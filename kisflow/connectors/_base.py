@@ -1,0 +1,196 @@
+"""What every built-in connector shares: retries, params, and turning rows into records."""
+
+from __future__ import annotations
+
+import abc
+import contextlib
+import dataclasses
+import json
+import math
+import time
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import attrs
+from loguru import logger
+
+from kisflow.config import ConnConfig
+from kisflow.errors import ConnectorError
+from kisflow.modes import Mode
+
+if TYPE_CHECKING:
+    from kisflow.stage import Stage
+
+__all__ = ["BuiltinConnector", "Unreachable", "plain_value", "to_json_text", "to_record"]
+
+
+class Unreachable(Exception):
+    """Raised by an implementation when its store cannot be reached (worth a retry)."""
+
+
+def plain_value(row: Any) -> Any:
+    """A row as plain data: attrs and dataclass instances become dicts, mappings dicts."""
+    if attrs.has(type(row)):
+        return attrs.asdict(row, recurse=True)
+    if dataclasses.is_dataclass(row) and not isinstance(row, type):
+        return dataclasses.asdict(row)
+    if isinstance(row, Mapping):
+        return dict(row)
+    return row
+
+
+def _json_default(value: Any) -> Any:
+    plain = plain_value(value)
+    if plain is value:
+        raise TypeError(f"{type(value).__name__} is not JSON serializable")
+    return plain
+
+
+def to_json_text(value: Any) -> str:
+    """JSON text for a row (attrs/dataclass instances as objects); NaN/inf are refused.
+
+    Raises:
+        TypeError, ValueError: the row holds something JSON cannot represent.
+    """
+    return json.dumps(
+        plain_value(value), ensure_ascii=False, allow_nan=False, default=_json_default
+    )
+
+
+class BuiltinConnector(abc.ABC):
+    """A built-in connector: serves the Save and Load calls of the stages bound to it.
+
+    Subclasses implement ``save`` and ``load`` and raise ``Unreachable`` (chained to the
+    store's error) when the store cannot be reached; ``call`` retries those as the stage's
+    ``option.retry_times`` / ``return_duration`` say, then raises ``ConnectorError``.
+    """
+
+    type_name: ClassVar[str] = ""
+
+    def __init__(self, config: ConnConfig) -> None:
+        self.config = config
+        self.check()
+
+    def check(self) -> None:
+        """Check the config (and import the extra); called once, at connector init."""
+        if not self.config.addrs:
+            raise self.error("has no addrs; set it to where the store lives")
+
+    def error(self, message: str) -> ConnectorError:
+        """A ``ConnectorError`` naming this connector, its type and its address."""
+        c = self.config
+        return ConnectorError(
+            f"connector {c.cname!r} ({self.type_name} at {c.addrs!r}) {message}",
+            connector=c.cname,
+            type=c.type,
+            address=c.addrs,
+        )
+
+    @abc.abstractmethod
+    def save(self, rows: Sequence[Any], params: Mapping[str, Any]) -> int:
+        """Store ``rows`` (one transaction where the store has them); return how many."""
+
+    @abc.abstractmethod
+    def load(self, params: Mapping[str, Any]) -> list[Any]:
+        """Read rows (``params`` may hold ``where`` and ``limit``)."""
+
+    def call(self, stage: Stage, args: Any) -> Any:
+        """Serve ``conn.call(flow, args)`` for ``stage``: Save stores, Load reads.
+
+        For Save, ``args`` are the rows to store (None: the stage's input is not known
+        here, so nothing); for Load, an optional mapping of params overriding the
+        connector's and the stage's.
+        """
+        params: dict[str, Any] = {**self.config.params, **stage.params}
+        if stage.mode is Mode.SAVE:
+            rows = [] if args is None else list(args)
+            return self._retrying(stage, lambda: self.save(rows, params))
+        if stage.mode is Mode.LOAD:
+            if args is not None:
+                if not isinstance(args, Mapping):
+                    raise self.error(
+                        f"got {type(args).__name__} from a Load call; pass None or a "
+                        f"mapping of params"
+                    )
+                params.update(args)
+            return self._retrying(stage, lambda: self.load(params))
+        raise self.error(
+            f"serves only Save and Load stages, not {stage.name!r} ({stage.mode.value}); "
+            f"register a caas for it"
+        )
+
+    def _retrying(self, stage: Stage, op: Any) -> Any:
+        option = stage.config.option
+        attempts = option.retry_times + 1
+        for attempt in range(1, attempts + 1):
+            try:
+                return op()
+            except Unreachable as exc:
+                cause = exc.__cause__ or exc
+                if attempt == attempts:
+                    err = self.error(
+                        f"cannot reach its store after {attempts} attempt(s) for stage "
+                        f"{stage.name!r}: {cause}"
+                    )
+                    raise err from cause
+                logger.bind(connector=self.config.cname).debug(
+                    "attempt {} of {} failed: {}", attempt, attempts, cause
+                )
+                time.sleep(option.return_duration / 1000)
+        raise AssertionError("unreachable")  # pragma: no cover - the loop returns or raises
+
+    # -- helpers shared by the table stores ----------------------------------------------
+
+    def to_record(self, row: Any, index: int) -> dict[str, Any]:
+        """A row as a dict with string keys, for the table stores."""
+        return to_record(row, index, self)
+
+    def where_limit(self, params: Mapping[str, Any]) -> tuple[dict[str, Any], int | None]:
+        """``params.where`` (a mapping of column: value) and ``params.limit`` (int >= 0)."""
+        where = params.get("where")
+        if where is None:
+            where = {}
+        if not isinstance(where, Mapping) or not all(isinstance(k, str) for k in where):
+            raise self.error(
+                f"params.where must be a mapping of field: value, got {where!r}; rows whose "
+                f"fields equal every value are read"
+            )
+        limit = params.get("limit")
+        if limit is not None and (
+            isinstance(limit, bool) or not isinstance(limit, int) or limit < 0
+        ):
+            raise self.error(f"params.limit must be an integer >= 0, got {limit!r}")
+        return dict(where), limit
+
+
+def to_record(row: Any, index: int, conn: BuiltinConnector) -> dict[str, Any]:
+    """``row`` as a dict with string keys (a JSON object string is parsed).
+
+    Raises:
+        ConnectorError: naming the row index, for rows that are not records.
+    """
+    value = plain_value(row)
+    if isinstance(value, str):
+        with contextlib.suppress(ValueError):
+            value = json.loads(value)
+    if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
+        raise conn.error(
+            f"cannot store row {index} ({type(row).__name__} {str(row)[:80]!r}): a table "
+            f"row must be a mapping with string keys, an attrs/dataclass instance or a "
+            f"JSON object"
+        )
+    return value
+
+
+def matches(row: Any, where: Mapping[str, Any]) -> bool:
+    """Whether a loaded row has every ``where`` field equal to its value."""
+    if not where:
+        return True
+    if not isinstance(row, Mapping):
+        return False
+    return all(k in row and row[k] == v for k, v in where.items())
+
+
+def finite(value: float) -> bool:
+    """Whether a float can be stored (NaN and inf cannot round-trip through the stores)."""
+    return math.isfinite(value)

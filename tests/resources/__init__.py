@@ -1,0 +1,1 @@
+"""Modules the tests import: deliberately broken FaaS and string-annotated ones."""

@@ -1,0 +1,258 @@
+"""The kisflow command line, called through its real entry points and click's CliRunner."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+import kisflow as kf
+from kisflow.cli import main
+
+ROOT = Path(__file__).resolve().parent.parent
+FAAS = ROOT / "tests" / "resources" / "kisflow_go_faas.py"
+EXAMPLE = ROOT / "examples" / "yaml_sqlite"
+SCRIPT = Path(sys.executable).parent / "kisflow"
+
+
+def kisflow(
+    *args: str | Path, stdin: str = "", env: dict[str, str] | None = None, module: bool = False
+) -> subprocess.CompletedProcess[str]:
+    """Run the installed console script (or ``python -m kisflow``) in a subprocess."""
+    command = [sys.executable, "-m", "kisflow"] if module else [str(SCRIPT)]
+    return subprocess.run(
+        [*command, *map(str, args)],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+
+
+@pytest.fixture
+def example(tmp_path: Path) -> Path:
+    """A copy of the YAML + SQLite example, so runs write their database under tmp_path."""
+    target = tmp_path / "yaml_sqlite"
+    shutil.copytree(EXAMPLE, target, ignore=shutil.ignore_patterns("data"))
+    return target
+
+
+class TestEntryPoints:
+    """The console script and ``python -m kisflow`` answer --version and --help."""
+
+    def test_console_script_is_installed(self) -> None:
+        assert SCRIPT.is_file(), "make install installs the kisflow console script"
+
+    @pytest.mark.parametrize("module", [False, True])
+    def test_version(self, module: bool) -> None:
+        proc = kisflow("--version", module=module)
+        assert proc.returncode == 0
+        assert proc.stdout.strip() == f"kisflow, version {kf.__version__}"
+
+    def test_help_lists_commands_and_exit_codes(self) -> None:
+        proc = kisflow("--help")
+        assert proc.returncode == 0
+        for command in ("validate", "run", "graph", "export"):
+            assert command in proc.stdout
+        assert "3 run failed" in proc.stdout
+
+    def test_unknown_command_is_a_usage_error(self) -> None:
+        proc = kisflow("frobnicate")
+        assert proc.returncode == 2
+        assert "No such command" in proc.stderr
+
+
+class TestValidate:
+    """``validate`` lists every problem and exits 1 when there is any."""
+
+    def test_kisflow_configs_with_their_faas(self, kisflow_go_conf: Path) -> None:
+        proc = kisflow("validate", kisflow_go_conf, "--faas", FAAS)
+        assert proc.returncode == 0, proc.stderr
+        assert "flow flowName1: funcName1[V] -> funcName2[S] -> funcName3[C]" in proc.stdout
+        assert "ok: 7 flows" in proc.stderr
+
+    def test_kisflow_configs_without_faas_list_every_unregistered_one(
+        self, kisflow_go_conf: Path
+    ) -> None:
+        proc = kisflow("validate", kisflow_go_conf)
+        assert proc.returncode == 1
+        problems = [line for line in proc.stderr.splitlines() if "has no FaaS registered" in line]
+        assert len(problems) == 17
+        assert proc.stderr.rstrip().endswith(f"17 problems in {kisflow_go_conf}")
+
+    def test_bad_files_are_named_with_their_keys(self, tmp_path: Path) -> None:
+        (tmp_path / "a.yml").write_text("kistype: func\nfname: a\nfmode: Nope\n")
+        (tmp_path / "b.yml").write_text("kistype: flow\nflow_name: F\nflows:\n  - fname: zz\n")
+        result = CliRunner().invoke(main, ["validate", str(tmp_path)])
+        assert result.exit_code == 1
+        assert f"{tmp_path / 'a.yml'}: fmode: must be one of Verify" in result.stderr
+        assert f"{tmp_path / 'b.yml'}: flows[0].fname: flow 'F' names function 'zz'" in (
+            result.stderr
+        )
+
+    def test_example_validates_in_process(self, example: Path) -> None:
+        result = CliRunner().invoke(
+            main, ["validate", str(example / "conf"), "--faas", str(example / "faas.py")]
+        )
+        assert result.exit_code == 0, result.output
+        assert "flow CalcAndSave: VerifyScores[V] -> AvgScore[C] -> SaveAverages[S]" in (
+            result.stdout
+        )
+
+
+class TestRun:
+    """``run`` reads JSON lines, prints output rows as JSON lines and a summary on stderr."""
+
+    def test_stu_avg_from_stdin(self, kisflow_go_conf: Path) -> None:
+        rows = [
+            {"stu_id": 1, "score_1": 90, "score_2": 80, "score_3": 70},
+            {"stu_id": 2, "score_1": 1, "score_2": 2, "score_3": 3},
+        ]
+        stdin = "".join(json.dumps(r) + "\n" for r in rows)
+        proc = kisflow("run", kisflow_go_conf, "--flow", "StuAvg", "--faas", FAAS, stdin=stdin)
+        assert proc.returncode == 0, proc.stderr
+        assert [json.loads(line) for line in proc.stdout.splitlines()] == [
+            {"stu_id": 1, "avg_score": 80.0},
+            {"stu_id": 2, "avg_score": 2.0},
+        ]
+        assert "flow StuAvg: completed, 2 rows out" in proc.stderr
+        assert "PrintStuAvgScore" in proc.stderr
+
+    def test_the_example_saves_then_loads(self, example: Path) -> None:
+        conf, faas = example / "conf", example / "faas.py"
+        proc = kisflow(
+            "run", conf, "--flow", "CalcAndSave", "--faas", faas, "--input", example / "input.jsonl"
+        )
+        assert proc.returncode == 0, proc.stderr
+        assert [json.loads(line)["stu_id"] for line in proc.stdout.splitlines()] == [
+            101,
+            102,
+            103,
+            105,
+        ]
+        proc = kisflow("run", conf, "--flow", "LoadAndSummarise", "--faas", faas, module=True)
+        assert proc.returncode == 0, proc.stderr
+        assert json.loads(proc.stdout) == {"students": 4, "passed": 3, "class_average": 75.92}
+        assert "summary: 4 students, 3 passed" in proc.stderr
+
+    def test_batch_size_runs_the_flow_per_batch(self, example: Path) -> None:
+        result = CliRunner().invoke(
+            main,
+            [
+                "run",
+                str(example / "conf"),
+                "--flow",
+                "CalcAndSave",
+                "--faas",
+                str(example / "faas.py"),
+                "--batch-size",
+                "2",
+                "--input",
+                str(example / "input.jsonl"),
+            ],
+        )
+        assert result.exit_code == 0, result.output
+        assert result.stderr.count("flow CalcAndSave:") == 3
+        assert len(result.stdout.splitlines()) == 4
+
+    def test_a_loop_fails_the_run_with_exit_3(self, kisflow_go_conf: Path) -> None:
+        proc = kisflow(
+            "run", kisflow_go_conf, "--flow", "flowName5", "--faas", FAAS, stdin='"row"\n'
+        )
+        assert proc.returncode == 3
+        assert "FlowLoopError" in proc.stderr
+        assert "stages repeat in a cycle" in proc.stderr
+        cycle = proc.stderr.split("cycle: ")[1].split(";")[0].split(" -> ")
+        assert sorted(set(cycle)) == ["funcName1", "funcName2", "jumpFunc"]
+
+    def test_unknown_flow_and_bad_input_are_usage_errors(self, kisflow_go_conf: Path) -> None:
+        proc = kisflow("run", kisflow_go_conf, "--flow", "nope", "--faas", FAAS)
+        assert proc.returncode == 2
+        assert "no flow 'nope'" in proc.stderr
+        assert "StuAvg" in proc.stderr
+        proc = kisflow(
+            "run", kisflow_go_conf, "--flow", "StuAvg", "--faas", FAAS, stdin='{"a": 1}\n{bad\n'
+        )
+        assert proc.returncode == 2
+        assert "stdin line 2 is not JSON" in proc.stderr
+
+    def test_a_faas_file_that_raises(self, tmp_path: Path, kisflow_go_conf: Path) -> None:
+        bad = tmp_path / "bad.py"
+        bad.write_text("raise RuntimeError('boom')\n")
+        proc = kisflow("validate", kisflow_go_conf, "--faas", bad)
+        assert proc.returncode == 1
+        assert "raised RuntimeError: boom" in proc.stderr
+
+
+class TestGraph:
+    """``graph`` prints DOT, or renders SVG/PNG with Graphviz, or says dot is missing."""
+
+    def test_dot_text(self, kisflow_go_conf: Path) -> None:
+        proc = kisflow("graph", kisflow_go_conf, "--flow", "StuAvg", "--faas", FAAS)
+        assert proc.returncode == 0, proc.stderr
+        assert proc.stdout.splitlines()[0] in ("digraph {", "strict digraph {")
+        assert '"AvgStuScore" -> "PrintStuAvgScore";' in proc.stdout
+
+    @pytest.mark.skipif(shutil.which("dot") is None, reason="Graphviz is not installed")
+    @pytest.mark.parametrize(("fmt", "magic"), [("svg", b"<svg"), ("png", b"\x89PNG")])
+    def test_rendered(self, kisflow_go_conf: Path, tmp_path: Path, fmt: str, magic: bytes) -> None:
+        out = tmp_path / f"g.{fmt}"
+        proc = kisflow("graph", kisflow_go_conf, "--flow", "flowName1", "--format", fmt, "-o", out)
+        assert proc.returncode == 0, proc.stderr
+        assert magic in out.read_bytes()[:400]
+
+    def test_missing_dot_is_a_clear_message(self, kisflow_go_conf: Path, tmp_path: Path) -> None:
+        env = {**os.environ, "PATH": str(tmp_path)}
+        proc = kisflow("graph", kisflow_go_conf, "--flow", "flowName1", "--format", "svg", env=env)
+        assert proc.returncode == 4
+        assert "needs Graphviz's 'dot' program" in proc.stderr
+
+
+class TestExport:
+    """``export`` writes the flow's YAML files; they load back into an equal flow."""
+
+    def test_export_writes_the_files(self, kisflow_go_conf: Path, tmp_path: Path) -> None:
+        out = tmp_path / "out"
+        proc = kisflow("export", kisflow_go_conf, "--flow", "flowName1", "-o", out)
+        assert proc.returncode == 0, proc.stderr
+        names = [Path(line).name for line in proc.stdout.splitlines()]
+        assert names == [
+            "flow-flowName1.yaml",
+            "func-funcName1.yaml",
+            "func-funcName2.yaml",
+            "func-funcName3.yaml",
+            "conn-ConnName1.yaml",
+        ]
+        assert "myKey1: flowValue1-1" in (out / "flow-flowName1.yaml").read_text()
+        loaded = kf.load_config_dir(out, check_faas=False)
+        original = kf.load_config_dir(kisflow_go_conf, check_faas=False, pool=kf.Pool())
+        assert loaded.flows["flowName1"].config == original.flows["flowName1"].config
+
+
+class TestAllowImports:
+    """Config references to Python code run only with --allow-imports."""
+
+    def test_reference_needs_the_flag(self, tmp_path: Path) -> None:
+        (tmp_path / "mod_cli_kf.py").write_text(
+            "def up(flow):\n    flow.commit_row_batch([r.upper() for r in flow.input()])\n"
+        )
+        conf = tmp_path / "conf"
+        conf.mkdir()
+        (conf / "func.yml").write_text(
+            "kistype: func\nfname: Up\nfmode: Calculate\nfaas: mod_cli_kf:up\n"
+        )
+        (conf / "flow.yml").write_text("kistype: flow\nflow_name: U\nflows:\n  - fname: Up\n")
+        env = {**os.environ, "PYTHONPATH": str(tmp_path)}
+        refused = kisflow("run", conf, "--flow", "U", stdin='"a"\n', env=env)
+        assert refused.returncode == 1
+        assert "--allow-imports" in refused.stderr
+        allowed = kisflow("run", conf, "--flow", "U", "--allow-imports", stdin='"a"\n', env=env)
+        assert allowed.returncode == 0, allowed.stderr
+        assert allowed.stdout == '"A"\n'
