@@ -5,6 +5,8 @@ from __future__ import annotations
 import concurrent.futures
 import os
 import sqlite3
+import sys
+import types
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -260,3 +262,29 @@ class TestConnectorsOnWorkers:
             ("1", v) for v in range(3, 7)
         ]
         assert os.getpid() not in {pid for _, _, pid in rows}
+
+
+class TestDynamicModules:
+    """FaaS defined in a module made at run time (exec, a notebook) travel by value."""
+
+    def test_faas_from_a_module_without_a_file(self, procs: Any) -> None:
+        module = types.ModuleType("kisflow_dynamic_faas")
+        sys.modules[module.__name__] = module
+        try:
+            exec(
+                "import kisflow as kf\n"
+                "OFFSET = 1000\n"
+                "def shift(flow: kf.Flow, rows: list[int]) -> None:\n"
+                "    flow.commit_row_batch(r + OFFSET for r in rows)\n"
+                "def load(n: int) -> list[int]:\n"
+                "    return list(range(n))\n",
+                module.__dict__,
+            )
+            kf.faas("Shift", module.shift)
+            flow = kf.FlowBuilder("dynamic").calculate("Shift").build()
+            results = run_partitions(
+                flow, [2, 3], load=module.load, keep_output=True, executor=procs
+            )
+        finally:
+            del sys.modules[module.__name__]
+        assert [r.output for r in results] == [[1000, 1001], [1000, 1001, 1002]]

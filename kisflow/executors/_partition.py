@@ -121,9 +121,13 @@ def _needs_by_value(fn: Any) -> types.ModuleType | None:
     if not name or name == "__main__" or name.split(".")[0] == "kisflow":
         return None
     module = sys.modules.get(name)
+    if module is None:
+        return None  # cloudpickle pickles what it cannot import by value anyway
     path = getattr(module, "__file__", None)
-    if module is None or path is None:
-        return None
+    if path is None:
+        # Built into the interpreter, or made at run time (exec, notebooks): only the
+        # latter is missing on a worker.
+        return None if name in sys.builtin_module_names else module
     real = os.path.realpath(path)
     for root in _STDLIB | _INSTALLED:
         if real.startswith(os.path.realpath(root) + os.sep):
