@@ -16,6 +16,7 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
+import attrs
 import pytest
 
 import kisflow as kf
@@ -312,6 +313,12 @@ class TestAsyncStream:
         assert _count(db) % 10 == 0
 
 
+@attrs.frozen
+class Point:
+    x: int
+    label: str
+
+
 class TestJsonlStream:
     """``run_jsonl_stream`` (for the CLI's ``run``) writes each output row as a JSON line."""
 
@@ -330,6 +337,25 @@ class TestJsonlStream:
         assert summary == kf.executors.StreamSummary(
             rows_in=5, rows_out=5, batches=3, interrupted=False
         )
+
+    def test_attrs_rows_and_per_batch_results(self) -> None:
+        @kf.faas("ToPoint", output=Point)
+        def to_point(flow: kf.Flow, rows: list[int]) -> None:
+            flow.commit_row_batch(Point(x=r, label=f"p{r}") for r in rows)
+
+        flow = kf.FlowBuilder("points").calculate("ToPoint").build()
+        out = io.StringIO()
+        seen: list[int] = []
+        summary = run_jsonl_stream(
+            flow,
+            (f"{i}\n" for i in range(5)),
+            out,
+            batch_size=3,
+            on_result=lambda r: seen.append(r.stage("ToPoint").rows_out),
+        )
+        assert out.getvalue().splitlines() == [f'{{"x": {i}, "label": "p{i}"}}' for i in range(5)]
+        assert seen == [3, 2]
+        assert (summary.rows_in, summary.rows_out, summary.batches) == (5, 5, 2)
 
     def test_bad_line_names_source_and_line(self) -> None:
         flow = _double_flow()

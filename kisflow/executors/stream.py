@@ -36,6 +36,7 @@ import attrs
 from loguru import logger
 
 from kisflow._run import run_sync
+from kisflow.connectors._base import to_json_text
 from kisflow.errors import ConfigError, KisFlowError, RunError
 from kisflow.executors._async import run_async
 from kisflow.progress import progress_bar
@@ -450,16 +451,6 @@ class StreamSummary:
     interrupted: bool
 
 
-def _json_default(value: Any) -> Any:
-    if attrs.has(type(value)):
-        return attrs.asdict(value)
-    import dataclasses
-
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return dataclasses.asdict(value)
-    raise TypeError(f"row of type {type(value).__name__} cannot be written as JSON")
-
-
 def _decode_lines(flow: Flow, lines: Iterable[str], source: str) -> Iterator[Any]:
     for number, line in enumerate(lines, 1):
         text = line.strip()
@@ -485,11 +476,15 @@ def run_jsonl_stream(
     ctx: Any = None,
     progress: bool | None = None,
     source: str = "<input>",
+    on_result: Callable[[RunResult], None] | None = None,
 ) -> StreamSummary:
     """Stream JSON lines through ``flow`` and write each output row as a JSON line.
 
     Meant for the CLI's ``run`` on large inputs: memory stays bounded by the batch size,
     and Ctrl-C stops after the current batch with ``interrupted=True`` in the summary.
+    Rows are written as the built-in connectors write them (attrs and dataclass rows as
+    objects); ``on_result`` sees each batch's result after its rows are written (for
+    per-stage summaries), and should not keep it if memory is to stay bounded.
 
     Raises:
         RunError: a line is not JSON (naming ``source`` and the line number), or a
@@ -504,13 +499,14 @@ def run_jsonl_stream(
         progress=progress,
     )
     rows_out = 0
-    dumps = json.JSONEncoder(default=_json_default, ensure_ascii=False).encode
     for result in stream:
         for row in result.output:
-            out.write(dumps(row))
+            out.write(to_json_text(row))
             out.write("\n")
         rows_out += len(result.output)
-    out.flush()
+        out.flush()
+        if on_result is not None:
+            on_result(result)
     return StreamSummary(
         rows_in=stream.rows_done,
         rows_out=rows_out,
