@@ -198,7 +198,7 @@ class TestKilledWorker:
     def test_exact_row_counts_after_sigkill(self, client: Any, tmp_path: Path) -> None:
         db = tmp_path / "scores.db"
         # Partition 0 finishes first; partition 1 is still sleeping when its worker dies.
-        flow = _save_flow(db, {0: 0.2, -1: 1.5})
+        flow = _save_flow(db, {0: 0.2, -1: 2.0})
         killed: list[int] = []
         finished_before_kill: list[str] = []
 
@@ -206,6 +206,10 @@ class TestKilledWorker:
             if killed:
                 return
             finished_before_kill.append(result.partition.key)
+            # Kill only once partition 1 is surely running (it logs its start first).
+            deadline = time.monotonic() + 30
+            while "1" not in _counts(db)["starts"] and time.monotonic() < deadline:
+                time.sleep(0.02)
             mine = int(result.worker.rsplit(":", 1)[1])
             pids = client.run(os.getpid)
             victim = next(pid for pid in pids.values() if pid != mine)
