@@ -520,3 +520,40 @@ class TestCtrlCWhileReading:
             stream.stop()
         assert (stream.rows_done, stream.interrupted) == (10, True)
         assert read["n"] <= 11
+
+
+class TestInFlight:
+    """``max_in_flight`` batches really run at the same time."""
+
+    def test_sync_batches_run_on_threads_together(self) -> None:
+        barrier = threading.Barrier(3, timeout=10)
+
+        @kf.faas("MeetTheOthers")
+        def meet(flow: kf.Flow, rows: list[int]) -> None:
+            barrier.wait()  # passes only when three batches are running at once
+            flow.commit_row_batch(rows)
+
+        flow = kf.FlowBuilder("together").calculate("MeetTheOthers").build()
+        stream = flow.stream(range(60), batch_size=10, max_in_flight=3)
+        assert [x for r in stream for x in r.output] == list(range(60))
+        assert stream.batches_done == 6
+
+    def test_async_batches_overlap_up_to_the_limit(self) -> None:
+        active = {"now": 0, "most": 0}
+
+        @kf.faas("Overlap")
+        async def overlap(flow: kf.Flow, rows: list[int]) -> None:
+            active["now"] += 1
+            active["most"] = max(active["most"], active["now"])
+            await asyncio.sleep(0.02)
+            active["now"] -= 1
+            flow.commit_row_batch(rows)
+
+        flow = kf.FlowBuilder("overlap").calculate("Overlap").build()
+
+        async def main() -> list[int]:
+            stream = flow.astream(range(80), batch_size=10, max_in_flight=4)
+            return [x async for r in stream for x in r.output]
+
+        assert asyncio.run(main()) == list(range(80))
+        assert active["most"] == 4
