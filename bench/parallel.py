@@ -3,8 +3,8 @@
 The *big* shape (1,000,000 rows, bench/WORKLOAD.md) runs once in this process and once
 as partitions on a warm local process pool (``kisflow.executors.run_partitions``), each
 worker loading its own rows from a partition description. Both sides load the rows and
-run the same four KisFlow-style stages (a FaaS loops over ``flow.input()`` and commits
-row by row); the grade counts must agree. Prints ``speedup_parallel=...``.
+run the same flow, ``bench.workload.build("row")`` (a FaaS loops over ``flow.input()``
+and commits row by row); the grade counts must agree. Prints ``speedup_parallel=...``.
 
 Run alone with ``python -m bench.parallel [--rows N] [--workers W] [--executor dask]``.
 """
@@ -22,61 +22,19 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import kisflow as kf
-from kisflow._pool import Pool
+from bench import workload
 from kisflow.executors import PartitionResult, process_pool, run_partitions
 
 __all__ = ["ParallelFigures", "measure_parallel", "speedup"]
 
 
 def load_rows(span: tuple[int, int]) -> list[dict[str, int]]:
-    """Rows ``span[0]..span[1]-1`` of the workload, made where they are used."""
+    """Rows ``span[0]..span[1]-1`` of the workload (``workload.make_rows``), made on the
+    worker that uses them."""
     return [
         {"stu_id": i, "score_1": i % 100, "score_2": (i * 7) % 100, "score_3": (i * 13) % 100}
         for i in range(*span)
     ]
-
-
-def build_flow() -> kf.Flow:
-    """The score-avg flow in its own pool, stages written the KisFlow way."""
-    pool = Pool()
-
-    def verify(flow: kf.Flow) -> None:
-        commit = flow.commit_row
-        for row in flow.input():
-            if row["stu_id"] % 10 != 0:
-                commit(row)
-
-    def average(flow: kf.Flow) -> None:
-        commit = flow.commit_row
-        for row in flow.input():
-            commit(
-                {
-                    "stu_id": row["stu_id"],
-                    "avg_score": (row["score_1"] + row["score_2"] + row["score_3"]) / 3,
-                }
-            )
-
-    def grade(flow: kf.Flow) -> None:
-        commit = flow.commit_row
-        for row in flow.input():
-            avg = row["avg_score"]
-            commit({**row, "grade": "A" if avg >= 80 else "B" if avg >= 60 else "C"})
-
-    def count(flow: kf.Flow) -> None:
-        counts = collections.Counter(row["grade"] for row in flow.input())
-        for g in sorted(counts):
-            flow.commit_row({"grade": g, "count": counts[g]})
-
-    for name, fn in (("Verify", verify), ("Average", average), ("Grade", grade), ("Count", count)):
-        pool.faas(name, fn)
-    return (
-        kf.FlowBuilder("score-avg", pool=pool)
-        .verify("Verify")
-        .calculate("Average")
-        .calculate("Grade")
-        .expand("Count")
-        .build()
-    )
 
 
 def _spans(n: int, parts: int) -> list[tuple[int, int]]:
@@ -84,11 +42,12 @@ def _spans(n: int, parts: int) -> list[tuple[int, int]]:
     return [(lo, min(lo + step, n)) for lo in range(0, n, step)]
 
 
-def _merge(outputs: list[list[dict[str, Any]]]) -> dict[str, int]:
+def _merge(outputs: list[list[dict[str, int]]]) -> dict[str, int]:
+    """Sum the per-partition grade counts (the Count stage's single output row)."""
     total: collections.Counter[str] = collections.Counter()
     for rows in outputs:
-        for row in rows:
-            total[row["grade"]] += row["count"]
+        for counts in rows:
+            total.update(counts)
     return dict(sorted(total.items()))
 
 
@@ -143,7 +102,7 @@ def measure_parallel(
     ``executor`` is ``"processes"`` (a local process pool) or ``"dask"`` (a LocalCluster
     of ``workers`` single-threaded worker processes).
     """
-    flow = build_flow()
+    flow = workload.build("row", kf.Pool())
     spans = _spans(rows, partitions)
     single_times: list[float] = []
     parallel_times: list[float] = []
