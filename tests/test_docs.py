@@ -229,9 +229,9 @@ class TestPages:
             text = (DOCS / page).read_text(encoding="utf-8")
             for link in re.findall(r"\]\(([^)\s]+)\)", text):
                 target, _, anchor = link.partition("#")
-                if "://" in target or target in PENDING_PAGES:
-                    continue
                 path = (DOCS / (target or page)).resolve()
+                if "://" in target or (target in PENDING_PAGES and not path.exists()):
+                    continue
                 if not path.exists():
                     broken.append(f"{page} -> {link}")
                 elif anchor and anchor not in heading_anchors(path.read_text(encoding="utf-8")):
@@ -281,6 +281,10 @@ CORE_NAMES = (
     "errors",
     "faas",
     "pool",
+    # config files (issue 3), documented briefly in api.md and fully in config-format.md
+    "LoadedConfig",
+    "export_config",
+    "load_config_dir",
 )
 """The core engine's public names (``kisflow.__all__`` of issue 2), which api.md documents.
 
