@@ -292,13 +292,13 @@ def _run_partition(
             rows = loader(partition.spec)
         except Exception as exc:
             raise _LoadFailed(exc) from exc
-        result = run_batch(flow, list(rows), ctx)
-        first = result.stages[0].rows_in if result.stages else 0
+        batch = list(rows)
+        result = run_batch(flow, batch, ctx)
         return PartitionResult(
             partition=partition,
             ended=result.ended,
             stopped_at=result.stopped_at,
-            rows_in=first,
+            rows_in=len(batch),
             rows_out=len(result.output),
             output=list(result.output) if keep_output else None,
             duration=time.perf_counter() - started,
