@@ -28,7 +28,7 @@ from kisflow.executors._partition import (
     dumps,
     make_partitions,
     run_partition,
-    unwrap,
+    settle,
 )
 from kisflow.progress import progress_bar
 
@@ -79,6 +79,7 @@ def run_partitions(
     keep_output: bool = False,
     max_in_flight: int | None = None,
     on_result: Callable[[PartitionResult], None] | None = None,
+    on_error: Callable[[PartitionError], None] | None = None,
     progress: bool | None = None,
 ) -> list[PartitionResult]:
     """Run ``flow`` over ``partitions`` on the cluster of ``client``; results in order.
@@ -93,12 +94,15 @@ def run_partitions(
         keep_output: send each partition's output rows back (off: counts only).
         max_in_flight: tasks handed to the cluster at once (default: its thread count).
         on_result: called in the caller as each partition finishes (any order).
+        on_error: given, a failed partition's ``PartitionError`` goes to it and the other
+            partitions go on (the result list then leaves the failed ones out); without
+            it the first failure is raised.
         progress: show a progress bar of partitions (default: on a terminal only).
 
     Raises:
-        PartitionError: a partition failed (or killed workers too often); names flow,
-            stage and partition, chained to the original error. Partitions not yet
-            started are cancelled.
+        PartitionError: a partition failed (or killed workers too often) and there is no
+            ``on_error``; names flow, stage and partition, chained to the original
+            error. Partitions not yet started are cancelled.
         MissingExtraError: ``kisflow[dask]`` is not installed.
     """
     distributed = _distributed()
@@ -140,24 +144,20 @@ def run_partitions(
         for future in pending:
             part = running.pop(future)
             try:
-                value = future.result()
-            except Exception as exc:
-                raise PartitionError(
-                    f"flow {flow.name!r} failed on partition {part.key!r} (index "
-                    f"{part.index}): {type(exc).__name__}: {exc}",
-                    flow=flow.name,
-                    stage=None,
-                    partition=part.key,
-                ) from exc
+                result = settle(flow.name, part, future.result)
+            except PartitionError as err:
+                if on_error is None:
+                    raise
+                on_error(err)
+            else:
+                results[result.partition.index] = result
+                bar.update(1)
+                if on_result is not None:
+                    on_result(result)
             finally:
                 # Release at once: a result held here is one the scheduler would
                 # recompute (re-running its Save stage) if its worker died.
                 future.release()
-            result = unwrap(value)
-            results[result.partition.index] = result
-            bar.update(1)
-            if on_result is not None:
-                on_result(result)
             submit()
     finally:
         for future in running:

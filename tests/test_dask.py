@@ -291,3 +291,30 @@ class TestSaturationCheck:
 
 def _set_saturation(dask_scheduler: Any, value: float) -> None:
     dask_scheduler.WORKER_SATURATION = value
+
+
+class TestPoisonedWithOnError:
+    """With ``on_error`` every neighbour of a poisoned partition is run and saved."""
+
+    def test_all_neighbours_finish(self, client: Any) -> None:
+        @kf.faas("Poison2")
+        def poison(flow: kf.Flow, rows: list[int]) -> None:
+            part = current_partition()
+            if part is not None and part.key == "poison":
+                os.kill(os.getpid(), signal.SIGKILL)
+            flow.commit_row_batch(rows)
+
+        flow = kf.FlowBuilder("poisoned2").calculate("Poison2").build()
+        errors: list[kf.PartitionError] = []
+        results = kf.dask.run_partitions(
+            client,
+            flow,
+            ["a", "poison", "b", "c", "d", "e"],
+            load=lambda name: [len(name)],
+            key=str,
+            on_error=errors.append,
+        )
+        assert [r.partition.key for r in results] == ["a", "b", "c", "d", "e"]
+        assert [e.partition for e in errors] == ["poison"]
+        assert type(errors[0].__cause__).__name__ == "KilledWorker"
+        client.wait_for_workers(2, timeout=30)

@@ -288,3 +288,24 @@ class TestDynamicModules:
         finally:
             del sys.modules[module.__name__]
         assert [r.output for r in results] == [[1000, 1001], [1000, 1001, 1002]]
+
+
+class TestOnError:
+    """With ``on_error`` a failing partition is reported and the others still run."""
+
+    def test_failures_go_to_on_error(self, procs: Any) -> None:
+        @kf.faas("OddFails")
+        def odd_fails(flow: kf.Flow, rows: list[int]) -> None:
+            if rows[0] % 2:
+                raise ValueError(f"odd start {rows[0]}")
+            flow.commit_row_batch(rows)
+
+        flow = kf.FlowBuilder("odd").calculate("OddFails").build()
+        errors: list[kf.PartitionError] = []
+        results = run_partitions(
+            flow, range(6), load=lambda i: [i], on_error=errors.append, executor=procs
+        )
+        assert [r.partition.index for r in results] == [0, 2, 4]
+        assert sorted(e.partition for e in errors if e.partition) == ["1", "3", "5"]
+        assert all(isinstance(e.__cause__, ValueError) for e in errors)
+        assert all(e.stage == "OddFails" for e in errors)

@@ -367,3 +367,22 @@ def unwrap(data: bytes) -> PartitionResult:
         raise_failure(value)
     assert isinstance(value, PartitionResult)
     return value
+
+
+def settle(flow: str, partition: Partition, get: Callable[[], bytes]) -> PartitionResult:
+    """The result of a finished task (``get`` is its ``future.result``), or PartitionError.
+
+    A task that returned a failure, or that the executor lost (its worker process died,
+    too often for Dask), raises ``PartitionError`` naming flow and partition.
+    """
+    try:
+        data = get()
+    except Exception as exc:  # BrokenProcessPool, distributed.KilledWorker, ...
+        raise PartitionError(
+            f"flow {flow!r} failed on partition {partition.key!r} (index "
+            f"{partition.index}): {type(exc).__name__}: {exc}",
+            flow=flow,
+            stage=None,
+            partition=partition.key,
+        ) from exc
+    return unwrap(data)

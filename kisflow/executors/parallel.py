@@ -22,7 +22,7 @@ from kisflow.executors._partition import (
     dumps,
     make_partitions,
     run_partition,
-    unwrap,
+    settle,
 )
 from kisflow.progress import progress_bar
 
@@ -56,6 +56,7 @@ def run_partitions(
     workers: int | None = None,
     executor: concurrent.futures.ProcessPoolExecutor | None = None,
     on_result: Callable[[PartitionResult], None] | None = None,
+    on_error: Callable[[PartitionError], None] | None = None,
     progress: bool | None = None,
 ) -> list[PartitionResult]:
     """Run ``flow`` over ``partitions`` on a process pool; results in partition order.
@@ -70,11 +71,15 @@ def run_partitions(
         workers: processes to start when no ``executor`` is given (default: all cores).
         executor: a pool from ``process_pool()`` to reuse (it is left running).
         on_result: called in the caller as each partition finishes (any order).
+        on_error: given, a failed partition's ``PartitionError`` goes to it and the other
+            partitions go on (the result list then leaves the failed ones out); without
+            it the first failure is raised.
         progress: show a progress bar of partitions (default: on a terminal only).
 
     Raises:
-        PartitionError: a partition failed; names flow, stage and partition, chained to
-            the original error. Partitions not yet started are cancelled.
+        PartitionError: a partition failed (and no ``on_error``); names flow, stage and
+            partition, chained to the original error. Partitions not yet started are
+            cancelled.
     """
     payload = FlowPayload.of(flow)
     loader = dumps(load, [load])
@@ -101,16 +106,12 @@ def run_partitions(
             for future in done:
                 part = running.pop(future)
                 try:
-                    data = future.result()
-                except Exception as exc:  # the worker process died (BrokenProcessPool)
-                    raise PartitionError(
-                        f"flow {flow.name!r} failed on partition {part.key!r} (index "
-                        f"{part.index}): {type(exc).__name__}: {exc}",
-                        flow=flow.name,
-                        stage=None,
-                        partition=part.key,
-                    ) from exc
-                value = unwrap(data)
+                    value = settle(flow.name, part, future.result)
+                except PartitionError as err:
+                    if on_error is None:
+                        raise
+                    on_error(err)
+                    continue
                 results[value.partition.index] = value
                 bar.update(1)
                 if on_result is not None:
