@@ -17,7 +17,7 @@ from importlib.metadata import PackageNotFoundError, version
 
 from loguru import logger
 
-from kisflow import actions, deadletter, errors, metrics, pool, report
+from kisflow import actions, dask, deadletter, errors, executors, metrics, pool, report
 from kisflow.actions import Action
 from kisflow.builder import FlowBuilder
 from kisflow.config import (
@@ -46,6 +46,8 @@ from kisflow.errors import (
     FlowTypeError,
     FunctionNotFoundError,
     KisFlowError,
+    MissingExtraError,
+    PartitionError,
     PoolError,
     RowConversionError,
     RowRejectedError,
@@ -93,7 +95,9 @@ __all__ = [
     "GlobalConfig",
     "KisFlowError",
     "LoadedConfig",
+    "MissingExtraError",
     "Mode",
+    "PartitionError",
     "Pool",
     "PoolError",
     "RowConversionError",
@@ -109,8 +113,10 @@ __all__ = [
     "actions",
     "caas",
     "caas_init",
+    "dask",
     "deadletter",
     "errors",
+    "executors",
     "export_config",
     "faas",
     "load_config_dir",

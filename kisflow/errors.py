@@ -20,8 +20,10 @@ in the message::
     │   ├── DeadLetterError                     the dead-letter sink itself failed
     │   ├── StageExecutionError                 .attempts; chained to the user's error
     │   ├── ActionError(ValueError)             bad action, e.g. an unknown jump target
-    │   └── FlowLoopError                       .cycle .steps
-    └── ConnectorError(ConnectionError)         .connector .type .address .retryable
+    │   ├── FlowLoopError                       .cycle .steps
+    │   └── PartitionError                      .partition; a partition failed on a worker
+    ├── ConnectorError(ConnectionError)         .connector .type .address .retryable
+    └── MissingExtraError(ImportError)          .extra; pip install 'kisflow[extra]'
 """
 
 from __future__ import annotations
@@ -43,6 +45,8 @@ __all__ = [
     "FlowTypeError",
     "FunctionNotFoundError",
     "KisFlowError",
+    "MissingExtraError",
+    "PartitionError",
     "PoolError",
     "RowConversionError",
     "RowRejectedError",
@@ -218,3 +222,27 @@ class ConnectorError(KisFlowError, ConnectionError):
         """Whether trying again may help (an unreachable store); False for a bad row or
         bad params, which the engine does not retry."""
         super().__init__(message)
+
+
+class PartitionError(RunError):
+    """A partition run by an executor (process pool, Dask) failed; chained to the cause.
+
+    ``partition`` is the partition's key (a string), so the caller can rerun it alone.
+    """
+
+    def __init__(
+        self, message: str, *, flow: str, stage: str | None, partition: str | None
+    ) -> None:
+        self.partition = partition
+        super().__init__(message, flow=flow, stage=stage)
+
+
+class MissingExtraError(KisFlowError, ImportError):
+    """An optional extra is not installed; the message names the pip command that fixes it."""
+
+    def __init__(self, extra: str, module: str) -> None:
+        self.extra = extra
+        super().__init__(
+            f"{module!r} is not installed; install it with pip install 'kisflow[{extra}]'",
+            name=module,
+        )

@@ -16,9 +16,9 @@ import math
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import AsyncIterable, Callable, Iterable, Mapping
 from datetime import timedelta
-from typing import Any, ClassVar, Self
+from typing import TYPE_CHECKING, Any, ClassVar, Self
 
 import attrs
 import cachetools
@@ -47,6 +47,9 @@ from kisflow.errors import (
 from kisflow.result import RunEnd, RunResult
 from kisflow.rows import describe_type, type_fits
 from kisflow.stage import Stage, new_stage_id
+
+if TYPE_CHECKING:
+    from kisflow import executors
 
 __all__ = ["DEFAULT_MAX_STEPS", "Flow", "chain_order"]
 
@@ -474,6 +477,74 @@ class Flow:
         if run is None:
             return self._disabled_result()
         return run_sync(run)
+
+    async def arun(
+        self,
+        rows: Iterable[Any] | None = None,
+        *,
+        ctx: Any = None,
+        max_steps: int | None = None,
+        dead_letters: Any = None,
+    ) -> RunResult:
+        """Run the flow once on the running event loop (``await flow.arun(rows)``).
+
+        Async FaaS are awaited, sync FaaS run in a thread so they never block the loop;
+        arguments, result and errors are those of ``run``.
+        """
+        from kisflow.executors._async import run_async
+
+        run = self._start(rows, ctx, max_steps, dead_letters=dead_letters)
+        if run is None:
+            return self._disabled_result()
+        return await run_async(run)
+
+    def stream(
+        self,
+        source: Iterable[Any] | AsyncIterable[Any],
+        *,
+        batch_size: int = 10_000,
+        max_in_flight: int = 1,
+        ctx: Any = None,
+        progress: bool | None = None,
+        handle_sigint: bool = True,
+    ) -> executors.Stream:
+        """Run the flow over ``source`` in micro-batches; iterate for each batch's result.
+
+        Memory stays bounded by ``batch_size * max_in_flight`` rows; Ctrl-C or ``stop()``
+        end the stream between batches. See ``kisflow.executors.Stream``.
+        """
+        from kisflow.executors.stream import Stream
+
+        return Stream(
+            self,
+            source,
+            batch_size=batch_size,
+            max_in_flight=max_in_flight,
+            ctx=ctx,
+            progress=progress,
+            handle_sigint=handle_sigint,
+        )
+
+    def astream(
+        self,
+        source: Iterable[Any] | AsyncIterable[Any],
+        *,
+        batch_size: int = 10_000,
+        max_in_flight: int = 1,
+        ctx: Any = None,
+        progress: bool | None = None,
+    ) -> executors.AsyncStream:
+        """The async form of ``stream``: ``async for result in flow.astream(source)``."""
+        from kisflow.executors.stream import AsyncStream
+
+        return AsyncStream(
+            self,
+            source,
+            batch_size=batch_size,
+            max_in_flight=max_in_flight,
+            ctx=ctx,
+            progress=progress,
+        )
 
     def _start(
         self,

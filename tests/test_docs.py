@@ -36,6 +36,9 @@ PAGES = (
     "kisflow-compat.md",
     "testing.md",
     "logging.md",
+    "streaming.md",
+    "async.md",
+    "dask.md",
 )
 """The pages about the core engine whose examples this module runs."""
 
@@ -46,9 +49,6 @@ PENDING_PAGES = frozenset(
         "cli.md",
         "metrics.md",
         "errors.md",
-        "streaming.md",
-        "async.md",
-        "dask.md",
     }
 )
 """Pages other engineers write in parallel; index.md links them, they may not exist yet."""

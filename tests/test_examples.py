@@ -112,3 +112,39 @@ class TestObservability:
         lines = (tmp_path / "dead_letters.jsonl").read_text(encoding="utf-8").splitlines()
         assert len(lines) == 3
         assert "stored: [1, 2, 5]" in capsys.readouterr().out
+
+
+class TestStreamExample:
+    """The stream example saves every non-health-check row and counts slow ones."""
+
+    def test_runs_in_a_fresh_interpreter(self) -> None:
+        proc = subprocess.run(
+            [sys.executable, str(ROOT / "examples" / "stream" / "main.py")],
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=120,
+        )
+        lines = proc.stdout.splitlines()
+        assert lines[:4] == [f"batch {n}: {n * 1000} rows read" for n in (25, 50, 75, 100)]
+        assert lines[4:] == [
+            "stream finished: 100000 rows in 100 batches",
+            "saved 90000 hits, 14985 slow",
+            "async stream: 2500 slow ticks",
+        ]
+
+
+class TestDaskExample:
+    """The Dask example saves each file partition once on a local cluster."""
+
+    def test_runs_in_a_fresh_interpreter(self) -> None:
+        proc = subprocess.run(
+            [sys.executable, str(ROOT / "examples" / "dask" / "main.py")],
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=120,
+        )
+        lines = proc.stdout.splitlines()
+        assert lines[:6] == [f"scores-{i}: 1000 rows in, 900 saved" for i in range(6)]
+        assert lines[6].startswith("saved 5400 rows from 6 partitions on ")

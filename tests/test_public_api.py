@@ -31,7 +31,9 @@ EXPECTED = {
     "GlobalConfig",
     "KisFlowError",
     "LoadedConfig",
+    "MissingExtraError",
     "Mode",
+    "PartitionError",
     "Pool",
     "PoolError",
     "RowConversionError",
@@ -47,8 +49,10 @@ EXPECTED = {
     "actions",
     "caas",
     "caas_init",
+    "dask",
     "deadletter",
     "errors",
+    "executors",
     "export_config",
     "faas",
     "load_config_dir",
@@ -83,3 +87,32 @@ class TestPublicApi:
         from importlib.resources import files
 
         assert files("kisflow").joinpath("py.typed").is_file()
+
+
+class TestExecutorsApi:
+    """``kisflow.executors`` and ``kisflow.dask`` export what the docs use."""
+
+    def test_executors_all(self) -> None:
+        assert kisflow.executors.__all__ == [
+            "DEFAULT_BATCH_SIZE",
+            "AsyncStream",
+            "FlowPayload",
+            "Partition",
+            "PartitionResult",
+            "RemoteTraceback",
+            "Stream",
+            "StreamSummary",
+            "current_partition",
+            "process_pool",
+            "run_async",
+            "run_jsonl_stream",
+            "run_partitions",
+        ]
+
+    def test_dask_all(self) -> None:
+        assert kisflow.dask.__all__ == [
+            "Partition",
+            "PartitionResult",
+            "current_partition",
+            "run_partitions",
+        ]

@@ -1,0 +1,164 @@
+"""Tests for the async driver: ``await flow.arun(rows)`` and mixed sync/async stages."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import AsyncIterator, Iterator
+
+import pytest
+
+import kisflow as kf
+from kisflow.config import FlowConfig
+
+
+def _mixed_flow() -> kf.Flow:
+    @kf.faas("AddOne")
+    def add_one(flow: kf.Flow, rows: list[int]) -> None:
+        flow.commit_row_batch(r + 1 for r in rows)
+
+    @kf.faas("AsyncDouble")
+    async def async_double(flow: kf.Flow, rows: list[int]) -> None:
+        await asyncio.sleep(0)
+        flow.commit_row_batch(r * 2 for r in rows)
+
+    @kf.faas("GenSquare")
+    def gen_square(flow: kf.Flow, rows: list[int]) -> Iterator[int]:
+        for r in rows:
+            yield r * r
+
+    @kf.faas("AsyncGenNeg")
+    async def async_gen_neg(flow: kf.Flow, rows: list[int]) -> AsyncIterator[int]:
+        for r in rows:
+            await asyncio.sleep(0)
+            yield -r
+
+    return (
+        kf.FlowBuilder("mixed")
+        .calculate("AddOne")
+        .calculate("AsyncDouble")
+        .calculate("GenSquare")
+        .calculate("AsyncGenNeg")
+        .build()
+    )
+
+
+class TestArun:
+    """``arun`` gives the same result as ``run`` for every kind of stage."""
+
+    def test_mixed_stages_give_the_sync_result(self) -> None:
+        flow = _mixed_flow()
+        result = asyncio.run(flow.arun([1, 2, 3]))
+        assert result.output == [-16, -36, -64]
+        assert result.ended is kf.RunEnd.COMPLETED
+        assert [s.rows_out for s in result.stages] == [3, 3, 3, 3]
+        assert flow.run([1, 2, 3]).output == result.output
+
+    def test_sync_stage_runs_off_the_loop_thread(self) -> None:
+        released = threading.Event()
+        seen: dict[str, object] = {}
+
+        @kf.faas("Blocks")
+        def blocks(flow: kf.Flow, rows: list[int]) -> None:
+            seen["thread"] = threading.get_ident()
+            # Waits for the loop to set the event: would time out if it blocked the loop.
+            seen["released"] = released.wait(timeout=10)
+            flow.commit_row_batch(rows)
+
+        flow = kf.FlowBuilder("blocking").calculate("Blocks").build()
+
+        async def main() -> kf.RunResult:
+            task = asyncio.create_task(flow.arun([7]))
+            await asyncio.sleep(0.05)
+            released.set()
+            seen["loop"] = threading.get_ident()
+            return await task
+
+        result = asyncio.run(main())
+        assert result.output == [7]
+        assert seen["released"] is True
+        assert seen["thread"] != seen["loop"]
+
+    def test_ctx_reaches_async_stages(self) -> None:
+        @kf.faas("Tag")
+        async def tag(ctx: str, flow: kf.Flow, rows: list[int]) -> None:
+            flow.commit_row_batch(f"{ctx}:{r}" for r in rows)
+
+        flow = kf.FlowBuilder("ctx").calculate("Tag").build()
+        assert asyncio.run(flow.arun([1, 2], ctx="t")).output == ["t:1", "t:2"]
+
+    def test_disabled_flow_runs_nothing(self) -> None:
+        @kf.faas("Never")
+        async def never(flow: kf.Flow, rows: list[int]) -> None:
+            raise AssertionError("must not run")
+
+        flow = kf.Flow(FlowConfig(flow_name="off", status=0))
+        flow.link(kf.FuncConfig(fname="Never", fmode="Calculate"))
+        result = asyncio.run(flow.arun([1]))
+        assert result.ended is kf.RunEnd.DISABLED
+        assert result.output == []
+
+
+class TestArunErrors:
+    """Errors from async and sync stages reach the awaiting caller as kisflow errors."""
+
+    def test_async_stage_error_names_flow_and_stage(self) -> None:
+        @kf.faas("Boom")
+        async def boom(flow: kf.Flow, rows: list[int]) -> None:
+            raise ValueError("bad row")
+
+        flow = kf.FlowBuilder("errs").calculate("Boom").build()
+        with pytest.raises(kf.StageExecutionError, match="flow 'errs' stage 'Boom' raised") as info:
+            asyncio.run(flow.arun([1]))
+        assert info.value.flow == "errs"
+        assert info.value.stage == "Boom"
+        assert isinstance(info.value.__cause__, ValueError)
+
+    def test_sync_stage_error_in_thread_is_chained(self) -> None:
+        @kf.faas("SyncBoom")
+        def sync_boom(flow: kf.Flow, rows: list[int]) -> None:
+            raise KeyError("k")
+
+        flow = kf.FlowBuilder("errs2").calculate("SyncBoom").build()
+        with pytest.raises(kf.StageExecutionError) as info:
+            asyncio.run(flow.arun([1]))
+        assert isinstance(info.value.__cause__, KeyError)
+
+    def test_row_conversion_error_gets_a_note(self) -> None:
+        @kf.faas("Ints")
+        async def ints(flow: kf.Flow, rows: list[int]) -> None:
+            flow.commit_row_batch(rows)
+
+        flow = kf.FlowBuilder("conv").calculate("Ints").build()
+        with pytest.raises(kf.RowConversionError) as info:
+            asyncio.run(flow.arun(["not an int"]))
+        assert info.value.row_index == 0
+
+
+class TestConcurrency:
+    """Many flows run concurrently on one loop."""
+
+    def test_hundred_concurrent_runs_take_about_one_sleep(self) -> None:
+        nap = 0.2
+
+        @kf.faas("Nap")
+        async def nap_stage(flow: kf.Flow, rows: list[int]) -> None:
+            await asyncio.sleep(nap)
+            flow.commit_row_batch(r + 1 for r in rows)
+
+        @kf.faas("Plus")
+        def plus(flow: kf.Flow, rows: list[int]) -> None:
+            flow.commit_row_batch(r * 10 for r in rows)
+
+        flow = kf.FlowBuilder("many").calculate("Nap").calculate("Plus").build()
+
+        async def main() -> tuple[list[kf.RunResult], float]:
+            started = time.perf_counter()
+            results = await asyncio.gather(*(flow.arun([i]) for i in range(100)))
+            return list(results), time.perf_counter() - started
+
+        results, elapsed = asyncio.run(main())
+        assert [r.output for r in results] == [[(i + 1) * 10] for i in range(100)]
+        # One hundred sequential runs would take 100 naps (20 s); concurrent ones ~1 nap.
+        assert elapsed < 10 * nap

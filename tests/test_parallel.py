@@ -1,0 +1,311 @@
+"""Tests for partitions on a local process pool: same results, registry, errors, idempotency."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import os
+import sqlite3
+import sys
+import types
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import attrs
+import pytest
+
+import kisflow as kf
+from kisflow.executors import current_partition, process_pool, run_partitions
+
+
+@pytest.fixture(scope="module")
+def procs() -> Iterator[concurrent.futures.ProcessPoolExecutor]:
+    """Two spawned worker processes shared by this module's tests."""
+    pool = process_pool(2)
+    yield pool
+    pool.shutdown(wait=True)
+
+
+@attrs.frozen
+class Score:
+    stu_id: int
+    score_1: int
+    score_2: int
+
+
+@attrs.frozen
+class Avg:
+    stu_id: int
+    avg: float
+
+
+def load_scores(span: tuple[int, int]) -> list[dict[str, int]]:
+    """Rows of one partition, made on the worker from its description."""
+    return [{"stu_id": i, "score_1": i % 100, "score_2": (i * 7) % 100} for i in range(*span)]
+
+
+def _score_flow() -> kf.Flow:
+    @kf.faas("DropTens")
+    def drop_tens(flow: kf.Flow, rows: list[Score]) -> None:
+        flow.commit_row_batch(r for r in rows if r.stu_id % 10)
+
+    @kf.faas("Average", output=Avg)
+    def average(flow: kf.Flow, rows: list[Score]) -> None:
+        flow.commit_row_batch(Avg(r.stu_id, (r.score_1 + r.score_2) / 2) for r in rows)
+
+    return kf.FlowBuilder("scores").verify("DropTens").calculate("Average").build()
+
+
+SPANS = [(0, 250), (250, 500), (500, 750), (750, 1000)]
+
+
+class TestSameResults:
+    """Partitions on processes give the rows one run in this process gives."""
+
+    def test_outputs_match_a_single_run(self, procs: Any) -> None:
+        flow = _score_flow()
+        results = run_partitions(flow, SPANS, load=load_scores, keep_output=True, executor=procs)
+        parallel = [row for r in results for row in (r.output or [])]
+        single = flow.run(load_scores((0, 1000))).output
+        assert parallel == single
+        assert len(parallel) == 900
+        assert isinstance(parallel[0], Avg)
+        assert [r.partition.index for r in results] == [0, 1, 2, 3]
+        assert [(r.rows_in, r.rows_out) for r in results] == [(250, 225)] * 4
+
+    def test_runs_on_the_worker_processes(self, procs: Any) -> None:
+        results = run_partitions(_score_flow(), SPANS, load=load_scores, executor=procs)
+        pids = {int(r.worker.rsplit(":", 1)[1]) for r in results}
+        assert os.getpid() not in pids
+        assert all(r.output is None for r in results)
+
+    def test_own_pool_is_started_and_shut_down(self) -> None:
+        results = run_partitions(_score_flow(), SPANS[:2], load=load_scores, workers=1)
+        assert [r.rows_out for r in results] == [225, 225]
+
+    def test_partition_keys_reach_the_stages(self, procs: Any) -> None:
+        @kf.faas("TagPartition")
+        def tag(flow: kf.Flow, rows: list[int]) -> None:
+            part = current_partition()
+            assert part is not None
+            flow.commit_row_batch(f"{part.key}:{r}" for r in rows)
+
+        flow = kf.FlowBuilder("tags").calculate("TagPartition").build()
+        results = run_partitions(
+            flow,
+            ["a.csv", "b.csv"],
+            load=lambda path: [len(path)] * 2,
+            key=lambda path: path.removesuffix(".csv"),
+            keep_output=True,
+            executor=procs,
+        )
+        assert [r.output for r in results] == [["a:5", "a:5"], ["b:5", "b:5"]]
+        assert current_partition() is None
+
+
+class TestErrors:
+    """A failing partition reaches the caller as a PartitionError chained to the cause."""
+
+    def test_stage_error_names_flow_stage_and_partition(self, procs: Any) -> None:
+        @kf.faas("Picky")
+        def picky(flow: kf.Flow, rows: list[int]) -> None:
+            if 13 in rows:
+                raise ValueError("unlucky row 13")
+            flow.commit_row_batch(rows)
+
+        flow = kf.FlowBuilder("picky").calculate("Picky").build()
+        with pytest.raises(kf.PartitionError) as info:
+            run_partitions(
+                flow, [(0, 10), (10, 20), (20, 30)], load=lambda s: range(*s), executor=procs
+            )
+        err = info.value
+        assert (err.flow, err.stage, err.partition) == ("picky", "Picky", "1")
+        assert "flow 'picky' stage 'Picky' failed on partition '1'" in str(err)
+        assert isinstance(err.__cause__, ValueError)
+        assert str(err.__cause__) == "unlucky row 13"
+        assert any("remote traceback" in note for note in err.__cause__.__notes__)
+
+    def test_load_error_names_the_partition(self, procs: Any) -> None:
+        def load(path: str) -> list[int]:
+            raise FileNotFoundError(path)
+
+        flow = _score_flow()
+        with pytest.raises(kf.PartitionError, match=r"partition '0'.*load raised") as info:
+            run_partitions(flow, ["missing.csv"], load=load, executor=procs)
+        assert info.value.stage is None
+        assert isinstance(info.value.__cause__, FileNotFoundError)
+
+    def test_missing_faas_fails_before_anything_runs(self) -> None:
+        flow = kf.Flow("nofaas").link(kf.FuncConfig(fname="Nowhere", fmode="Calculate"))
+        with pytest.raises(kf.FunctionNotFoundError, match="'Nowhere'"):
+            run_partitions(flow, [1], load=lambda x: [x], workers=1)
+
+
+def idempotent_save_flow(db: Path, name: str) -> kf.Flow:
+    """A Save stage that writes each partition once: ledger and rows in one transaction."""
+    con = sqlite3.connect(db)
+    with con:
+        con.execute("CREATE TABLE IF NOT EXISTS scores (part TEXT, stu_id INTEGER)")
+        con.execute("CREATE TABLE IF NOT EXISTS done (part TEXT PRIMARY KEY)")
+        con.execute("CREATE TABLE IF NOT EXISTS attempts (part TEXT)")
+    con.close()
+    path = str(db)
+
+    @kf.faas("SaveOnce")
+    def save_once(flow: kf.Flow, rows: list[Score]) -> None:
+        part = current_partition()
+        key = part.key if part is not None else "-"
+        c = sqlite3.connect(path, timeout=60, isolation_level=None)
+        try:
+            c.execute("INSERT INTO attempts VALUES (?)", (key,))
+            c.execute("BEGIN IMMEDIATE")
+            if c.execute("SELECT 1 FROM done WHERE part = ?", (key,)).fetchone() is None:
+                c.executemany("INSERT INTO scores VALUES (?, ?)", [(key, r.stu_id) for r in rows])
+                c.execute("INSERT INTO done VALUES (?)", (key,))
+            c.execute("COMMIT")
+        finally:
+            c.close()
+        flow.commit_row_batch(rows)
+
+    return kf.FlowBuilder(name).save("SaveOnce").build()
+
+
+def table_counts(db: Path) -> dict[str, Any]:
+    """Rows per partition, ledger entries and save attempts, read back from SQLite."""
+    con = sqlite3.connect(db)
+    try:
+        return {
+            "rows": dict(con.execute("SELECT part, COUNT(*) FROM scores GROUP BY part")),
+            "done": sorted(r[0] for r in con.execute("SELECT part FROM done")),
+            "attempts": dict(con.execute("SELECT part, COUNT(*) FROM attempts GROUP BY part")),
+            "total": con.execute("SELECT COUNT(*) FROM scores").fetchone()[0],
+        }
+    finally:
+        con.close()
+
+
+class TestIdempotentSave:
+    """A rerun partition is not saved twice when Save keys its writes by partition."""
+
+    def test_rerunning_every_partition_saves_each_once(self, procs: Any, tmp_path: Path) -> None:
+        db = tmp_path / "scores.db"
+        flow = idempotent_save_flow(db, "save-once")
+        for _ in range(2):
+            run_partitions(flow, SPANS, load=load_scores, executor=procs)
+        counts = table_counts(db)
+        assert counts["total"] == 1000
+        assert counts["rows"] == {"0": 250, "1": 250, "2": 250, "3": 250}
+        assert counts["done"] == ["0", "1", "2", "3"]
+        assert counts["attempts"] == {"0": 2, "1": 2, "2": 2, "3": 2}
+
+
+class TestDeadWorker:
+    """A worker process that dies gives a PartitionError naming its partition."""
+
+    def test_broken_pool_is_a_partition_error(self) -> None:
+        @kf.faas("Die")
+        def die(flow: kf.Flow, rows: list[int]) -> None:
+            os._exit(3)
+
+        flow = kf.FlowBuilder("dies").calculate("Die").build()
+        with pytest.raises(kf.PartitionError, match="partition '0'") as info:
+            run_partitions(flow, [1], load=lambda x: [x], workers=1)
+        assert info.value.partition == "0"
+        assert isinstance(info.value.__cause__, concurrent.futures.process.BrokenProcessPool)
+
+
+class TestConnectorsOnWorkers:
+    """Connector init and CaaS callables travel with the flow and run on the workers."""
+
+    def test_save_through_a_connector(self, procs: Any, tmp_path: Path) -> None:
+        db = tmp_path / "out.db"
+        con = sqlite3.connect(db)
+        with con:
+            con.execute("CREATE TABLE out (part TEXT, value INTEGER, init_pid INTEGER)")
+        con.close()
+
+        @kf.caas_init("SqliteOut")
+        def open_db(connector: kf.Connector) -> None:
+            connector.set_metadata("path", connector.config.addrs)
+            connector.set_metadata("pid", os.getpid())
+
+        @kf.caas("SqliteOut", "WriteRows", "Save")
+        def write(connector: kf.Connector, stage: Any, flow: kf.Flow, rows: Any) -> int:
+            part = current_partition()
+            key = part.key if part is not None else "-"
+            c = sqlite3.connect(connector.get_metadata("path"), timeout=60)
+            with c:
+                c.execute("DELETE FROM out WHERE part = ?", (key,))  # replace: idempotent
+                c.executemany(
+                    "INSERT INTO out VALUES (?, ?, ?)",
+                    [(key, r, connector.get_metadata("pid")) for r in rows],
+                )
+            c.close()
+            return len(rows)
+
+        @kf.faas("WriteRows")
+        def write_rows(flow: kf.Flow, rows: list[int]) -> None:
+            written = flow.get_connector().call(flow, rows)
+            flow.commit_row(written)
+
+        conn = kf.ConnConfig(cname="SqliteOut", addrs=str(db), type="sqlite")
+        flow = kf.FlowBuilder("via-conn").save("WriteRows", conn=conn).build()
+        results = run_partitions(
+            flow, [(0, 3), (3, 7)], load=lambda s: range(*s), keep_output=True, executor=procs
+        )
+        run_partitions(flow, [(0, 3), (3, 7)], load=lambda s: range(*s), executor=procs)
+        assert [r.output for r in results] == [[3], [4]]
+        c = sqlite3.connect(db)
+        rows = c.execute("SELECT part, value, init_pid FROM out ORDER BY value").fetchall()
+        c.close()
+        assert [(p, v) for p, v, _ in rows] == [("0", 0), ("0", 1), ("0", 2)] + [
+            ("1", v) for v in range(3, 7)
+        ]
+        assert os.getpid() not in {pid for _, _, pid in rows}
+
+
+class TestDynamicModules:
+    """FaaS defined in a module made at run time (exec, a notebook) travel by value."""
+
+    def test_faas_from_a_module_without_a_file(self, procs: Any) -> None:
+        module = types.ModuleType("kisflow_dynamic_faas")
+        sys.modules[module.__name__] = module
+        try:
+            exec(
+                "import kisflow as kf\n"
+                "OFFSET = 1000\n"
+                "def shift(flow: kf.Flow, rows: list[int]) -> None:\n"
+                "    flow.commit_row_batch(r + OFFSET for r in rows)\n"
+                "def load(n: int) -> list[int]:\n"
+                "    return list(range(n))\n",
+                module.__dict__,
+            )
+            kf.faas("Shift", module.shift)
+            flow = kf.FlowBuilder("dynamic").calculate("Shift").build()
+            results = run_partitions(
+                flow, [2, 3], load=module.load, keep_output=True, executor=procs
+            )
+        finally:
+            del sys.modules[module.__name__]
+        assert [r.output for r in results] == [[1000, 1001], [1000, 1001, 1002]]
+
+
+class TestOnError:
+    """With ``on_error`` a failing partition is reported and the others still run."""
+
+    def test_failures_go_to_on_error(self, procs: Any) -> None:
+        @kf.faas("OddFails")
+        def odd_fails(flow: kf.Flow, rows: list[int]) -> None:
+            if rows[0] % 2:
+                raise ValueError(f"odd start {rows[0]}")
+            flow.commit_row_batch(rows)
+
+        flow = kf.FlowBuilder("odd").calculate("OddFails").build()
+        errors: list[kf.PartitionError] = []
+        results = run_partitions(
+            flow, range(6), load=lambda i: [i], on_error=errors.append, executor=procs
+        )
+        assert [r.partition.index for r in results] == [0, 2, 4]
+        assert sorted(e.partition for e in errors if e.partition) == ["1", "3", "5"]
+        assert all(isinstance(e.__cause__, ValueError) for e in errors)
+        assert all(e.stage == "OddFails" for e in errors)

@@ -1,0 +1,559 @@
+"""Tests for micro-batch streams: order, bounded memory, clean stops and the JSONL runner."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import attrs
+import pytest
+
+import kisflow as kf
+from kisflow.executors import AsyncStream, Stream, run_jsonl_stream
+
+
+def _double_flow(name: str = "double") -> kf.Flow:
+    @kf.faas("Double", replace=True)
+    def double(flow: kf.Flow, rows: list[int]) -> None:
+        flow.commit_row_batch(r * 2 for r in rows)
+
+    return kf.FlowBuilder(name).calculate("Double").build()
+
+
+def _sqlite_save_flow(db: Path, *, on_batch: Any = None, name: str = "save") -> kf.Flow:
+    """A flow whose Save stage writes each batch to SQLite in one transaction."""
+    with sqlite3.connect(db) as con:
+        con.execute("CREATE TABLE IF NOT EXISTS rows (v INTEGER)")
+    con.close()
+    calls = {"n": 0}
+
+    @kf.faas("SaveRows")
+    def save_rows(flow: kf.Flow, rows: list[int]) -> None:
+        calls["n"] += 1
+        if on_batch is not None:
+            on_batch(calls["n"])
+        con = sqlite3.connect(db)
+        try:
+            with con:
+                con.executemany("INSERT INTO rows VALUES (?)", [(r,) for r in rows])
+        finally:
+            con.close()
+        flow.commit_row_batch(rows)
+
+    return kf.FlowBuilder(name).save("SaveRows").build()
+
+
+def _count(db: Path) -> int:
+    con = sqlite3.connect(db)
+    try:
+        return int(con.execute("SELECT COUNT(*) FROM rows").fetchone()[0])
+    finally:
+        con.close()
+
+
+class TestStreamResults:
+    """Each batch's result comes out in source order with the rows-done figures."""
+
+    def test_batches_in_order_with_partial_last_batch(self) -> None:
+        stream = _double_flow().stream(iter(range(25)), batch_size=10)
+        outputs = [r.output for r in stream]
+        assert outputs == [
+            [i * 2 for i in range(10)],
+            [i * 2 for i in range(10, 20)],
+            [i * 2 for i in range(20, 25)],
+        ]
+        assert (stream.rows_done, stream.batches_done, stream.interrupted) == (25, 3, False)
+
+    def test_async_iterable_source_in_sync_stream(self) -> None:
+        async def source() -> AsyncIterator[int]:
+            for i in range(7):
+                await asyncio.sleep(0)
+                yield i
+
+        stream = _double_flow().stream(source(), batch_size=3)
+        assert [r.output for r in stream] == [[0, 2, 4], [6, 8, 10], [12]]
+        assert stream.rows_done == 7
+
+    def test_threads_in_flight_keep_order(self) -> None:
+        stream = _double_flow().stream(range(1000), batch_size=7, max_in_flight=4)
+        flat = [x for r in stream for x in r.output]
+        assert flat == [i * 2 for i in range(1000)]
+        assert stream.batches_done == 143
+
+    def test_empty_source_yields_nothing(self) -> None:
+        stream = _double_flow().stream([], batch_size=5)
+        assert list(stream) == []
+        assert stream.rows_done == 0
+
+    @pytest.mark.parametrize(("batch_size", "max_in_flight"), [(0, 1), (5, 0), ("5", 1)])
+    def test_bad_sizes_are_config_errors(self, batch_size: Any, max_in_flight: Any) -> None:
+        with pytest.raises(kf.ConfigError, match="flow 'double': stream"):
+            _double_flow().stream([1], batch_size=batch_size, max_in_flight=max_in_flight)
+
+
+class TestStreamMemory:
+    """Memory stays bounded whatever the source's length."""
+
+    @pytest.mark.parametrize("max_in_flight", [1, 3])
+    def test_source_is_read_at_most_max_in_flight_batches_ahead(self, max_in_flight: int) -> None:
+        produced = {"n": 0}
+
+        def source() -> Iterator[int]:
+            for i in range(1000):
+                produced["n"] += 1
+                yield i
+
+        stream = _double_flow().stream(
+            source(), batch_size=50, max_in_flight=max_in_flight, handle_sigint=False
+        )
+        ahead = []
+        for _ in stream:
+            ahead.append(produced["n"] - stream.rows_done)
+        assert max(ahead) <= max_in_flight * 50
+        assert stream.rows_done == 1000
+
+    def test_two_million_rows_within_a_fixed_bound(self) -> None:
+        # A fresh interpreter, so its peak RSS is the stream's alone (tracemalloc is 10x slower).
+        proc = subprocess.run(
+            [sys.executable, "-c", _MEMORY_SCRIPT],
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=120,
+        )
+        figures = json.loads(proc.stdout)
+        total = 2_000_000
+        assert figures["rows_done"] == total
+        assert figures["kept"] == total - len(range(0, total, 3))
+        assert figures["batches"] == 100
+        # Materialising the 2 M dict rows alone needs ~400 MB more than the baseline.
+        growth = figures["peak_kb"] - figures["baseline_kb"]
+        assert growth < 60 * 1024, f"peak RSS grew by {growth / 1024:.0f} MB"
+
+
+_MEMORY_SCRIPT = """
+import json, resource
+from typing import Any
+import kisflow as kf
+
+@kf.faas("Keep")
+def keep(flow: kf.Flow, rows: list[Any]) -> None:
+    flow.commit_row_batch({"i": r["i"], "x": r["i"] % 7} for r in rows if r["i"] % 3)
+
+flow = kf.FlowBuilder("big").calculate("Keep").build()
+flow.run([{"i": 1}])
+baseline = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+stream = flow.stream(({"i": i} for i in range(2_000_000)), batch_size=20_000)
+kept = sum(len(result.output) for result in stream)
+print(json.dumps({
+    "rows_done": stream.rows_done,
+    "batches": stream.batches_done,
+    "kept": kept,
+    "baseline_kb": baseline,
+    "peak_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
+}))
+"""
+
+
+class TestStreamStop:
+    """Stops happen between batches: a Save stage never keeps half a batch."""
+
+    def test_stop_ends_after_the_current_batch(self, tmp_path: Path) -> None:
+        db = tmp_path / "rows.db"
+        flow = _sqlite_save_flow(db)
+        stream = flow.stream(range(100), batch_size=10)
+        for result in stream:
+            if stream.batches_done == 2:
+                stream.stop()
+            assert len(result.output) == 10
+        assert stream.interrupted is True
+        assert stream.rows_done == 20
+        assert _count(db) == 20
+
+    def test_ctrl_c_finishes_the_batch_in_flight(self, tmp_path: Path) -> None:
+        db = tmp_path / "rows.db"
+
+        def interrupt_on_third(n: int) -> None:
+            if n == 3:
+                signal.raise_signal(signal.SIGINT)
+
+        flow = _sqlite_save_flow(db, on_batch=interrupt_on_third)
+        before = signal.getsignal(signal.SIGINT)
+        stream = flow.stream(range(1000), batch_size=10)
+        results = []
+        for result in stream:
+            # In the caller's loop body Ctrl-C is the caller's: the usual handler is back.
+            assert signal.getsignal(signal.SIGINT) is before
+            results.append(result)
+        assert len(results) == 3
+        assert stream.interrupted is True
+        assert stream.rows_done == 30
+        assert _count(db) == 30
+        assert signal.getsignal(signal.SIGINT) is before
+
+    def test_second_ctrl_c_interrupts_at_once(self, tmp_path: Path) -> None:
+        def interrupt_twice(n: int) -> None:
+            if n == 2:
+                signal.raise_signal(signal.SIGINT)
+                signal.raise_signal(signal.SIGINT)
+
+        flow = _sqlite_save_flow(tmp_path / "rows.db", on_batch=interrupt_twice)
+        stream = flow.stream(range(1000), batch_size=10)
+        with pytest.raises(KeyboardInterrupt):
+            list(stream)
+        assert stream.rows_done == 10
+
+    def test_close_with_threads_waits_for_started_batches(self, tmp_path: Path) -> None:
+        db = tmp_path / "rows.db"
+        flow = _sqlite_save_flow(db)
+        with flow.stream(range(1000), batch_size=10, max_in_flight=4) as stream:
+            first = next(stream)
+        assert first.output == list(range(10))
+        assert stream.interrupted is True
+        # Batches already started were finished whole; none was cut.
+        assert _count(db) % 10 == 0
+        assert 10 <= _count(db) <= 50
+
+
+class TestStreamErrors:
+    """A failing batch raises the stage's error, noting which batch and rows."""
+
+    def test_error_names_batch_and_rows(self) -> None:
+        @kf.faas("FailOn42")
+        def fail_on_42(flow: kf.Flow, rows: list[int]) -> None:
+            if 42 in rows:
+                raise ValueError("bad 42")
+            flow.commit_row_batch(rows)
+
+        flow = kf.FlowBuilder("fails").calculate("FailOn42").build()
+        stream = flow.stream(range(100), batch_size=10)
+        with pytest.raises(kf.StageExecutionError) as info:
+            list(stream)
+        assert info.value.stage == "FailOn42"
+        assert "in stream batch 4 (source rows 40..49)" in info.value.__notes__
+        assert isinstance(info.value.__cause__, ValueError)
+        assert stream.rows_done == 40
+
+
+class TestAsyncStream:
+    """``flow.astream`` runs batches on the loop and finishes them when cancelled."""
+
+    def test_async_source_and_async_stage(self) -> None:
+        @kf.faas("AsyncInc")
+        async def async_inc(flow: kf.Flow, rows: list[int]) -> None:
+            await asyncio.sleep(0)
+            flow.commit_row_batch(r + 1 for r in rows)
+
+        async def source() -> AsyncIterator[int]:
+            for i in range(10):
+                yield i
+
+        flow = kf.FlowBuilder("ainc").calculate("AsyncInc").build()
+
+        async def main() -> tuple[list[list[int]], AsyncStream]:
+            stream = flow.astream(source(), batch_size=4, max_in_flight=2)
+            return [r.output async for r in stream], stream
+
+        outputs, stream = asyncio.run(main())
+        assert outputs == [[1, 2, 3, 4], [5, 6, 7, 8], [9, 10]]
+        assert (stream.rows_done, stream.batches_done) == (10, 3)
+
+    def test_cancel_lets_the_batch_in_flight_finish(self, tmp_path: Path) -> None:
+        db = tmp_path / "rows.db"
+        with sqlite3.connect(db) as con:
+            con.execute("CREATE TABLE rows (v INTEGER)")
+        con.close()
+        started = asyncio.Event
+
+        @kf.faas("SlowSave")
+        async def slow_save(flow: kf.Flow, rows: list[int]) -> None:
+            gate: asyncio.Event = flow.get_context()
+            gate.set()
+            await asyncio.sleep(0.1)
+            c = sqlite3.connect(db)
+            with c:
+                c.executemany("INSERT INTO rows VALUES (?)", [(r,) for r in rows])
+            c.close()
+            flow.commit_row_batch(rows)
+
+        flow = kf.FlowBuilder("slow").save("SlowSave").build()
+
+        async def main() -> AsyncStream:
+            gate = started()
+            stream = flow.astream(range(1000), batch_size=10, ctx=gate)
+
+            async def consume() -> None:
+                async for _ in stream:
+                    gate.clear()
+
+            task = asyncio.create_task(consume())
+            for _ in range(3):
+                await gate.wait()
+                await asyncio.sleep(0)
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+            return stream
+
+        stream = asyncio.run(main())
+        assert stream.interrupted is True
+        # The batch running at the cancel was finished whole and written.
+        assert _count(db) == stream.rows_done + 10
+        assert _count(db) % 10 == 0
+
+
+@attrs.frozen
+class Point:
+    x: int
+    label: str
+
+
+class TestJsonlStream:
+    """``run_jsonl_stream`` (for the CLI's ``run``) writes each output row as a JSON line."""
+
+    def test_lines_in_lines_out(self) -> None:
+        @kf.faas("Avg")
+        def avg(flow: kf.Flow, rows: list[dict[str, Any]]) -> None:
+            flow.commit_row_batch({"id": r["id"], "avg": sum(r["s"]) / len(r["s"])} for r in rows)
+
+        flow = kf.FlowBuilder("avg").calculate("Avg").build()
+        lines = [json.dumps({"id": i, "s": [i, i + 2]}) + "\n" for i in range(5)] + ["\n"]
+        out = io.StringIO()
+        summary = run_jsonl_stream(flow, lines, out, batch_size=2)
+        assert [json.loads(x) for x in out.getvalue().splitlines()] == [
+            {"id": i, "avg": i + 1.0} for i in range(5)
+        ]
+        assert summary == kf.executors.StreamSummary(
+            rows_in=5, rows_out=5, batches=3, interrupted=False
+        )
+
+    def test_attrs_rows_and_per_batch_results(self) -> None:
+        @kf.faas("ToPoint", output=Point)
+        def to_point(flow: kf.Flow, rows: list[int]) -> None:
+            flow.commit_row_batch(Point(x=r, label=f"p{r}") for r in rows)
+
+        flow = kf.FlowBuilder("points").calculate("ToPoint").build()
+        out = io.StringIO()
+        seen: list[int] = []
+        summary = run_jsonl_stream(
+            flow,
+            (f"{i}\n" for i in range(5)),
+            out,
+            batch_size=3,
+            on_result=lambda r: seen.append(r.stage("ToPoint").rows_out),
+        )
+        assert out.getvalue().splitlines() == [f'{{"x": {i}, "label": "p{i}"}}' for i in range(5)]
+        assert seen == [3, 2]
+        assert (summary.rows_in, summary.rows_out, summary.batches) == (5, 5, 2)
+
+    def test_bad_line_names_source_and_line(self) -> None:
+        flow = _double_flow()
+        with pytest.raises(kf.RunError, match=r"rows\.jsonl line 3 is not JSON"):
+            run_jsonl_stream(flow, ["1", "2", "{oops", "4"], io.StringIO(), source="rows.jsonl")
+
+
+class TestStreamThreadSafety:
+    """A stream can be stopped from another thread."""
+
+    def test_stop_from_another_thread(self) -> None:
+        gate = threading.Event()
+
+        @kf.faas("Wait")
+        def wait(flow: kf.Flow, rows: list[int]) -> None:
+            gate.wait(timeout=10)
+            flow.commit_row_batch(rows)
+
+        flow = kf.FlowBuilder("wait").calculate("Wait").build()
+        stream: Stream = flow.stream(range(100), batch_size=10)
+
+        def stopper() -> None:
+            stream.stop()
+            gate.set()
+
+        threading.Timer(0.05, stopper).start()
+        results = list(stream)
+        assert len(results) == 1
+        assert stream.rows_done == 10
+        assert stream.interrupted is True
+
+
+class TestStreamExtras:
+    """Progress bar, async stops, and async sources inside a running loop."""
+
+    def test_progress_bar_counts_rows(self, capsys: pytest.CaptureFixture[str]) -> None:
+        stream = _double_flow("shown").stream(range(30), batch_size=10, progress=True)
+        assert len(list(stream)) == 3
+        err = capsys.readouterr().err
+        assert "shown" in err
+        assert "shown: 30.0rows" in err
+
+    def test_async_stop_ends_between_batches(self) -> None:
+        flow = _double_flow()
+
+        async def main() -> tuple[int, AsyncStream]:
+            stream = flow.astream(range(100), batch_size=10, max_in_flight=1)
+            seen = 0
+            async for _ in stream:
+                seen += 1
+                if seen == 2:
+                    stream.stop()
+            return seen, stream
+
+        seen, stream = asyncio.run(main())
+        assert seen == 2
+        assert (stream.rows_done, stream.interrupted) == (20, True)
+
+    def test_aclose_before_start(self) -> None:
+        stream = _double_flow().astream(range(10))
+        asyncio.run(stream.aclose())
+        assert stream.interrupted is True
+
+    def test_async_source_in_sync_stream_inside_a_loop_is_an_error(self) -> None:
+        async def source() -> AsyncIterator[int]:
+            yield 1
+
+        async def main() -> None:
+            list(_double_flow("inloop").stream(source()))
+
+        with pytest.raises(kf.RunError, match=r"flow 'inloop'.*use 'async for"):
+            asyncio.run(main())
+
+
+_SIGINT_SCRIPT = """
+import itertools, json, sqlite3, sys, time
+from typing import Any
+import kisflow as kf
+
+db = sys.argv[1]
+con = sqlite3.connect(db)
+con.execute("CREATE TABLE rows (v INTEGER)")
+con.commit()
+
+@kf.faas("SlowSave")
+def slow_save(flow: kf.Flow, rows: list[Any]) -> None:
+    print("batch", flush=True)
+    for r in rows:
+        time.sleep(0.002)  # a slow store: the Ctrl-C sent after "batch" lands in here
+    with con:
+        con.executemany("INSERT INTO rows VALUES (?)", [(r,) for r in rows])
+    flow.commit_row_batch(rows)
+
+flow = kf.FlowBuilder("endless").save("SlowSave").build()
+stream = flow.stream(itertools.count(), batch_size=50)
+for _ in stream:
+    pass
+saved = con.execute("SELECT COUNT(*) FROM rows").fetchone()[0]
+print(json.dumps({"rows_done": stream.rows_done, "interrupted": stream.interrupted,
+                  "saved": saved}), flush=True)
+"""
+
+
+class TestCtrlCFromOutside:
+    """A real SIGINT sent to a process streaming an endless source stops it cleanly."""
+
+    def test_endless_stream_stops_with_whole_batches(self, tmp_path: Path) -> None:
+        proc = subprocess.Popen(
+            [sys.executable, "-c", _SIGINT_SCRIPT, str(tmp_path / "rows.db")],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        assert proc.stdout is not None
+        for _ in range(3):
+            assert proc.stdout.readline().strip() == "batch"
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=60)
+        assert proc.returncode == 0, err
+        figures = json.loads(out.splitlines()[-1])
+        assert figures["interrupted"] is True
+        assert figures["rows_done"] >= 150  # the batch in flight was finished, not cut
+        assert figures["rows_done"] % 50 == 0
+        assert figures["saved"] == figures["rows_done"]
+
+
+class TestCtrlCWhileReading:
+    """Ctrl-C while the source blocks ends the stream now; rows already read still run."""
+
+    def test_blocked_source_is_cut_short(self) -> None:
+        def tail() -> Iterator[int]:
+            yield from range(25)
+            time.sleep(30)  # no new lines: a read that blocks
+            yield from range(25, 50)
+
+        timer = threading.Timer(0.3, os.kill, (os.getpid(), signal.SIGINT))
+        timer.start()
+        started = time.perf_counter()
+        try:
+            stream = _double_flow().stream(tail(), batch_size=10)
+            outputs = [r.output for r in stream]
+        finally:
+            timer.cancel()
+        assert time.perf_counter() - started < 10
+        assert outputs == [
+            [i * 2 for i in range(10)],
+            [i * 2 for i in range(10, 20)],
+            [i * 2 for i in range(20, 25)],
+        ]
+        assert (stream.rows_done, stream.interrupted) == (25, True)
+
+    def test_stop_with_an_async_source_reads_no_further(self) -> None:
+        read = {"n": 0}
+
+        async def source() -> AsyncIterator[int]:
+            for i in range(100):
+                read["n"] += 1
+                yield i
+
+        stream = _double_flow().stream(source(), batch_size=10)
+        for _ in stream:
+            stream.stop()
+        assert (stream.rows_done, stream.interrupted) == (10, True)
+        assert read["n"] <= 11
+
+
+class TestInFlight:
+    """``max_in_flight`` batches really run at the same time."""
+
+    def test_sync_batches_run_on_threads_together(self) -> None:
+        barrier = threading.Barrier(3, timeout=10)
+
+        @kf.faas("MeetTheOthers")
+        def meet(flow: kf.Flow, rows: list[int]) -> None:
+            barrier.wait()  # passes only when three batches are running at once
+            flow.commit_row_batch(rows)
+
+        flow = kf.FlowBuilder("together").calculate("MeetTheOthers").build()
+        stream = flow.stream(range(60), batch_size=10, max_in_flight=3)
+        assert [x for r in stream for x in r.output] == list(range(60))
+        assert stream.batches_done == 6
+
+    def test_async_batches_overlap_up_to_the_limit(self) -> None:
+        active = {"now": 0, "most": 0}
+
+        @kf.faas("Overlap")
+        async def overlap(flow: kf.Flow, rows: list[int]) -> None:
+            active["now"] += 1
+            active["most"] = max(active["most"], active["now"])
+            await asyncio.sleep(0.02)
+            active["now"] -= 1
+            flow.commit_row_batch(rows)
+
+        flow = kf.FlowBuilder("overlap").calculate("Overlap").build()
+
+        async def main() -> list[int]:
+            stream = flow.astream(range(80), batch_size=10, max_in_flight=4)
+            return [x async for r in stream for x in r.output]
+
+        assert asyncio.run(main()) == list(range(80))
+        assert active["most"] == 4
