@@ -162,3 +162,46 @@ class TestConcurrency:
         assert [r.output for r in results] == [[(i + 1) * 10] for i in range(100)]
         # One hundred sequential runs would take 100 naps (20 s); concurrent ones ~1 nap.
         assert elapsed < 10 * nap
+
+
+class TestArunReliability:
+    """Retries and dead letters work under arun as under run (the drivers share Run)."""
+
+    def test_retries_without_duplicates_then_succeeds(self) -> None:
+        attempts: list[int] = []
+
+        @kf.faas("Flaky")
+        async def flaky(flow: kf.Flow, rows: list[int]) -> None:
+            attempts.append(1)
+            flow.commit_row_batch(rows)
+            if len(attempts) < 3:
+                raise OSError("store hiccup")
+
+        option = kf.FuncOption(retry_times=2, return_duration=1)
+        flow = kf.FlowBuilder("retry").save("Flaky", option=option).build()
+        result = asyncio.run(flow.arun([1, 2]))
+        assert result.output == [1, 2]
+        assert len(attempts) == 3
+        assert result.stage("Flaky").retries == 2
+
+    def test_gives_up_after_the_last_attempt(self) -> None:
+        @kf.faas("Down")
+        def down(flow: kf.Flow, rows: list[int]) -> None:
+            raise OSError("still down")
+
+        flow = kf.FlowBuilder("down").save("Down", option=kf.FuncOption(retry_times=1)).build()
+        with pytest.raises(kf.StageExecutionError, match=r"\(after 2 attempts\)") as info:
+            asyncio.run(flow.arun([1]))
+        assert info.value.attempts == 2
+
+    def test_unconvertible_rows_go_to_the_dead_letter_sink(self) -> None:
+        @kf.faas("Ints")
+        async def ints(flow: kf.Flow, rows: list[int]) -> None:
+            flow.commit_row_batch(rows)
+
+        flow = kf.FlowBuilder("dl").calculate("Ints").build()
+        sink: list[kf.DeadLetter] = []
+        result = asyncio.run(flow.arun([1, "x", 3], dead_letters=sink))
+        assert result.output == [1, 3]
+        assert [(d.row_index, d.row) for d in sink] == [(1, "x")]
+        assert result.dead_letters == 1
