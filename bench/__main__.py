@@ -2,7 +2,8 @@
 
 Each shape times the loop and the flow side by side in this process (median of
 ``--repeat`` timed runs after a warm-up) and reports rows/s and their ratio (1.0 = no
-overhead). The ``big`` and ``small`` shapes run again with Prometheus metrics on. Peak
+overhead). The ``big`` and ``small`` shapes run again with Prometheus metrics on, and the
+``parallel`` shape (bench/parallel.py) reports the speed-up of 2 processes over 1. Peak
 memory of the ``big`` shape is measured in fresh subprocesses, one per side, as the peak
 resident set size.
 """
@@ -21,7 +22,7 @@ from collections.abc import Callable
 from typing import Any
 
 import kisflow as kf
-from bench import workload
+from bench import parallel, workload
 from kisflow import metrics
 
 BIG = 1_000_000
@@ -187,6 +188,8 @@ def main(argv: list[str] | None = None) -> None:
         "ratio_small_batch": shape_small("batch", args.repeat),
     }
     ratios["ratio_big_metrics"], ratios["ratio_small_metrics"] = shape_metrics(args.repeat)
+    ratios["speedup_parallel"] = parallel.speedup()
+    print(f"parallel       2 processes vs 1: speed-up {ratios['speedup_parallel']:.2f}x")
     loop_mib, flow_mib = peak_rss_mib("loop"), peak_rss_mib("kisflow")
     print(
         f"peak RSS, big shape: loop {loop_mib:.0f} MiB, kisflow {flow_mib:.0f} MiB "
