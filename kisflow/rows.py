@@ -94,7 +94,8 @@ def type_fits(produced: Any, consumed: Any) -> bool:
     """Whether rows of type ``produced`` can feed a stage that takes ``consumed``.
 
     True when the consumer takes anything, when ``produced`` is (a subclass of)
-    ``consumed``, when a record goes to a dict-taking stage, or when two record types
+    ``consumed``, when a record goes to a dict-taking stage, when dicts go to a record
+    stage (their keys are checked row by row at run time), or when two record types
     match structurally: every required field of the consumer exists in the producer with
     a compatible type (the JSON round trip KisFlow itself does).
     """
@@ -111,6 +112,8 @@ def type_fits(produced: Any, consumed: Any) -> bool:
         return True
     if _is_dict_type(consumed):
         return _fits_dict(produced, consumed)
+    if _is_dict_type(produced) and is_record_type(consumed):
+        return True  # a mapping's keys are unknown until run time: conversion checks them
     if is_record_type(produced) and is_record_type(consumed):
         have = _record_fields(produced)
         for name, (want_type, required) in _record_fields(consumed).items():

@@ -105,7 +105,14 @@ class TestBuildChecks:
 
     @pytest.mark.parametrize(
         ("output", "rows"),
-        [(Order, Order), (Order, dict), (Priced, Order), (int, float), (Order, object)],
+        [
+            (Order, Order),
+            (Order, dict),
+            (dict, Order),
+            (Priced, Order),
+            (int, float),
+            (Order, object),
+        ],
     )
     def test_outputs_that_fit(self, output: type, rows: type) -> None:
         _faas("Up", output=output)

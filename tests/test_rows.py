@@ -432,7 +432,7 @@ class TestTypeFits:
             (dict[str, int], dict, True),
             (dict, dict[str, int], True),
             (dict[str, str], dict[str, int], False),
-            (dict, ScoreIn, False),
+            (dict, ScoreIn, True),
             (int, dict, False),
             (ScoreData, ScoreIn, True),
             (ScoreIn, ScoreData, True),
