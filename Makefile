@@ -28,8 +28,8 @@ lint: install
 # Debian packages the tests use: a real redis-server (the redis connector's tests start one
 # on a loopback port) and Graphviz's dot (`kisflow graph --format svg/png`).
 system-deps:
-	@command -v redis-server >/dev/null || (apt-get update && apt-get install -y redis-server)
-	@command -v dot >/dev/null || (apt-get update && apt-get install -y graphviz)
+	@command -v redis-server >/dev/null || (apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y redis-server)
+	@command -v dot >/dev/null || (apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y graphviz)
 
 test: install lint system-deps
 	$(PY) -m pytest

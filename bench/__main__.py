@@ -78,27 +78,16 @@ def shape_metrics(repeat: int) -> tuple[float, float]:
     t_loop = _median_seconds(lambda: workload.loop(rows), repeat)
     t_flow = _median_seconds(with_metrics(lambda: workload.run_flow(flow, rows)), repeat)
     _report("big/metrics", BIG, t_loop, t_flow)
-    batches = [workload.make_rows(SMALL_ROWS) for _ in range(SMALL_RUNS)]
-
-    def loop_all() -> None:
-        for b in batches:
-            workload.loop(b)
-
-    def flow_all() -> None:
-        for b in batches:
-            flow.run(b)
-
+    loop_all, flow_all = _small_sides(flow)
     t_loop_small = _median_seconds(loop_all, repeat)
     t_flow_small = _median_seconds(with_metrics(flow_all), repeat)
     _report("small/metrics", SMALL_RUNS * SMALL_ROWS, t_loop_small, t_flow_small)
     return t_loop / t_flow, t_loop_small / t_flow_small
 
 
-def shape_small(variant: str, repeat: int) -> float:
-    """Many runs of small batches (per-run scheduling overhead)."""
+def _small_sides(flow: kf.Flow) -> tuple[Callable[[], None], Callable[[], None]]:
+    """The small shape's two sides: the loop and ``flow`` over the same 100-row batches."""
     batches = [workload.make_rows(SMALL_ROWS) for _ in range(SMALL_RUNS)]
-    flow = workload.build(variant, kf.Pool())
-    _check(workload.loop(batches[0]), workload.run_flow(flow, batches[0]), f"small/{variant}")
 
     def loop_all() -> None:
         for b in batches:
@@ -108,6 +97,15 @@ def shape_small(variant: str, repeat: int) -> float:
         for b in batches:
             flow.run(b)
 
+    return loop_all, flow_all
+
+
+def shape_small(variant: str, repeat: int) -> float:
+    """Many runs of small batches (per-run scheduling overhead)."""
+    flow = workload.build(variant, kf.Pool())
+    batch = workload.make_rows(SMALL_ROWS)
+    _check(workload.loop(batch), workload.run_flow(flow, batch), f"small/{variant}")
+    loop_all, flow_all = _small_sides(flow)
     t_loop = _median_seconds(loop_all, repeat)
     t_flow = _median_seconds(flow_all, repeat)
     _report(f"small/{variant}", SMALL_RUNS * SMALL_ROWS, t_loop, t_flow)

@@ -53,16 +53,7 @@ def loop(rows: list[Row]) -> dict[str, int]:
             }
         )
     del kept
-    graded = []
-    for row in averaged:
-        avg = row["avg_score"]
-        row["grade"] = "A" if avg >= 80 else "B" if avg >= 60 else "C"
-        graded.append(row)
-    del averaged
-    counts: dict[str, int] = {}
-    for row in graded:
-        counts[row["grade"]] = counts.get(row["grade"], 0) + 1
-    return counts
+    return _grade_and_count(averaged)
 
 
 def loop_typed(rows: list[Row]) -> dict[str, int]:
@@ -77,6 +68,11 @@ def loop_typed(rows: list[Row]) -> dict[str, int]:
     for s in typed:
         averaged.append({"stu_id": s.stu_id, "avg_score": (s.score_1 + s.score_2 + s.score_3) / 3})
     del typed
+    return _grade_and_count(averaged)
+
+
+def _grade_and_count(averaged: list[Row]) -> dict[str, int]:
+    """Stages 3 and 4 of both loops: grade each row, then count rows per grade."""
     graded = []
     for row in averaged:
         avg = row["avg_score"]
