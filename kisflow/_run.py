@@ -514,17 +514,28 @@ class Run:
         )
 
     def _loop_error(self) -> FlowLoopError:
+        stage = self.stages[self.pos].name
         trace = list(self.trace or ())
-        cycle = trace
+        cycle: list[int] = []
         for period in range(1, len(trace) // 2 + 1):
             if trace[-period:] == trace[-2 * period : -period]:
                 cycle = trace[-period:]
                 break
+        if not cycle:
+            # No stage repeated: the flow is simply longer than the limit allows.
+            return FlowLoopError(
+                f"flow {self.flow_name!r} reached its step limit of {self.max_steps} steps at "
+                f"stage {stage!r} without repeating a stage; raise max_steps (the flow has "
+                f"{self.n} stages)",
+                flow=self.flow_name,
+                stage=stage,
+                cycle=(),
+                steps=self.max_steps,
+            )
         start = cycle.index(min(cycle))  # name the cycle from its earliest stage
         cycle = cycle[start:] + cycle[:start]
         names = [self.stages[i].name for i in cycle]
         path = " -> ".join([*names, names[0]])
-        stage = self.stages[self.pos].name
         return FlowLoopError(
             f"flow {self.flow_name!r} exceeded its step limit of {self.max_steps} steps; "
             f"stages repeat in a cycle: {path}; check the jump_func actions or raise "

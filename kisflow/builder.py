@@ -112,6 +112,10 @@ class FlowBuilder:
 
     def max_steps(self, steps: int) -> Self:
         """Set the step limit that turns a jump loop into ``FlowLoopError``."""
+        if steps < 1:
+            raise FlowDefinitionError(
+                f"flow {self._name!r}: max_steps must be at least 1, got {steps}", flow=self._name
+            )
         if self._max_steps is not None:
             raise FlowDefinitionError(
                 f"flow {self._name!r}: max_steps is already set to {self._max_steps}",
@@ -147,7 +151,7 @@ class FlowBuilder:
         flow = Flow(
             FlowConfig(flow_name=self._name, status=self._status),
             pool=self._pool,
-            max_steps=self._max_steps or DEFAULT_MAX_STEPS,
+            max_steps=DEFAULT_MAX_STEPS if self._max_steps is None else self._max_steps,
         )
         for config, params in self._stages:
             flow.link(config, params)

@@ -421,6 +421,12 @@ class Flow:
         ):
             return plan
         stages = d.stages
+        if not stages:
+            raise FlowDefinitionError(
+                f"flow {self.name!r} has no stages, so a run would drop its rows; link a "
+                f"function first",
+                flow=self.name,
+            )
         specs: list[FaaSSpec] = []
         for stage in stages:
             spec = pool.get_faas(stage.name) or _builtin_faas(stage)
@@ -557,6 +563,11 @@ class Flow:
         """Create the private state of one run (None for a disabled flow)."""
         if not self._d.config.enabled:
             return None
+        if max_steps is not None and max_steps < 1:
+            raise FlowDefinitionError(
+                f"flow {self.name!r}: max_steps must be at least 1, got {max_steps}",
+                flow=self.name,
+            )
         plan = self._plan()
         if rows is None:
             source = self._source[:]

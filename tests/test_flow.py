@@ -382,3 +382,30 @@ class TestState:
         )
         assert seen["none"] is None
         assert (seen["name"], seen["id"]) == ("lookups", flow.get_id())
+
+
+class TestLimits:
+    """Step limits and empty flows are checked, never silently turned into something else."""
+
+    def test_max_steps_must_be_positive(self) -> None:
+        _register_identity("A")
+        with pytest.raises(kf.FlowDefinitionError, match="max_steps must be at least 1, got 0"):
+            kf.FlowBuilder("f").calculate("A").max_steps(0)
+        flow = kf.FlowBuilder("f").calculate("A").build()
+        with pytest.raises(kf.FlowDefinitionError, match="max_steps must be at least 1, got 0"):
+            flow.run([1], max_steps=0)
+
+    def test_a_long_flow_past_the_limit_names_no_cycle(self) -> None:
+        _register_identity("A", "B", "C")
+        flow = kf.FlowBuilder("long").calculate("A").calculate("B").calculate("C").build()
+        with pytest.raises(kf.FlowLoopError, match="without repeating a stage") as err:
+            flow.run([1], max_steps=2)
+        assert (err.value.cycle, err.value.stage, err.value.steps) == ((), "C", 2)
+        assert flow.run([1], max_steps=3).output == [1]
+
+    def test_a_flow_with_no_stages_refuses_to_run(self) -> None:
+        flow = kf.Flow("empty")
+        with pytest.raises(kf.FlowDefinitionError, match="has no stages, so a run would drop"):
+            flow.run([1, 2])
+        with pytest.raises(kf.FlowDefinitionError, match="has no stages"):
+            kf.Flow.from_graph("g", nx.DiGraph()).validate()
