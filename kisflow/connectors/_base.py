@@ -19,7 +19,46 @@ from kisflow.modes import Mode
 if TYPE_CHECKING:
     from kisflow.stage import Stage
 
-__all__ = ["BuiltinConnector", "Unreachable", "plain_value", "to_json_text", "to_record"]
+__all__ = [
+    "LEDGER",
+    "BuiltinConnector",
+    "SaveMark",
+    "Unreachable",
+    "plain_value",
+    "save_mark",
+    "to_json_text",
+    "to_record",
+]
+
+LEDGER = "kisflow_partitions"
+"""Name of the ledger (table, set suffix, file suffix) recording partitions already saved."""
+
+
+@attrs.frozen
+class SaveMark:
+    """Which partition a Save writes: (flow, stage, partition key), recorded once per store.
+
+    A Save with a mark writes its rows and records the mark together; a Save whose mark is
+    already recorded writes nothing (a partition an executor reran after a crash).
+    """
+
+    flow: str
+    stage: str
+    partition: str
+
+    def as_json(self) -> str:
+        """The mark as a JSON array, for stores that keep it as one string."""
+        return json.dumps([self.flow, self.stage, self.partition], ensure_ascii=False)
+
+
+def save_mark(flow: str | None, stage: str) -> SaveMark | None:
+    """The mark of the partition an executor is running now, or None outside an executor."""
+    from kisflow.executors._partition import current_partition
+
+    part = current_partition()
+    if part is None:
+        return None
+    return SaveMark(flow=flow or "", stage=stage, partition=part.key)
 
 
 class Unreachable(Exception):
@@ -90,24 +129,32 @@ class BuiltinConnector(abc.ABC):
         )
 
     @abc.abstractmethod
-    def save(self, rows: Sequence[Any], params: Mapping[str, Any]) -> int:
-        """Store ``rows`` (one transaction where the store has them); return how many."""
+    def save(
+        self, rows: Sequence[Any], params: Mapping[str, Any], mark: SaveMark | None = None
+    ) -> int:
+        """Store ``rows`` (one transaction where the store has them); return how many.
+
+        With a ``mark``, record it with the rows and write nothing (return 0) when it is
+        already recorded, so a partition saved twice is stored once.
+        """
 
     @abc.abstractmethod
     def load(self, params: Mapping[str, Any]) -> list[Any]:
         """Read rows (``params`` may hold ``where`` and ``limit``)."""
 
-    def call(self, stage: Stage, args: Any) -> Any:
+    def call(self, stage: Stage, args: Any, flow: str | None = None) -> Any:
         """Serve ``conn.call(flow, args)`` for ``stage``: Save stores, Load reads.
 
         For Save, ``args`` are the rows to store (None: the stage's input is not known
         here, so nothing); for Load, an optional mapping of params overriding the
-        connector's and the stage's.
+        connector's and the stage's. ``flow`` (the flow's name) keys the partition
+        ledger when an executor runs the Save (see ``save_mark``).
         """
         params: dict[str, Any] = {**self.config.params, **stage.params}
         if stage.mode is Mode.SAVE:
             rows = [] if args is None else list(args)
-            return self._once(stage, lambda: self.save(rows, params))
+            mark = save_mark(flow, stage.name)
+            return self._once(stage, lambda: self.save(rows, params, mark))
         if stage.mode is Mode.LOAD:
             if args is not None:
                 if not isinstance(args, Mapping):
