@@ -545,3 +545,25 @@ class TestJSONLRecovery:
         flow.run(part_rows("p", 1))  # outside an executor: undoes b's half, then appends
         save_as_partition(flow, part_rows("b", 1), "b")
         assert stored(conn) == [("a", 0), ("p", 0), ("b", 0)]
+
+
+class TestChunkedSaves:
+    """A FaaS that calls a built-in Save several times per partition keeps every chunk."""
+
+    def test_each_chunk_is_saved_once(self, tmp_path: Path) -> None:
+        conn = kf.ConnConfig(cname="c", type="sqlite", addrs=str(tmp_path / "x.db"), key="rows")
+
+        @kf.faas("Chunks")
+        def chunks(flow: kf.Flow, rows: list[dict[str, Any]]) -> None:
+            for start in range(0, len(rows), 2):
+                flow.get_connector().call(flow, rows[start : start + 2])
+            flow.commit_row_batch(rows)
+
+        flow = kf.FlowBuilder("chunked").save("Chunks", conn=conn).build()
+        save_as_partition(flow, part_rows("a", 5), "a")
+        save_as_partition(flow, part_rows("a", 5), "a")
+        save_as_partition(flow, part_rows("b", 1), "b")
+        assert stored(conn) == [("a", i) for i in range(5)] + [("b", 0)]
+        assert ledger_entries(conn) == [
+            ["chunked", "Chunks", key] for key in ("a", "a#2", "a#3", "b")
+        ]

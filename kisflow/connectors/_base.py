@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import abc
 import contextlib
+import contextvars
 import dataclasses
 import json
 import math
@@ -51,14 +52,34 @@ class SaveMark:
         return json.dumps([self.flow, self.stage, self.partition], ensure_ascii=False)
 
 
+_CALLS: contextvars.ContextVar[tuple[Any, dict[tuple[str, str], int]] | None] = (
+    contextvars.ContextVar("kisflow_save_calls", default=None)
+)
+"""Save calls made so far per (flow, stage) in the partition this context is running."""
+
+
 def save_mark(flow: str | None, stage: str) -> SaveMark | None:
-    """The mark of the partition an executor is running now, or None outside an executor."""
+    """The mark of this Save call in the partition an executor is running, or None outside.
+
+    The first call of a stage in a partition is marked with the partition's key; a
+    stage that calls its connector again in the same partition (a FaaS saving in
+    chunks) gets ``key#2``, ``key#3``...: a rerun makes the same calls in the same order,
+    so each chunk is still saved once and none is skipped as a replay of the first.
+    """
     from kisflow.executors._partition import current_partition
 
     part = current_partition()
     if part is None:
         return None
-    return SaveMark(flow=flow or "", stage=stage, partition=part.key)
+    state = _CALLS.get()
+    if state is None or state[0] is not part:
+        state = (part, {})
+        _CALLS.set(state)
+    name = flow or ""
+    n = state[1].get((name, stage), 0) + 1
+    state[1][(name, stage)] = n
+    key = part.key if n == 1 else f"{part.key}#{n}"
+    return SaveMark(flow=name, stage=stage, partition=key)
 
 
 class Unreachable(Exception):

@@ -14,7 +14,6 @@ stored once. See docs/connectors.md for what this guarantees.
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
 import threading
@@ -92,6 +91,8 @@ class JSONLConnector(BuiltinConnector):
     @contextmanager
     def _ledger(self) -> Iterator[int]:
         """The ledger file, open for read and append, under an exclusive ``flock``."""
+        import fcntl  # POSIX only: the ledger (only used under an executor) needs flock
+
         fd = os.open(self.ledger_path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o644)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
