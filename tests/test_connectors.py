@@ -567,3 +567,27 @@ class TestChunkedSaves:
         assert ledger_entries(conn) == [
             ["chunked", "Chunks", key] for key in ("a", "a#2", "a#3", "b")
         ]
+
+    def test_a_retried_attempt_saves_its_chunks_once(self, tmp_path: Path) -> None:
+        conn = kf.ConnConfig(cname="c", type="sqlite", addrs=str(tmp_path / "x.db"), key="rows")
+        # The FaaS runs on a rebuilt copy of the flow: it counts its attempts in a file.
+        attempts = tmp_path / "attempts"
+
+        @kf.faas("Flaky")
+        def flaky(flow: kf.Flow, rows: list[dict[str, Any]]) -> None:
+            with attempts.open("a") as f:
+                f.write("x")
+            flow.get_connector().call(flow, rows[:2])
+            if attempts.read_text() == "x":
+                raise RuntimeError("lost the connection after the first chunk")
+            flow.get_connector().call(flow, rows[2:])
+            flow.commit_row_batch(rows)
+
+        option = kf.FuncOption(retry_times=1, return_duration=1)
+        flow = kf.FlowBuilder("flaky").save("Flaky", option=option, conn=conn).build()
+        result = save_as_partition(flow, part_rows("a", 4), "a")
+        assert attempts.read_text() == "xx"
+        assert result.rows_out == 4
+        save_as_partition(flow, part_rows("a", 4), "a")  # a replay: the counter restarts
+        assert stored(conn) == [("a", i) for i in range(4)]
+        assert ledger_entries(conn) == [["flaky", "Flaky", "a"], ["flaky", "Flaky", "a#2"]]

@@ -52,19 +52,31 @@ class SaveMark:
         return json.dumps([self.flow, self.stage, self.partition], ensure_ascii=False)
 
 
-_CALLS: contextvars.ContextVar[tuple[Any, dict[tuple[str, str], int]] | None] = (
+@attrs.define
+class _Calls:
+    """Where a stage is in its Save calls: which execution, attempt and call."""
+
+    step: int | None
+    attempt: int
+    execution: int = 1
+    call: int = 0
+
+
+_CALLS: contextvars.ContextVar[tuple[Any, dict[tuple[str, str], _Calls]] | None] = (
     contextvars.ContextVar("kisflow_save_calls", default=None)
 )
 """Save calls made so far per (flow, stage) in the partition this context is running."""
 
 
-def save_mark(flow: str | None, stage: str) -> SaveMark | None:
+def save_mark(flow: Any, stage: str) -> SaveMark | None:
     """The mark of this Save call in the partition an executor is running, or None outside.
 
-    The first call of a stage in a partition is marked with the partition's key; a
-    stage that calls its connector again in the same partition (a FaaS saving in
-    chunks) gets ``key#2``, ``key#3``...: a rerun makes the same calls in the same order,
-    so each chunk is still saved once and none is skipped as a replay of the first.
+    ``flow`` is the flow facade the stage was given (its run tells executions and
+    retries apart) or a flow name. The first call of a stage in a partition is marked
+    with the partition's key. A stage that calls its connector again in the same
+    attempt (a FaaS saving in chunks) gets ``key#2``, ``key#3``...; a retried attempt
+    counts from the start again; a stage run again by an action gets ``key@2#1``...
+    A rerun makes the same calls in the same order, so each is saved once.
     """
     from kisflow.executors._partition import current_partition
 
@@ -75,10 +87,24 @@ def save_mark(flow: str | None, stage: str) -> SaveMark | None:
     if state is None or state[0] is not part:
         state = (part, {})
         _CALLS.set(state)
-    name = flow or ""
-    n = state[1].get((name, stage), 0) + 1
-    state[1][(name, stage)] = n
-    key = part.key if n == 1 else f"{part.key}#{n}"
+    name = flow if isinstance(flow, str) else str(getattr(flow, "name", "") or "")
+    run = getattr(flow, "_run", None)
+    step: int | None = getattr(run, "steps", None)
+    attempt: int = getattr(run, "attempt", 1)
+    calls = state[1].get((name, stage))
+    if calls is None:
+        calls = state[1][(name, stage)] = _Calls(step, attempt)
+    elif calls.step != step:
+        calls.step, calls.attempt, calls.call = step, attempt, 0
+        calls.execution += 1
+    elif calls.attempt != attempt:
+        calls.attempt, calls.call = attempt, 0
+    calls.call += 1
+    key = part.key
+    if calls.execution > 1:
+        key = f"{key}@{calls.execution}#{calls.call}"
+    elif calls.call > 1:
+        key = f"{key}#{calls.call}"
     return SaveMark(flow=name, stage=stage, partition=key)
 
 
@@ -163,13 +189,13 @@ class BuiltinConnector(abc.ABC):
     def load(self, params: Mapping[str, Any]) -> list[Any]:
         """Read rows (``params`` may hold ``where`` and ``limit``)."""
 
-    def call(self, stage: Stage, args: Any, flow: str | None = None) -> Any:
+    def call(self, stage: Stage, args: Any, flow: Any = None) -> Any:
         """Serve ``conn.call(flow, args)`` for ``stage``: Save stores, Load reads.
 
         For Save, ``args`` are the rows to store (None: the stage's input is not known
         here, so nothing); for Load, an optional mapping of params overriding the
-        connector's and the stage's. ``flow`` (the flow's name) keys the partition
-        ledger when an executor runs the Save (see ``save_mark``).
+        connector's and the stage's. ``flow`` (the flow facade, or its name) keys
+        the partition ledger when an executor runs the Save (see ``save_mark``).
         """
         params: dict[str, Any] = {**self.config.params, **stage.params}
         if stage.mode is Mode.SAVE:
