@@ -15,14 +15,13 @@ from pathlib import Path
 from typing import Any
 
 import attrs
-import cloudpickle
 import pytest
 
 import kisflow as kf
 from kisflow._pool import Pool
 from kisflow.connectors import is_builtin_type
 from kisflow.executors import Partition, PartitionResult
-from kisflow.executors._partition import FlowPayload, dumps, run_partition
+from kisflow.executors._partition import FlowPayload, dumps, run_partition, unwrap
 
 
 @attrs.define
@@ -387,9 +386,7 @@ def save_as_partition(flow: kf.Flow, rows: list[Any], key: str) -> PartitionResu
         Partition(index=0, key=key, spec=rows),
         keep_output=True,
     )
-    result = cloudpickle.loads(raw)
-    assert isinstance(result, PartitionResult), result
-    return result
+    return unwrap(raw)  # a failure is raised as the PartitionError the executors raise
 
 
 def part_rows(part: str, n: int = 3) -> list[dict[str, Any]]:
@@ -545,6 +542,23 @@ class TestJSONLRecovery:
         flow.run(part_rows("p", 1))  # outside an executor: undoes b's half, then appends
         save_as_partition(flow, part_rows("b", 1), "b")
         assert stored(conn) == [("a", 0), ("p", 0), ("b", 0)]
+
+
+class TestJSONLLedgerErrors:
+    """A sidecar ledger kisflow cannot read fails the Save with an error naming it."""
+
+    def test_a_corrupt_ledger_is_a_connector_error_naming_it(self, tmp_path: Path) -> None:
+        conn = kf.ConnConfig(cname="j", type="jsonl", addrs=str(tmp_path / "rows.jsonl"))
+        side = Path(conn.addrs + ".kisflow_partitions")
+        side.write_text("not json\n")
+        flow = save_flow(conn)
+        with pytest.raises(kf.PartitionError) as info:
+            save_as_partition(flow, part_rows("a", 1), "a")
+        assert (info.value.flow, info.value.partition) == (flow.name, "a")
+        message = str(info.value)
+        assert "rows.jsonl.kisflow_partitions" in message
+        assert "line 1 is not a ledger entry" in message
+        assert not Path(conn.addrs).exists()
 
 
 class TestChunkedSaves:

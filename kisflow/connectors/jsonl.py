@@ -86,6 +86,11 @@ class JSONLConnector(BuiltinConnector):
                     _write(ledger, {"done": key})
         except OSError as exc:
             raise Unreachable(str(exc)) from exc
+        except (_BadLedger, UnicodeDecodeError) as exc:
+            raise self.error(
+                f"cannot use its partition ledger {str(self.ledger_path)!r}: {exc}; it is "
+                f"kisflow's own file (remove it to forget which partitions were saved)"
+            ) from exc
         return len(lines)
 
     @contextmanager
@@ -128,6 +133,10 @@ class JSONLConnector(BuiltinConnector):
         return out
 
 
+class _BadLedger(Exception):
+    """The sidecar ledger holds something kisflow did not write."""
+
+
 def _append(path: Path, data: bytes) -> None:
     """Append ``data`` to ``path`` and fsync it."""
     with path.open("ab") as f:
@@ -160,8 +169,13 @@ def _recover(fd: int, data: Path) -> list[Any]:
         os.fsync(fd)
     done: list[Any] = []
     pending: dict[str, Any] | None = None
-    for line in text[:whole].decode("utf-8").splitlines():
-        entry = json.loads(line)
+    for lineno, line in enumerate(text[:whole].decode("utf-8").splitlines(), start=1):
+        try:
+            entry = json.loads(line)
+            if not isinstance(entry, dict):
+                raise ValueError("not a JSON object")
+        except ValueError as exc:
+            raise _BadLedger(f"line {lineno} is not a ledger entry: {exc}") from exc
         if "begin" in entry:
             pending = entry
         elif "done" in entry:
