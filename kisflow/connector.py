@@ -112,7 +112,7 @@ class Connector:
             self.init()
             builtin = self.builtin()
             if builtin is not None:
-                return builtin.call(stage, args)
+                return builtin.call(stage, args, flow=flow)
             raise ConnectorError(
                 f"connector {self.config.cname!r} has no caas for function {stage.name!r} "
                 f"in mode {stage.mode.value}; register one with "

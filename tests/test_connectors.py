@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import socket
+import sqlite3
 import subprocess
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +20,8 @@ import pytest
 import kisflow as kf
 from kisflow._pool import Pool
 from kisflow.connectors import is_builtin_type
+from kisflow.executors import Partition, PartitionResult
+from kisflow.executors._partition import FlowPayload, dumps, run_partition, unwrap
 
 
 @attrs.define
@@ -366,3 +371,237 @@ class TestConcurrency:
         assert sorted((r["n"], r["i"]) for r in rows) == [
             (n, i) for n in range(6) for i in range(50)
         ]
+
+
+def rows_of(spec: Any) -> Any:
+    """A partition's rows are its description (the tests hand rows in directly)."""
+    return spec
+
+
+def save_as_partition(flow: kf.Flow, rows: list[Any], key: str) -> PartitionResult:
+    """Run ``flow`` on ``rows`` as partition ``key`` through the workers' entry point, here."""
+    raw = run_partition(
+        FlowPayload.of(flow),
+        dumps(rows_of, [rows_of]),
+        Partition(index=0, key=key, spec=rows),
+        keep_output=True,
+    )
+    return unwrap(raw)  # a failure is raised as the PartitionError the executors raise
+
+
+def part_rows(part: str, n: int = 3) -> list[dict[str, Any]]:
+    return [{"part": part, "i": i} for i in range(n)]
+
+
+@pytest.fixture(params=["sqlite", "sql", "jsonl", "redis"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> kf.ConnConfig:
+    """A connector config of each built-in type on a fresh real store."""
+    kind: str = request.param
+    if kind == "sqlite":
+        return kf.ConnConfig(cname="c", type=kind, addrs=str(tmp_path / "x.db"), key="rows")
+    if kind == "sql":
+        return kf.ConnConfig(
+            cname="c", type=kind, addrs=f"sqlite:///{tmp_path / 'sa.db'}", key="rows"
+        )
+    if kind == "jsonl":
+        return kf.ConnConfig(cname="c", type=kind, addrs=str(tmp_path / "rows.jsonl"))
+    port = request.getfixturevalue("redis_port")
+    key = "idem-" + "".join(ch if ch.isalnum() else "-" for ch in request.node.name)
+    return kf.ConnConfig(cname="c", type=kind, addrs=f"127.0.0.1:{port}", key=key)
+
+
+def stored(conn: kf.ConnConfig) -> list[tuple[str, int]]:
+    """(part, i) of every stored row, in store order."""
+    return [(r["part"], r["i"]) for r in load_flow(conn).run([]).output]
+
+
+def ledger_entries(conn: kf.ConnConfig) -> list[list[str]]:
+    """The (flow, stage, partition) marks a store's ledger holds, sorted ([] if none)."""
+    if conn.type == "sqlite" or conn.type == "sql":
+        path = conn.addrs.removeprefix("sqlite:///")
+        with closing(sqlite3.connect(path)) as db:
+            if not db.execute(
+                "SELECT 1 FROM sqlite_master WHERE name = 'kisflow_partitions'"
+            ).fetchone():
+                return []
+            return sorted(
+                list(r)
+                for r in db.execute('SELECT flow, stage, "partition" FROM kisflow_partitions')
+            )
+    if conn.type == "jsonl":
+        side = Path(conn.addrs + ".kisflow_partitions")
+        if not side.exists():
+            return []
+        entries = [json.loads(line) for line in side.read_text().splitlines()]
+        return sorted(e["done"] for e in entries if "done" in e)
+    import redis
+
+    host, port = conn.addrs.split(":")
+    with redis.Redis(host=host, port=int(port), decode_responses=True) as client:
+        return sorted(json.loads(m) for m in client.smembers(f"{conn.key}:kisflow_partitions"))
+
+
+class TestIdempotentPerPartition:
+    """Each built-in Save stores a partition once, however often an executor replays it."""
+
+    def test_the_same_partition_twice_is_written_once(self, store: kf.ConnConfig) -> None:
+        flow = save_flow(store)
+        first = save_as_partition(flow, part_rows("a"), "a")
+        again = save_as_partition(flow, part_rows("a"), "a")
+        assert stored(store) == [("a", 0), ("a", 1), ("a", 2)]
+        # The replay still passes its input rows on: the flow's output is the same.
+        assert first.output == again.output == part_rows("a")
+        assert ledger_entries(store) == [[flow.name, "Store", "a"]]
+
+    def test_different_partitions_both_write(self, store: kf.ConnConfig) -> None:
+        flow = save_flow(store)
+        save_as_partition(flow, part_rows("a"), "a")
+        save_as_partition(flow, part_rows("b", 2), "b")
+        save_as_partition(flow, part_rows("a"), "a")
+        assert stored(store) == [("a", 0), ("a", 1), ("a", 2), ("b", 0), ("b", 1)]
+        assert ledger_entries(store) == [[flow.name, "Store", "a"], [flow.name, "Store", "b"]]
+
+    def test_the_key_is_per_flow_and_stage(self, store: kf.ConnConfig) -> None:
+        one = kf.FlowBuilder("one").save("Store", conn=store).build()
+        two = kf.FlowBuilder("two").save("Store", conn=store).build()
+        save_as_partition(one, part_rows("a", 1), "0")
+        save_as_partition(two, part_rows("b", 1), "0")
+        assert stored(store) == [("a", 0), ("b", 0)]
+
+    def test_outside_an_executor_every_save_appends(self, store: kf.ConnConfig) -> None:
+        flow = save_flow(store)
+        flow.run(part_rows("a", 2))
+        flow.run(part_rows("a", 2))
+        assert stored(store) == [("a", 0), ("a", 1), ("a", 0), ("a", 1)]
+        assert ledger_entries(store) == []
+
+    def test_concurrent_replays_write_each_partition_once(self, store: kf.ConnConfig) -> None:
+        flow = save_flow(store, retry_times=3)
+        errors: list[BaseException] = []
+
+        def worker(n: int) -> None:
+            key = str(n % 3)
+            try:
+                save_as_partition(flow, part_rows(key, 20), key)
+            except BaseException as exc:  # pragma: no cover - reported below
+                errors.append(exc)
+
+        threads = [threading.Thread(target=worker, args=(n,)) for n in range(9)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert errors == []
+        assert sorted(stored(store)) == [(k, i) for k in "012" for i in range(20)]
+
+
+class TestJSONLRecovery:
+    """A jsonl writer killed between its rows and its ledger entry leaves no duplicate."""
+
+    def test_rows_of_a_crashed_save_are_cut_back(self, tmp_path: Path) -> None:
+        conn = kf.ConnConfig(cname="j", type="jsonl", addrs=str(tmp_path / "rows.jsonl"))
+        flow = save_flow(conn)
+        save_as_partition(flow, part_rows("a", 2), "a")
+        data = Path(conn.addrs)
+        side = Path(conn.addrs + ".kisflow_partitions")
+        size = data.stat().st_size
+        # What a writer killed after appending partition b's rows (no "done") leaves.
+        mark = [flow.name, "Store", "b"]
+        with side.open("a") as f:
+            f.write(json.dumps({"begin": mark, "size": size}) + "\n")
+        with data.open("a") as f:
+            f.write('{"part": "b", "i": 0}\n{"part": "b", "i": 1}\n{"part": "b", "i"')
+        save_as_partition(flow, part_rows("b", 2), "b")
+        assert stored(conn) == [("a", 0), ("a", 1), ("b", 0), ("b", 1)]
+        kinds = [next(iter(json.loads(line))) for line in side.read_text().splitlines()]
+        assert kinds == ["begin", "done", "begin", "abort", "begin", "done"]
+
+    def test_a_torn_ledger_line_is_dropped(self, tmp_path: Path) -> None:
+        conn = kf.ConnConfig(cname="j", type="jsonl", addrs=str(tmp_path / "rows.jsonl"))
+        flow = save_flow(conn)
+        save_as_partition(flow, part_rows("a", 1), "a")
+        side = Path(conn.addrs + ".kisflow_partitions")
+        with side.open("a") as f:
+            f.write('{"begin": ["save-j", "St')  # killed mid-write: rows never started
+        save_as_partition(flow, part_rows("b", 1), "b")
+        save_as_partition(flow, part_rows("a", 1), "a")
+        assert stored(conn) == [("a", 0), ("b", 0)]
+        assert ledger_entries(conn) == [[flow.name, "Store", "a"], [flow.name, "Store", "b"]]
+
+    def test_a_plain_save_after_a_crash_is_kept(self, tmp_path: Path) -> None:
+        conn = kf.ConnConfig(cname="j", type="jsonl", addrs=str(tmp_path / "rows.jsonl"))
+        flow = save_flow(conn)
+        save_as_partition(flow, part_rows("a", 1), "a")
+        data = Path(conn.addrs)
+        side = Path(conn.addrs + ".kisflow_partitions")
+        with side.open("a") as f:
+            f.write(json.dumps({"begin": [flow.name, "Store", "b"], "size": data.stat().st_size}))
+            f.write("\n")
+        with data.open("a") as f:
+            f.write('{"part": "b", "i": 0}\n')
+        flow.run(part_rows("p", 1))  # outside an executor: undoes b's half, then appends
+        save_as_partition(flow, part_rows("b", 1), "b")
+        assert stored(conn) == [("a", 0), ("p", 0), ("b", 0)]
+
+
+class TestJSONLLedgerErrors:
+    """A sidecar ledger kisflow cannot read fails the Save with an error naming it."""
+
+    def test_a_corrupt_ledger_is_a_connector_error_naming_it(self, tmp_path: Path) -> None:
+        conn = kf.ConnConfig(cname="j", type="jsonl", addrs=str(tmp_path / "rows.jsonl"))
+        side = Path(conn.addrs + ".kisflow_partitions")
+        side.write_text("not json\n")
+        flow = save_flow(conn)
+        with pytest.raises(kf.PartitionError) as info:
+            save_as_partition(flow, part_rows("a", 1), "a")
+        assert (info.value.flow, info.value.partition) == (flow.name, "a")
+        message = str(info.value)
+        assert "rows.jsonl.kisflow_partitions" in message
+        assert "line 1 is not a ledger entry" in message
+        assert not Path(conn.addrs).exists()
+
+
+class TestChunkedSaves:
+    """A FaaS that calls a built-in Save several times per partition keeps every chunk."""
+
+    def test_each_chunk_is_saved_once(self, tmp_path: Path) -> None:
+        conn = kf.ConnConfig(cname="c", type="sqlite", addrs=str(tmp_path / "x.db"), key="rows")
+
+        @kf.faas("Chunks")
+        def chunks(flow: kf.Flow, rows: list[dict[str, Any]]) -> None:
+            for start in range(0, len(rows), 2):
+                flow.get_connector().call(flow, rows[start : start + 2])
+            flow.commit_row_batch(rows)
+
+        flow = kf.FlowBuilder("chunked").save("Chunks", conn=conn).build()
+        save_as_partition(flow, part_rows("a", 5), "a")
+        save_as_partition(flow, part_rows("a", 5), "a")
+        save_as_partition(flow, part_rows("b", 1), "b")
+        assert stored(conn) == [("a", i) for i in range(5)] + [("b", 0)]
+        assert ledger_entries(conn) == [
+            ["chunked", "Chunks", key] for key in ("a", "a#2", "a#3", "b")
+        ]
+
+    def test_a_retried_attempt_saves_its_chunks_once(self, tmp_path: Path) -> None:
+        conn = kf.ConnConfig(cname="c", type="sqlite", addrs=str(tmp_path / "x.db"), key="rows")
+        # The FaaS runs on a rebuilt copy of the flow: it counts its attempts in a file.
+        attempts = tmp_path / "attempts"
+
+        @kf.faas("Flaky")
+        def flaky(flow: kf.Flow, rows: list[dict[str, Any]]) -> None:
+            with attempts.open("a") as f:
+                f.write("x")
+            flow.get_connector().call(flow, rows[:2])
+            if attempts.read_text() == "x":
+                raise RuntimeError("lost the connection after the first chunk")
+            flow.get_connector().call(flow, rows[2:])
+            flow.commit_row_batch(rows)
+
+        option = kf.FuncOption(retry_times=1, return_duration=1)
+        flow = kf.FlowBuilder("flaky").save("Flaky", option=option, conn=conn).build()
+        result = save_as_partition(flow, part_rows("a", 4), "a")
+        assert attempts.read_text() == "xx"
+        assert result.rows_out == 4
+        save_as_partition(flow, part_rows("a", 4), "a")  # a replay: the counter restarts
+        assert stored(conn) == [("a", i) for i in range(4)]
+        assert ledger_entries(conn) == [["flaky", "Flaky", "a"], ["flaky", "Flaky", "a#2"]]

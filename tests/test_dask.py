@@ -8,6 +8,7 @@ import sqlite3
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 
@@ -318,3 +319,67 @@ class TestPoisonedWithOnError:
         assert [e.partition for e in errors] == ["poison"]
         assert type(errors[0].__cause__).__name__ == "KilledWorker"
         client.wait_for_workers(2, timeout=30)
+
+
+def _builtin_save_flow(db: Path, log_db: Path, slow: dict[int, float]) -> kf.Flow:
+    """A built-in sqlite Save (no FaaS), then a slow stage that logs each partition's pass."""
+    with closing(sqlite3.connect(log_db)) as con, con:
+        con.execute("CREATE TABLE after_save (part TEXT)")
+    log_path = str(log_db)
+
+    @kf.faas("AfterSave")
+    def after_save(flow: kf.Flow, rows: list[dict[str, Any]]) -> None:
+        part = current_partition()
+        assert part is not None
+        with closing(sqlite3.connect(log_path, timeout=60, isolation_level=None)) as c:
+            c.execute("INSERT INTO after_save VALUES (?)", (part.key,))
+        time.sleep(slow.get(part.index, slow[-1]))
+        flow.commit_row_batch(rows)
+
+    conn = kf.ConnConfig(cname="scores", type="sqlite", addrs=str(db), key="scores")
+    return kf.FlowBuilder("builtin-killed").save("Store", conn=conn).calculate("AfterSave").build()
+
+
+def _passes(log_db: Path) -> dict[str, int]:
+    with closing(sqlite3.connect(log_db)) as con:
+        return dict(con.execute("SELECT part, COUNT(*) FROM after_save GROUP BY part"))
+
+
+class TestKilledWorkerBuiltinSave:
+    """A worker SIGKILLed after its built-in sqlite Save committed: the rerun writes nothing."""
+
+    def test_exact_row_counts_after_sigkill(self, client: Any, tmp_path: Path) -> None:
+        client.wait_for_workers(2, timeout=30)
+        db, log_db = tmp_path / "scores.db", tmp_path / "log.db"
+        # Partition 1 has saved and is sleeping in the next stage when its worker dies.
+        flow = _builtin_save_flow(db, log_db, {0: 0.2, 1: 3.0, -1: 0.3})
+        killed: list[int] = []
+
+        def kill_other_worker(result: kf.executors.PartitionResult) -> None:
+            if killed:
+                return
+            deadline = time.monotonic() + 30
+            while "1" not in _passes(log_db) and time.monotonic() < deadline:
+                time.sleep(0.02)
+            mine = int(result.worker.rsplit(":", 1)[1])
+            victim = next(pid for pid in client.run(os.getpid).values() if pid != mine)
+            os.kill(victim, signal.SIGKILL)
+            killed.append(victim)
+
+        results = kf.dask.run_partitions(
+            client, flow, range(4), load=load_readings, on_result=kill_other_worker
+        )
+        assert killed, "no worker was killed"
+        assert [r.partition.key for r in results] == ["0", "1", "2", "3"]
+        assert [r.rows_out for r in results] == [100] * 4
+        with closing(sqlite3.connect(db)) as con:
+            counts = dict(
+                con.execute("SELECT sensor / 100, COUNT(*) FROM scores GROUP BY sensor / 100")
+            )
+            distinct = con.execute("SELECT COUNT(DISTINCT sensor) FROM scores").fetchone()[0]
+            ledger = [k for (k,) in con.execute('SELECT "partition" FROM kisflow_partitions')]
+        assert counts == {0: 100, 1: 100, 2: 100, 3: 100}
+        assert distinct == 400
+        assert sorted(ledger) == ["0", "1", "2", "3"]
+        # Partition 1 passed its Save twice (it was rerun); the second Save wrote nothing.
+        assert _passes(log_db)["1"] == 2

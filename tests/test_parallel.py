@@ -8,6 +8,7 @@ import sqlite3
 import sys
 import types
 from collections.abc import Iterator
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 
@@ -309,3 +310,31 @@ class TestOnError:
         assert sorted(e.partition for e in errors if e.partition) == ["1", "3", "5"]
         assert all(isinstance(e.__cause__, ValueError) for e in errors)
         assert all(e.stage == "OddFails" for e in errors)
+
+
+def load_tagged(span: tuple[int, int]) -> list[dict[str, int]]:
+    """Rows of one partition tagged with their span start, made on the worker."""
+    return [{"start": span[0], "stu_id": i} for i in range(*span)]
+
+
+class TestBuiltinSqliteSave:
+    """A built-in sqlite Save run on the process pool stores every partition exactly once."""
+
+    def test_exact_counts_across_reruns(self, procs: Any, tmp_path: Path) -> None:
+        db = tmp_path / "builtin.db"
+        conn = kf.ConnConfig(cname="out", type="sqlite", addrs=str(db), key="scores")
+        flow = kf.FlowBuilder("builtin-save").save("Store", conn=conn).build()
+        first = run_partitions(flow, SPANS[:3], load=load_tagged, executor=procs)
+        # A rerun of all four: the three saved ones write nothing, the fourth writes.
+        again = run_partitions(flow, SPANS, load=load_tagged, executor=procs)
+        assert [r.rows_out for r in first] == [250, 250, 250]
+        assert [r.rows_out for r in again] == [250] * 4
+        with closing(sqlite3.connect(db)) as c:
+            counts = dict(c.execute("SELECT start, COUNT(*) FROM scores GROUP BY start"))
+            ids = [i for (i,) in c.execute("SELECT stu_id FROM scores ORDER BY stu_id")]
+            ledger = c.execute(
+                'SELECT flow, stage, "partition" FROM kisflow_partitions ORDER BY 3'
+            ).fetchall()
+        assert counts == {0: 250, 250: 250, 500: 250, 750: 250}
+        assert ids == list(range(1000))
+        assert ledger == [("builtin-save", "Store", str(k)) for k in range(4)]

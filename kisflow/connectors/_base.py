@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import abc
 import contextlib
+import contextvars
 import dataclasses
 import json
 import math
@@ -19,7 +20,92 @@ from kisflow.modes import Mode
 if TYPE_CHECKING:
     from kisflow.stage import Stage
 
-__all__ = ["BuiltinConnector", "Unreachable", "plain_value", "to_json_text", "to_record"]
+__all__ = [
+    "LEDGER",
+    "BuiltinConnector",
+    "SaveMark",
+    "Unreachable",
+    "plain_value",
+    "save_mark",
+    "to_json_text",
+    "to_record",
+]
+
+LEDGER = "kisflow_partitions"
+"""Name of the ledger (table, set suffix, file suffix) recording partitions already saved."""
+
+
+@attrs.frozen
+class SaveMark:
+    """Which partition a Save writes: (flow, stage, partition key), recorded once per store.
+
+    A Save with a mark writes its rows and records the mark together; a Save whose mark is
+    already recorded writes nothing (a partition an executor reran after a crash).
+    """
+
+    flow: str
+    stage: str
+    partition: str
+
+    def as_json(self) -> str:
+        """The mark as a JSON array, for stores that keep it as one string."""
+        return json.dumps([self.flow, self.stage, self.partition], ensure_ascii=False)
+
+
+@attrs.define
+class _Calls:
+    """Where a stage is in its Save calls: which execution, attempt and call."""
+
+    step: int | None
+    attempt: int
+    execution: int = 1
+    call: int = 0
+
+
+_CALLS: contextvars.ContextVar[tuple[Any, dict[tuple[str, str], _Calls]] | None] = (
+    contextvars.ContextVar("kisflow_save_calls", default=None)
+)
+"""Save calls made so far per (flow, stage) in the partition this context is running."""
+
+
+def save_mark(flow: Any, stage: str) -> SaveMark | None:
+    """The mark of this Save call in the partition an executor is running, or None outside.
+
+    ``flow`` is the flow facade the stage was given (its run tells executions and
+    retries apart) or a flow name. The first call of a stage in a partition is marked
+    with the partition's key. A stage that calls its connector again in the same
+    attempt (a FaaS saving in chunks) gets ``key#2``, ``key#3``...; a retried attempt
+    counts from the start again; a stage run again by an action gets ``key@2#1``...
+    A rerun makes the same calls in the same order, so each is saved once.
+    """
+    from kisflow.executors._partition import current_partition
+
+    part = current_partition()
+    if part is None:
+        return None
+    state = _CALLS.get()
+    if state is None or state[0] is not part:
+        state = (part, {})
+        _CALLS.set(state)
+    name = flow if isinstance(flow, str) else str(getattr(flow, "name", "") or "")
+    run = getattr(flow, "_run", None)
+    step: int | None = getattr(run, "steps", None)
+    attempt: int = getattr(run, "attempt", 1)
+    calls = state[1].get((name, stage))
+    if calls is None:
+        calls = state[1][(name, stage)] = _Calls(step, attempt)
+    elif calls.step != step:
+        calls.step, calls.attempt, calls.call = step, attempt, 0
+        calls.execution += 1
+    elif calls.attempt != attempt:
+        calls.attempt, calls.call = attempt, 0
+    calls.call += 1
+    key = part.key
+    if calls.execution > 1:
+        key = f"{key}@{calls.execution}#{calls.call}"
+    elif calls.call > 1:
+        key = f"{key}#{calls.call}"
+    return SaveMark(flow=name, stage=stage, partition=key)
 
 
 class Unreachable(Exception):
@@ -90,24 +176,32 @@ class BuiltinConnector(abc.ABC):
         )
 
     @abc.abstractmethod
-    def save(self, rows: Sequence[Any], params: Mapping[str, Any]) -> int:
-        """Store ``rows`` (one transaction where the store has them); return how many."""
+    def save(
+        self, rows: Sequence[Any], params: Mapping[str, Any], mark: SaveMark | None = None
+    ) -> int:
+        """Store ``rows`` (one transaction where the store has them); return how many.
+
+        With a ``mark``, record it with the rows and write nothing (return 0) when it is
+        already recorded, so a partition saved twice is stored once.
+        """
 
     @abc.abstractmethod
     def load(self, params: Mapping[str, Any]) -> list[Any]:
         """Read rows (``params`` may hold ``where`` and ``limit``)."""
 
-    def call(self, stage: Stage, args: Any) -> Any:
+    def call(self, stage: Stage, args: Any, flow: Any = None) -> Any:
         """Serve ``conn.call(flow, args)`` for ``stage``: Save stores, Load reads.
 
         For Save, ``args`` are the rows to store (None: the stage's input is not known
         here, so nothing); for Load, an optional mapping of params overriding the
-        connector's and the stage's.
+        connector's and the stage's. ``flow`` (the flow facade, or its name) keys
+        the partition ledger when an executor runs the Save (see ``save_mark``).
         """
         params: dict[str, Any] = {**self.config.params, **stage.params}
         if stage.mode is Mode.SAVE:
             rows = [] if args is None else list(args)
-            return self._once(stage, lambda: self.save(rows, params))
+            mark = save_mark(flow, stage.name)
+            return self._once(stage, lambda: self.save(rows, params, mark))
         if stage.mode is Mode.LOAD:
             if args is not None:
                 if not isinstance(args, Mapping):

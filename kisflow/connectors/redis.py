@@ -5,6 +5,10 @@
 per row, Load LRANGEs) or ``stream`` (Save XADDs ``{"row": json}``, Load XRANGEs).
 Reads do not remove anything. ``params.db`` selects the database, ``params.timeout``
 the socket timeout in seconds (default 5).
+
+Run by an executor (process pool, Dask), Save adds the JSON array ``[flow, stage,
+partition key]`` to the set ``<key>:kisflow_partitions`` in the same MULTI/EXEC as the
+rows, guarded by WATCH on that set, and writes nothing for a partition already in it.
 """
 
 from __future__ import annotations
@@ -13,7 +17,14 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from kisflow.connectors._base import BuiltinConnector, Unreachable, matches, to_json_text
+from kisflow.connectors._base import (
+    LEDGER,
+    BuiltinConnector,
+    SaveMark,
+    Unreachable,
+    matches,
+    to_json_text,
+)
 
 __all__ = ["RedisConnector"]
 
@@ -71,7 +82,13 @@ class RedisConnector(BuiltinConnector):
         host, port = address
         return redis.Redis(host=host, port=port, db=db, **options)
 
-    def save(self, rows: Sequence[Any], params: Mapping[str, Any]) -> int:
+    def ledger_key(self) -> str:
+        """The set beside the list/stream that records the partitions already saved."""
+        return f"{self.config.key}:{LEDGER}"
+
+    def save(
+        self, rows: Sequence[Any], params: Mapping[str, Any], mark: SaveMark | None = None
+    ) -> int:
         import redis
 
         structure = self._structure(params)
@@ -85,17 +102,46 @@ class RedisConnector(BuiltinConnector):
             return 0
         try:
             with self._client(params) as client, client.pipeline(transaction=True) as pipe:
-                if structure == "list":
-                    pipe.rpush(self.config.key, *values)
-                else:
-                    for value in values:
-                        pipe.xadd(self.config.key, {"row": value})
-                pipe.execute()
+                if mark is None:
+                    self._queue(pipe, structure, values)
+                    pipe.execute()
+                elif not self._save_once(pipe, structure, values, mark):
+                    return 0
         except (redis.ConnectionError, redis.TimeoutError) as exc:
             raise Unreachable(str(exc)) from exc
         except redis.RedisError as exc:
             raise self.error(f"failed to save to {self.config.key!r}: {exc}") from exc
         return len(values)
+
+    def _queue(self, pipe: Any, structure: str, values: list[str]) -> None:
+        if structure == "list":
+            pipe.rpush(self.config.key, *values)
+        else:
+            for value in values:
+                pipe.xadd(self.config.key, {"row": value})
+
+    def _save_once(self, pipe: Any, structure: str, values: list[str], mark: SaveMark) -> bool:
+        """Rows and ledger entry in one MULTI/EXEC under WATCH; False if already recorded.
+
+        A WATCH conflict (another partition recorded meanwhile) retries the check.
+        """
+        import redis
+
+        ledger, member = self.ledger_key(), mark.as_json()
+        while True:
+            try:
+                pipe.watch(ledger)
+                if pipe.sismember(ledger, member):
+                    pipe.unwatch()
+                    return False
+                pipe.multi()
+                self._queue(pipe, structure, values)
+                pipe.sadd(ledger, member)
+                pipe.execute()
+                return True
+            except redis.WatchError:
+                pipe.reset()
+                continue
 
     def load(self, params: Mapping[str, Any]) -> list[Any]:
         import redis

@@ -5,6 +5,10 @@
 inserts a batch in one transaction, creating the table (and new columns) from the rows;
 Load reads rows as dicts, filtered by ``params.where``, cut by ``params.limit``. Tables
 it creates carry a ``kisflow_rowid`` key so rows load in insertion order.
+
+Run by an executor (process pool, Dask), Save records (flow, stage, partition key) in
+the ``kisflow_partitions`` table in the same transaction as the rows, and writes nothing
+for a partition already recorded there.
 """
 
 from __future__ import annotations
@@ -12,13 +16,17 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from kisflow.connectors._base import BuiltinConnector, Unreachable
+from kisflow.connectors._base import LEDGER, BuiltinConnector, SaveMark, Unreachable
 from kisflow.connectors._table import ColumnMismatch, check_value, kind_of
 
 __all__ = ["ROWID", "SQLConnector"]
 
 ROWID = "kisflow_rowid"
 """The autoincrement key of tables this connector creates (not part of loaded rows)."""
+
+
+class _Replayed(Exception):
+    """The partition was recorded by a concurrent save: roll back, write nothing."""
 
 
 class SQLConnector(BuiltinConnector):
@@ -89,7 +97,9 @@ class SQLConnector(BuiltinConnector):
         except sa.exc.NoSuchTableError:
             return None
 
-    def save(self, rows: Sequence[Any], params: Mapping[str, Any]) -> int:
+    def save(
+        self, rows: Sequence[Any], params: Mapping[str, Any], mark: SaveMark | None = None
+    ) -> int:
         import sqlalchemy as sa
 
         records = [self.to_record(row, i) for i, row in enumerate(rows)]
@@ -97,6 +107,8 @@ class SQLConnector(BuiltinConnector):
             return 0
         try:
             with self.engine().begin() as conn:
+                if mark is not None and not self._record(conn, mark):
+                    return 0
                 table = self._reflect(conn)
                 types = self._types()
                 if table is None:
@@ -131,11 +143,45 @@ class SQLConnector(BuiltinConnector):
                         }
                     )
                 conn.execute(table.insert(), values)
+        except _Replayed:
+            return 0
         except sa.exc.OperationalError as exc:
             raise Unreachable(str(exc)) from exc
         except sa.exc.SQLAlchemyError as exc:
             raise self.error(f"failed to save to table {self.config.key!r}: {exc}") from exc
         return len(records)
+
+    @staticmethod
+    def _record(conn: Any, mark: SaveMark) -> bool:
+        """Record ``mark`` in the ledger (caller's transaction); False if already there.
+
+        The ledger row goes in before the data rows: a concurrent save of the same
+        partition then waits on its primary key and fails, rolling back (``_Replayed``).
+        """
+        import sqlalchemy as sa
+
+        ledger = sa.Table(
+            LEDGER,
+            sa.MetaData(),
+            sa.Column("flow", sa.String(255), primary_key=True),
+            sa.Column("stage", sa.String(255), primary_key=True),
+            sa.Column("partition", sa.String(255), primary_key=True),
+        )
+        ledger.create(conn, checkfirst=True)
+        where = (
+            (ledger.c.flow == mark.flow)
+            & (ledger.c.stage == mark.stage)
+            & (ledger.c.partition == mark.partition)
+        )
+        if conn.execute(sa.select(sa.literal(1)).where(where)).first() is not None:
+            return False
+        try:
+            conn.execute(
+                ledger.insert().values(flow=mark.flow, stage=mark.stage, partition=mark.partition)
+            )
+        except sa.exc.IntegrityError as exc:
+            raise _Replayed from exc
+        return True
 
     def _check(self, kind: str, name: str, value: Any, index: int) -> Any:
         try:

@@ -3,6 +3,10 @@
 Save inserts a batch in one transaction, creating the table from the first row's fields
 (adding columns for new fields later); Load reads rows in insertion order as dicts,
 optionally filtered by ``params.where`` (field: value) and cut by ``params.limit``.
+
+Run by an executor (process pool, Dask), Save records (flow, stage, partition key) in
+the ``kisflow_partitions`` table in the same transaction as the rows, and writes nothing
+for a partition already recorded there.
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ from contextlib import closing
 from pathlib import Path
 from typing import Any
 
-from kisflow.connectors._base import BuiltinConnector, Unreachable
+from kisflow.connectors._base import LEDGER, BuiltinConnector, SaveMark, Unreachable
 from kisflow.connectors._table import ColumnMismatch, check_value, kind_of, kind_of_decltype
 
 __all__ = ["SQLiteConnector", "quote_ident"]
@@ -55,7 +59,9 @@ class SQLiteConnector(BuiltinConnector):
         info = db.execute(f"PRAGMA table_info({table})").fetchall()
         return {row[1]: kind_of_decltype(row[2] or "") for row in info}
 
-    def save(self, rows: Sequence[Any], params: Mapping[str, Any]) -> int:
+    def save(
+        self, rows: Sequence[Any], params: Mapping[str, Any], mark: SaveMark | None = None
+    ) -> int:
         records = [self.to_record(row, i) for i, row in enumerate(rows)]
         if not records:
             return 0
@@ -63,6 +69,9 @@ class SQLiteConnector(BuiltinConnector):
             with closing(self._open(read_only=False)) as db:
                 db.execute("BEGIN IMMEDIATE")
                 try:
+                    if mark is not None and not self._record(db, mark):
+                        db.execute("ROLLBACK")
+                        return 0
                     self._insert(db, records)
                 except BaseException:
                     db.execute("ROLLBACK")
@@ -73,6 +82,19 @@ class SQLiteConnector(BuiltinConnector):
         except (sqlite3.Error, ValueError) as exc:
             raise self.error(f"failed to save to table {self.config.key!r}: {exc}") from exc
         return len(records)
+
+    @staticmethod
+    def _record(db: sqlite3.Connection, mark: SaveMark) -> bool:
+        """Record ``mark`` in the ledger (caller's transaction); False if already there."""
+        db.execute(
+            f"CREATE TABLE IF NOT EXISTS {LEDGER} (flow TEXT NOT NULL, stage TEXT NOT NULL, "
+            f'"partition" TEXT NOT NULL, PRIMARY KEY (flow, stage, "partition"))'
+        )
+        cur = db.execute(
+            f'INSERT OR IGNORE INTO {LEDGER} (flow, stage, "partition") VALUES (?, ?, ?)',
+            (mark.flow, mark.stage, mark.partition),
+        )
+        return cur.rowcount == 1
 
     def _insert(self, db: sqlite3.Connection, records: list[dict[str, Any]]) -> None:
         """Insert ``records`` inside the caller's transaction, adding columns as needed."""

@@ -186,8 +186,10 @@ class FlowPayload:
         caas: list[tuple[str, str, Any, Callable[..., Any]]] = []
         for stage in flow.stages:
             spec = pool.get_faas(stage.name)
-            assert spec is not None  # validate() checked it
-            faas[stage.name] = (spec.fn, spec.signature.output_type, _resolved(spec.fn))
+            # None: a Save/Load on a built-in connector (validate() checked it), whose
+            # default FaaS the rebuilt flow finds on the worker as it does here.
+            if spec is not None:
+                faas[stage.name] = (spec.fn, spec.signature.output_type, _resolved(spec.fn))
             cname = stage.config.option.cname
             if cname and stage.config.conn is not None:
                 init = pool.get_caas_init(cname)
