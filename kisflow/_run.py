@@ -355,24 +355,28 @@ class Run:
     def failure(self, exc: Exception) -> Exception:
         """The error to raise for ``exc`` escaping the current stage (after any retries).
 
-        kisflow's own errors are returned as they are, with a note naming flow and stage;
-        other exceptions, and any error after retries, become ``StageExecutionError``
-        with ``.attempts``, chained to ``exc``.
+        kisflow's own errors are returned as they are, with a note naming flow and stage
+        (a ``ConnectorError`` also gets ``.flow``/``.stage``, and says how many attempts
+        it took); other exceptions, and kisflow errors after retries, become
+        ``StageExecutionError`` with ``.attempts``, chained to ``exc``.
         """
         if isinstance(exc, ConnectorError) and self._attempt > 1:
             # Still a ConnectorError (naming connector, type and address) after retries.
-            err: Exception = ConnectorError(
+            err = ConnectorError(
                 f"{exc} (after {self._attempt} attempts)",
                 connector=exc.connector,
                 type=exc.type,
                 address=exc.address,
                 retryable=exc.retryable,
             )
-            err.add_note(self.where())
             err.__cause__ = exc
-            return err
-        if isinstance(exc, KisFlowError) and (self._attempt == 1 or not _retryable(exc)):
+            exc = err
+        if isinstance(exc, KisFlowError) and (
+            isinstance(exc, ConnectorError) or self._attempt == 1 or not _retryable(exc)
+        ):
             exc.add_note(self.where())
+            if isinstance(exc, ConnectorError):
+                exc.flow, exc.stage = self.flow_name, self.stages[self.pos].name
             return exc
         error = self.stage_error(exc)
         error.__cause__ = exc

@@ -22,7 +22,7 @@ in the message::
     │   ├── ActionError(ValueError)             bad action, e.g. an unknown jump target
     │   ├── FlowLoopError                       .cycle .steps
     │   └── PartitionError                      .partition; a partition failed on a worker
-    ├── ConnectorError(ConnectionError)         .connector .type .address .retryable
+    ├── ConnectorError(ConnectionError)         .connector .type .address .retryable .stage
     └── MissingExtraError(ImportError)          .extra; pip install 'kisflow[extra]'
 """
 
@@ -221,6 +221,9 @@ class ConnectorError(KisFlowError, ConnectionError):
         self.retryable = retryable
         """Whether trying again may help (an unreachable store); False for a bad row or
         bad params, which the engine does not retry."""
+        self.flow: str | None = None
+        self.stage: str | None = None
+        """The flow and stage whose call failed; filled in when the error leaves a run."""
         super().__init__(message)
 
 

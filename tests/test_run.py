@@ -100,6 +100,7 @@ class TestRetries:
         ) as info:
             flow.run([7])
         assert (info.value.connector, info.value.type) == ("r", "redis")
+        assert (info.value.flow, info.value.stage) == ("f", "Conn")
         assert isinstance(info.value.__cause__, kf.ConnectorError)
         assert "in flow 'f', stage 'Conn'" in info.value.__notes__
 
