@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -159,7 +160,11 @@ class TestRun:
             ],
         )
         assert result.exit_code == 0, result.output
-        assert result.stderr.count("flow CalcAndSave:") == 3
+        # One summary, summed over the 3 batches (5 input rows, 1 fails VerifyScores).
+        assert result.stderr.count("flow CalcAndSave:") == 1
+        assert "flow CalcAndSave: completed, 4 rows out in 3 batches" in result.stderr
+        assert re.search(r"VerifyScores +Verify +calls=3 +in=5 +out=4 ", result.stderr)
+        assert re.search(r"SaveAverages +Save +calls=3 +in=4 +out=4 ", result.stderr)
         assert len(result.stdout.splitlines()) == 4
 
     def test_a_loop_fails_the_run_with_exit_3(self, kisflow_go_conf: Path) -> None:
