@@ -229,6 +229,7 @@ def _start_metrics(config: LoadedConfig, choice: bool | None) -> bool:
                 serve=True, address=g.prometheus_serve or kisflow.metrics.DEFAULT_ADDRESS
             )
     except ConfigError as exc:
+        kisflow.metrics.disable()  # they were off before: leave nothing half on
         raise _Failure(f"metrics: {exc}", EXIT_CONFIG) from exc
     if server is not None:
         click.echo(f"metrics served at {server.url} while the run lasts", err=True)
