@@ -23,7 +23,6 @@ import click
 
 import kisflow.metrics
 from kisflow import __version__
-from kisflow.config import GlobalConfig
 from kisflow.configfile import LoadedConfig, export_config, load_config_dir
 from kisflow.connectors._base import to_json_text
 from kisflow.errors import ConfigError, KisFlowError, RunError
@@ -213,27 +212,36 @@ class _Totals:
         return "\n".join(lines)
 
 
-def _start_metrics(config: LoadedConfig, choice: bool | None) -> bool:
-    """Turn metrics on as ``--metrics``/``--no-metrics`` (None: the global config) say.
+def _start_metrics(config: LoadedConfig, choice: bool, address: str | None) -> bool:
+    """Turn metrics on and serve them when ``--metrics`` (or ``--metrics-address``) asks.
 
-    Returns whether this command turned them on (and so must turn them off).
+    Off by default, even when the folder's global file enables them: a one-off command
+    should not open a port (KisFlow's own file says 0.0.0.0:20004) by surprise; a note
+    says how to turn them on. Returns whether this command turned them on.
     """
-    if choice is False or kisflow.metrics.enabled():
-        return False
-    try:
-        if choice is None:
-            server = config.enable_metrics()
-        else:
-            g = config.global_config or GlobalConfig()
-            server = kisflow.metrics.enable(
-                serve=True, address=g.prometheus_serve or kisflow.metrics.DEFAULT_ADDRESS
+    g = config.global_config
+    if not choice and address is None:
+        if g is not None and g.prometheus_enable:
+            click.echo(
+                "note: the global config enables metrics; pass --metrics to serve them "
+                "during this run",
+                err=True,
             )
+        return False
+    if kisflow.metrics.enabled():
+        return False
+    source = "--metrics-address"
+    if address is None:
+        address = (g.prometheus_serve if g is not None else "") or kisflow.metrics.DEFAULT_ADDRESS
+        source = str(config.files.get("global:global", "the default address"))
+    try:
+        server = kisflow.metrics.enable(serve=True, address=address)
     except ConfigError as exc:
         kisflow.metrics.disable()  # they were off before: leave nothing half on
-        raise _Failure(f"metrics: {exc}", EXIT_CONFIG) from exc
-    if server is not None:
-        click.echo(f"metrics served at {server.url} while the run lasts", err=True)
-    return kisflow.metrics.enabled()
+        raise _Failure(f"metrics (address from {source}): {exc}", EXIT_CONFIG) from exc
+    assert server is not None
+    click.echo(f"metrics served at {server.url} while the run lasts", err=True)
+    return True
 
 
 @main.command()
@@ -257,10 +265,15 @@ def _start_metrics(config: LoadedConfig, choice: bool | None) -> bool:
 )
 @click.option(
     "--metrics/--no-metrics",
-    default=None,
-    help="Count Prometheus metrics and serve them during the run (address: the global "
-    "config's prometheus_serve, else 127.0.0.1:20004). Default: as the folder's global "
-    "config says (prometheus_enable, prometheus_listen).",
+    default=False,
+    show_default=True,
+    help="Count Prometheus metrics and serve them while the run lasts, at the global "
+    "config's prometheus_serve (else 127.0.0.1:20004).",
+)
+@click.option(
+    "--metrics-address",
+    metavar="HOST:PORT",
+    help="Serve metrics here instead (implies --metrics); port 0 picks a free one.",
 )
 def run(
     conf_dir: Path,
@@ -269,7 +282,8 @@ def run(
     flow_name: str,
     input_file: IO[str],
     batch_size: int,
-    metrics: bool | None,
+    metrics: bool,
+    metrics_address: str | None,
 ) -> None:
     """Run a flow on JSON-lines input and print its output rows as JSON lines.
 
@@ -282,7 +296,7 @@ def run(
     label = "stdin" if input_file.name == "<stdin>" else input_file.name
     totals = _Totals(flow_name)
     rows_out = sys.stdout
-    started_metrics = _start_metrics(config, metrics)
+    started_metrics = _start_metrics(config, metrics, metrics_address)
     try:
         # stdout carries only the output rows: whatever a FaaS prints goes to stderr.
         with RunProgress(desc=flow_name) as progress, contextlib.redirect_stdout(sys.stderr):

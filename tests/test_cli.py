@@ -441,7 +441,7 @@ def _port_closed(url: str) -> bool:
 
 
 class TestRunMetrics:
-    """``run`` follows the folder's global config for metrics unless told otherwise."""
+    """``run`` counts and serves metrics only when asked, at the global file's address."""
 
     @pytest.fixture(autouse=True)
     def _metrics_off(self) -> Iterator[None]:
@@ -454,34 +454,42 @@ class TestRunMetrics:
         args = ["run", str(conf), "--flow", "Flaky", "--faas", str(faas), "--batch-size", "1"]
         return CliRunner().invoke(main, [*args, *extra], input=_rows(2))
 
-    def test_global_config_turns_metrics_on_during_the_run(self, tmp_path: Path) -> None:
+    def test_metrics_flag_serves_at_the_global_address(self, tmp_path: Path) -> None:
         conf, faas = _flaky_conf(tmp_path, _global("127.0.0.1:0"))
-        result = self._invoke(conf, faas)
+        result = self._invoke(conf, faas, "--metrics")
         assert result.exit_code == 0, result.output
         match = re.search(r"metrics served at (http://127\.0\.0\.1:\d+/metrics)", result.stderr)
         assert match, result.stderr
+        # The FaaS scraped during each batch: one run counted, then two.
         assert 'scraped: flow_schedule_cnts{flow_name="Flaky"} 1.0' in result.stderr
         assert 'scraped: flow_schedule_cnts{flow_name="Flaky"} 2.0' in result.stderr
         # The run is over: metrics are off and the port is closed again.
         assert not kf.metrics.enabled()
         assert _port_closed(match.group(1))
 
-    def test_no_metrics_overrides_the_global_config(self, tmp_path: Path) -> None:
+    def test_off_by_default_with_a_note_when_the_global_file_enables_them(
+        self, tmp_path: Path
+    ) -> None:
         conf, faas = _flaky_conf(tmp_path, _global("127.0.0.1:0"))
-        result = self._invoke(conf, faas, "--no-metrics")
+        result = self._invoke(conf, faas)
         assert result.exit_code == 0, result.output
-        assert result.stderr.count("metrics on: False") == 3
+        assert result.stderr.count("metrics on: False") == 3  # 2 batches + 1 retry
+        assert "pass --metrics to serve them" in result.stderr
         assert "metrics served" not in result.stderr
 
-    def test_no_global_file_means_no_metrics(self, tmp_path: Path) -> None:
+    def test_no_global_file_means_no_metrics_and_no_note(self, tmp_path: Path) -> None:
         conf, faas = _flaky_conf(tmp_path)
         result = self._invoke(conf, faas)
         assert result.exit_code == 0, result.output
         assert result.stderr.count("metrics on: False") == 3
+        assert "--metrics" not in result.stderr
 
-    def test_metrics_flag_serves_at_the_global_address(self, tmp_path: Path) -> None:
-        conf, faas = _flaky_conf(tmp_path, _global("127.0.0.1:0", enable=False, listen=False))
-        result = self._invoke(conf, faas, "--metrics")
+    def test_metrics_address_overrides_kisflows_all_interfaces_address(
+        self, tmp_path: Path
+    ) -> None:
+        # KisFlow's own file listens on 0.0.0.0; the override keeps the test on loopback.
+        conf, faas = _flaky_conf(tmp_path, _global("0.0.0.0:20004"))
+        result = self._invoke(conf, faas, "--metrics-address", "127.0.0.1:0")
         assert result.exit_code == 0, result.output
         assert re.search(r"metrics served at http://127\.0\.0\.1:\d+/metrics", result.stderr)
         assert result.stderr.count("metrics on: True") == 3
@@ -489,7 +497,7 @@ class TestRunMetrics:
 
     def test_bad_address_is_a_config_error_naming_the_file(self, tmp_path: Path) -> None:
         conf, faas = _flaky_conf(tmp_path, _global("nowhere"))
-        result = self._invoke(conf, faas)
+        result = self._invoke(conf, faas, "--metrics")
         assert result.exit_code == 1
         assert "kis-flow.yml" in result.stderr
         assert "prometheus_serve 'nowhere' is not host:port" in result.stderr
