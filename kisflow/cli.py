@@ -13,8 +13,11 @@ import contextlib
 import importlib.util
 import json
 import shutil
+import signal
 import subprocess
 import sys
+import threading
+import types
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import IO, Any, TextIO, TypeVar, cast
@@ -297,6 +300,8 @@ def run(
     totals = _Totals(flow_name)
     rows_out = sys.stdout
     started_metrics = _start_metrics(config, metrics, metrics_address)
+    interrupted = ""
+    ctrl_c = _CtrlC()
     try:
         # stdout carries only the output rows: whatever a FaaS prints goes to stderr.
         with RunProgress(desc=flow_name) as progress, contextlib.redirect_stdout(sys.stderr):
@@ -304,21 +309,63 @@ def run(
             def on_result(result: RunResult) -> None:
                 totals.add(result)
                 progress.add(result)
+                ctrl_c.check()
 
-            summary = _stream(flow, input_file, rows_out, batch_size, label, on_result)
-            if summary.batches == 0:
-                # No input rows: run once on none, so a flow that loads its rows still runs.
-                on_result(_run_empty(flow, rows_out))
+            try:
+                with ctrl_c:
+                    summary = _stream(flow, input_file, rows_out, batch_size, label, on_result)
+            except KeyboardInterrupt:
+                # Ctrl-C while a batch's rows were written: that batch is done and counted.
+                how = "the batch under way finished" if ctrl_c.presses < 2 else "aborted"
+                interrupted = f"stopped after {progress.rows} rows in {totals.batches} batches"
+                interrupted += f" ({how})"
+            else:
+                if summary.interrupted or ctrl_c.presses:
+                    interrupted = (
+                        f"stopped after {summary.rows_in} rows in {summary.batches} batches "
+                        f"(the batch under way finished)"
+                    )
+                elif summary.batches == 0:
+                    # No input rows: run once on none, so a flow that loads its rows runs.
+                    on_result(_run_empty(flow, rows_out))
     finally:
         click.echo(totals.text(), err=True)
         if started_metrics:
             kisflow.metrics.disable()
-    if summary.interrupted:
-        raise _Failure(
-            f"interrupted: stopped after {summary.rows_in} rows in {summary.batches} "
-            f"batches (the batch under way finished)",
-            EXIT_INTERRUPTED,
-        )
+    if interrupted:
+        raise _Failure(f"interrupted: {interrupted}", EXIT_INTERRUPTED)
+
+
+class _CtrlC:
+    """Between the stream's batches, a first Ctrl-C waits for the batch's rows and figures.
+
+    The stream runner handles Ctrl-C while it reads and runs a batch; while the CLI writes
+    that batch's rows and adds up its figures, this handler only notes the press, and
+    ``check()`` (after the figures) ends the run. A second press interrupts at once.
+    """
+
+    def __init__(self) -> None:
+        self.presses = 0
+        self._previous: Any = None
+
+    def _on_sigint(self, signum: int, frame: types.FrameType | None) -> None:
+        self.presses += 1
+        if self.presses > 1:
+            raise KeyboardInterrupt
+
+    def check(self) -> None:
+        """End the run (KeyboardInterrupt) if Ctrl-C was pressed since the batch began."""
+        if self.presses:
+            raise KeyboardInterrupt
+
+    def __enter__(self) -> None:
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGINT, self._on_sigint)
+
+    def __exit__(self, *exc: object) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+            self._previous = None
 
 
 def _stream(

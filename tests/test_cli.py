@@ -502,3 +502,37 @@ class TestRunMetrics:
         assert "kis-flow.yml" in result.stderr
         assert "prometheus_serve 'nowhere' is not host:port" in result.stderr
         assert not kf.metrics.enabled()
+
+
+class TestRunInterrupt:
+    """Ctrl-C stops ``run`` between batches: rows so far written, summary, exit 130."""
+
+    def test_sigint_while_waiting_for_input(self, tmp_path: Path) -> None:
+        import signal
+
+        conf, faas = _flaky_conf(tmp_path)
+        proc = subprocess.Popen(
+            [SCRIPT, "run", conf, "--flow", "Flaky", "--faas", faas, "--batch-size", "1"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        assert proc.stdin is not None
+        assert proc.stdout is not None
+        try:
+            proc.stdin.write(_rows(2))
+            proc.stdin.flush()
+            # Both rows are out once their batches ran; the stream then waits on stdin.
+            first = [proc.stdout.readline(), proc.stdout.readline()]
+            proc.send_signal(signal.SIGINT)
+            rest, err = proc.communicate(timeout=60)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+        assert [json.loads(line) for line in first] == [{"n": 0}, {"n": 2}]
+        assert rest == ""
+        assert proc.returncode == 130, err
+        assert "flow Flaky: completed, 2 rows out in 2 batches" in err
+        assert "interrupted: stopped after 2 rows in 2 batches" in err
