@@ -194,10 +194,12 @@ class _Totals:
 
     def text(self) -> str:
         """The summary printed on stderr: one line for the run, one per stage."""
+        if not self.ends:
+            return f"flow {self.flow}: no batch ran"
         if len(self.ends) == 1:
             ended = next(iter(self.ends))
         else:
-            ended = ", ".join(f"{end} x{n}" for end, n in self.ends.items()) or "no batches"
+            ended = ", ".join(f"{end} x{n}" for end, n in self.ends.items())
         head = f"flow {self.flow}: {ended}, {self.rows_out} rows out"
         if self.batches != 1:
             head += f" in {self.batches} batches"

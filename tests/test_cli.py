@@ -192,6 +192,7 @@ class TestRun:
         )
         assert proc.returncode == 2
         assert "stdin line 2 is not JSON" in proc.stderr
+        assert "flow StuAvg: no batch ran" in proc.stderr
 
     def test_a_faas_file_that_raises(self, tmp_path: Path, kisflow_go_conf: Path) -> None:
         bad = tmp_path / "bad.py"
