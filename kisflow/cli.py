@@ -2,8 +2,9 @@
 
 Exit codes: 0 success; 1 the configs have problems (each is listed); 2 usage error
 (bad option, unknown flow, unreadable input); 3 the run failed; 4 Graphviz's ``dot`` is
-needed and not installed. The only code it runs is what ``--faas FILE`` names (and, with
-``--allow-imports``, the ``module:function`` references in the configs).
+needed and not installed; 130 ``run`` was stopped by Ctrl-C. The only code it runs is
+what ``--faas FILE`` names (and, with ``--allow-imports``, the ``module:function``
+references in the configs).
 """
 
 from __future__ import annotations
@@ -12,28 +13,41 @@ import contextlib
 import importlib.util
 import json
 import shutil
+import signal
 import subprocess
 import sys
-from collections.abc import Callable, Iterator, Sequence
+import threading
+import types
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import IO, Any, TypeVar
+from typing import IO, Any, TextIO, TypeVar, cast
 
 import click
 
+import kisflow.metrics
 from kisflow import __version__
 from kisflow.configfile import LoadedConfig, export_config, load_config_dir
 from kisflow.connectors._base import to_json_text
-from kisflow.errors import ConfigError, KisFlowError
+from kisflow.errors import ConfigError, KisFlowError, RunError
+from kisflow.executors.stream import StreamSummary, run_jsonl_stream
 from kisflow.flow import Flow
-from kisflow.progress import progress_bar
+from kisflow.progress import RunProgress
 from kisflow.result import RunResult
 
-__all__ = ["EXIT_CONFIG", "EXIT_NO_DOT", "EXIT_RUN", "EXIT_USAGE", "main"]
+__all__ = [
+    "EXIT_CONFIG",
+    "EXIT_INTERRUPTED",
+    "EXIT_NO_DOT",
+    "EXIT_RUN",
+    "EXIT_USAGE",
+    "main",
+]
 
 EXIT_CONFIG = 1
 EXIT_USAGE = 2
 EXIT_RUN = 3
 EXIT_NO_DOT = 4
+EXIT_INTERRUPTED = 130
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -115,7 +129,7 @@ def _pick(config: LoadedConfig, name: str) -> Flow:
 @click.group(
     context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
     epilog="Exit codes: 0 ok, 1 config problems, 2 usage error, 3 run failed, "
-    "4 Graphviz 'dot' missing.",
+    "4 Graphviz 'dot' missing, 130 interrupted.",
 )
 @click.version_option(__version__, "--version", "-V", prog_name="kisflow")
 def main() -> None:
@@ -144,26 +158,95 @@ def validate(conf_dir: Path, faas_files: tuple[Path, ...], allow_imports: bool) 
     click.echo(f"ok: {n} flow{'s' if n != 1 else ''} in {conf_dir}", err=True)
 
 
-def _read_rows(stream: IO[str], label: str) -> Iterator[Any]:
-    for lineno, line in enumerate(stream, start=1):
-        if not line.strip():
-            continue
-        try:
-            yield json.loads(line)
-        except ValueError as exc:
-            raise _Failure(f"{label} line {lineno} is not JSON: {exc}", EXIT_USAGE) from exc
+class _Totals:
+    """Per-stage figures summed over the batches of a run: all the CLI keeps of results.
+
+    Memory stays bounded whatever the input's length: each batch's ``RunResult`` is
+    folded in and dropped.
+    """
+
+    def __init__(self, flow: str) -> None:
+        self.flow = flow
+        self.batches = 0
+        self.rows_out = 0
+        self.ends: dict[str, int] = {}
+        self.stopped_at: set[str] = set()
+        # stage id -> [name, mode, calls, rows_in, rows_out, dead, retries, seconds]
+        self.stages: dict[str, list[Any]] = {}
+
+    def add(self, result: RunResult) -> None:
+        """Fold one batch's result into the totals."""
+        self.batches += 1
+        self.rows_out += len(result.output)
+        self.ends[result.ended.value] = self.ends.get(result.ended.value, 0) + 1
+        if result.stopped_at is not None:
+            self.stopped_at.add(result.stopped_at)
+        for s in result.stages:
+            cells = self.stages.get(s.stage_id)
+            if cells is None:
+                cells = self.stages[s.stage_id] = [s.name, s.mode.value, 0, 0, 0, 0, 0, 0.0]
+            cells[2] += s.calls
+            cells[3] += s.rows_in
+            cells[4] += s.rows_out
+            cells[5] += s.dead_letters
+            cells[6] += s.retries
+            cells[7] += s.duration
+
+    def text(self) -> str:
+        """The summary printed on stderr: one line for the run, one per stage."""
+        if not self.ends:
+            return f"flow {self.flow}: no batch ran"
+        if len(self.ends) == 1:
+            ended = next(iter(self.ends))
+        else:
+            ended = ", ".join(f"{end} x{n}" for end, n in self.ends.items())
+        head = f"flow {self.flow}: {ended}, {self.rows_out} rows out"
+        if self.batches != 1:
+            head += f" in {self.batches} batches"
+        if self.stopped_at:
+            head += f" (stopped at {', '.join(sorted(self.stopped_at))})"
+        lines = [head]
+        for name, mode, calls, rows_in, rows_out, dead, retries, seconds in self.stages.values():
+            line = (
+                f"  {name:<24} {mode:<9} calls={calls:<3} in={rows_in:<6} "
+                f"out={rows_out:<6} {seconds * 1000:.1f} ms"
+            )
+            if dead or retries:
+                line += f" dead={dead} retries={retries}"
+            lines.append(line)
+        return "\n".join(lines)
 
 
-def _summary(result: RunResult) -> str:
-    lines = [f"flow {result.flow}: {result.ended.value}, {len(result.output)} rows out"]
-    if result.stopped_at is not None:
-        lines[0] += f" (stopped at {result.stopped_at})"
-    for s in result.stages:
-        lines.append(
-            f"  {s.name:<24} {s.mode.value:<9} calls={s.calls:<3} in={s.rows_in:<6} "
-            f"out={s.rows_out:<6} {s.duration * 1000:.1f} ms"
-        )
-    return "\n".join(lines)
+def _start_metrics(config: LoadedConfig, choice: bool, address: str | None) -> bool:
+    """Turn metrics on and serve them when ``--metrics`` (or ``--metrics-address``) asks.
+
+    Off by default, even when the folder's global file enables them: a one-off command
+    should not open a port (KisFlow's own file says 0.0.0.0:20004) by surprise; a note
+    says how to turn them on. Returns whether this command turned them on.
+    """
+    g = config.global_config
+    if not choice and address is None:
+        if g is not None and g.prometheus_enable:
+            click.echo(
+                "note: the global config enables metrics; pass --metrics to serve them "
+                "during this run",
+                err=True,
+            )
+        return False
+    if kisflow.metrics.enabled():
+        return False
+    source = "--metrics-address"
+    if address is None:
+        address = (g.prometheus_serve if g is not None else "") or kisflow.metrics.DEFAULT_ADDRESS
+        source = str(config.files.get("global:global", "the default address"))
+    try:
+        server = kisflow.metrics.enable(serve=True, address=address)
+    except ConfigError as exc:
+        kisflow.metrics.disable()  # they were off before: leave nothing half on
+        raise _Failure(f"metrics (address from {source}): {exc}", EXIT_CONFIG) from exc
+    assert server is not None
+    click.echo(f"metrics served at {server.url} while the run lasts", err=True)
+    return True
 
 
 @main.command()
@@ -182,7 +265,20 @@ def _summary(result: RunResult) -> str:
     type=click.IntRange(min=0),
     default=0,
     show_default=True,
-    help="Rows per run; 0 runs all rows at once (aggregating flows need that).",
+    help="Rows per run; memory stays bounded by it. 0 runs all rows at once "
+    "(aggregating flows need that).",
+)
+@click.option(
+    "--metrics/--no-metrics",
+    default=False,
+    show_default=True,
+    help="Count Prometheus metrics and serve them while the run lasts, at the global "
+    "config's prometheus_serve (else 127.0.0.1:20004).",
+)
+@click.option(
+    "--metrics-address",
+    metavar="HOST:PORT",
+    help="Serve metrics here instead (implies --metrics); port 0 picks a free one.",
 )
 def run(
     conf_dir: Path,
@@ -191,46 +287,131 @@ def run(
     flow_name: str,
     input_file: IO[str],
     batch_size: int,
+    metrics: bool,
+    metrics_address: str | None,
 ) -> None:
     """Run a flow on JSON-lines input and print its output rows as JSON lines.
 
     Only the rows go to stdout: a short per-stage summary, anything the FaaS print, and
-    a progress bar (on a terminal) go to stderr.
+    a progress bar (on a terminal) go to stderr. Rows stream through the flow one batch
+    at a time; Ctrl-C stops after the batch under way (exit 130).
     """
     config = _load(conf_dir, faas_files, allow_imports, check_faas=True)
     flow = _pick(config, flow_name)
     label = "stdin" if input_file.name == "<stdin>" else input_file.name
-    bar = progress_bar(desc=f"{flow_name}")
-    results: list[RunResult] = []
+    totals = _Totals(flow_name)
     rows_out = sys.stdout
+    started_metrics = _start_metrics(config, metrics, metrics_address)
+    interrupted = ""
+    ctrl_c = _CtrlC()
     try:
         # stdout carries only the output rows: whatever a FaaS prints goes to stderr.
-        with bar, contextlib.redirect_stdout(sys.stderr):
-            batch: list[Any] = []
-            for row in _read_rows(input_file, label):
-                batch.append(row)
-                if batch_size and len(batch) >= batch_size:
-                    results.append(_run_batch(flow, batch, rows_out))
-                    bar.update(len(batch))
-                    batch = []
-            if batch or not results:
-                results.append(_run_batch(flow, batch, rows_out))
-                bar.update(len(batch))
+        with RunProgress(desc=flow_name) as progress, contextlib.redirect_stdout(sys.stderr):
+
+            def on_result(result: RunResult) -> None:
+                totals.add(result)
+                progress.add(result)
+                ctrl_c.check()
+
+            try:
+                with ctrl_c:
+                    summary = _stream(flow, input_file, rows_out, batch_size, label, on_result)
+            except KeyboardInterrupt:
+                # Ctrl-C while a batch's rows were written: that batch is done and counted.
+                how = "the batch under way finished" if ctrl_c.presses < 2 else "aborted"
+                interrupted = f"stopped after {progress.rows} rows in {totals.batches} batches"
+                interrupted += f" ({how})"
+            else:
+                if summary.interrupted or ctrl_c.presses:
+                    interrupted = (
+                        f"stopped after {summary.rows_in} rows in {summary.batches} batches "
+                        f"(the batch under way finished)"
+                    )
+                elif summary.batches == 0:
+                    # No input rows: run once on none, so a flow that loads its rows runs.
+                    on_result(_run_empty(flow, rows_out))
     finally:
-        for result in results:
-            click.echo(_summary(result), err=True)
+        click.echo(totals.text(), err=True)
+        if started_metrics:
+            kisflow.metrics.disable()
+    if interrupted:
+        raise _Failure(f"interrupted: {interrupted}", EXIT_INTERRUPTED)
 
 
-def _run_batch(flow: Flow, rows: list[Any], out: IO[str]) -> RunResult:
+class _CtrlC:
+    """Between the stream's batches, a first Ctrl-C waits for the batch's rows and figures.
+
+    The stream runner handles Ctrl-C while it reads and runs a batch; while the CLI writes
+    that batch's rows and adds up its figures, this handler only notes the press, and
+    ``check()`` (after the figures) ends the run. A second press interrupts at once.
+    """
+
+    def __init__(self) -> None:
+        self.presses = 0
+        self._previous: Any = None
+
+    def _on_sigint(self, signum: int, frame: types.FrameType | None) -> None:
+        self.presses += 1
+        if self.presses > 1:
+            raise KeyboardInterrupt
+
+    def check(self) -> None:
+        """End the run (KeyboardInterrupt) if Ctrl-C was pressed since the batch began."""
+        if self.presses:
+            raise KeyboardInterrupt
+
+    def __enter__(self) -> None:
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGINT, self._on_sigint)
+
+    def __exit__(self, *exc: object) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+            self._previous = None
+
+
+def _stream(
+    flow: Flow,
+    lines: IO[str],
+    out: IO[str],
+    batch_size: int,
+    label: str,
+    on_result: Callable[[RunResult], None],
+) -> StreamSummary:
+    """Stream the JSON lines through the flow, mapping errors to the documented exit codes."""
     try:
-        result = flow.run(rows)
+        return run_jsonl_stream(
+            flow,
+            lines,
+            cast("TextIO", out),
+            batch_size=batch_size or sys.maxsize,
+            progress=False,
+            source=label,
+            on_result=on_result,
+        )
+    except RunError as exc:
+        if isinstance(exc.__cause__, json.JSONDecodeError):
+            # Bad input is a usage error; the message names the input and line number.
+            raise _Failure(str(exc), EXIT_USAGE) from exc
+        raise _Failure(f"{type(exc).__name__}: {exc}", EXIT_RUN) from exc
+    except KisFlowError as exc:
+        raise _Failure(f"{type(exc).__name__}: {exc}", EXIT_RUN) from exc
+    except (TypeError, ValueError) as exc:
+        raise _Failure(f"flow {flow.name!r}: an output row is not JSON: {exc}", EXIT_RUN) from exc
+
+
+def _run_empty(flow: Flow, out: IO[str]) -> RunResult:
+    try:
+        result = flow.run([])
     except KisFlowError as exc:
         raise _Failure(f"{type(exc).__name__}: {exc}", EXIT_RUN) from exc
     for row in result.output:
         try:
             out.write(to_json_text(row) + "\n")
-        except (TypeError, ValueError):
-            out.write(json.dumps(repr(row)) + "\n")
+        except (TypeError, ValueError) as exc:
+            raise _Failure(
+                f"flow {flow.name!r}: an output row is not JSON: {exc}", EXIT_RUN
+            ) from exc
     out.flush()
     return result
 

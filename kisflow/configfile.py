@@ -17,7 +17,7 @@ import reprlib
 import sys
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 import yaml
@@ -27,6 +27,9 @@ from kisflow.config import ConnConfig, FlowConfig, FlowFunctionParam, FuncConfig
 from kisflow.errors import ConfigError, KisFlowError
 from kisflow.flow import Flow
 from kisflow.modes import Mode
+
+if TYPE_CHECKING:
+    from kisflow.metrics import MetricsServer
 
 __all__ = ["KISTYPES", "LoadedConfig", "export_config", "load_config_dir"]
 
@@ -165,6 +168,30 @@ class LoadedConfig:
     global_config: GlobalConfig | None
     files: dict[str, Path]
     """``"<kistype>:<name>"`` -> the file that defined it (``"global"`` for the global file)."""
+
+    def enable_metrics(self) -> MetricsServer | None:
+        """Turn metrics on as the folder's global config says; loading alone never does.
+
+        Nothing happens without a global file or with ``prometheus_enable`` false. With
+        ``prometheus_listen`` true the ``/metrics`` endpoint starts at
+        ``prometheus_serve`` (127.0.0.1:20004 when empty) and is returned; stop it with
+        ``kisflow.metrics.disable()``.
+
+        Raises:
+            ConfigError: bad or busy address, or prometheus_client missing; names the file.
+        """
+        from kisflow import metrics
+
+        if self.global_config is None or not self.global_config.prometheus_enable:
+            return None
+        was_on = metrics.enabled()
+        try:
+            return metrics.enable(self.global_config)
+        except ConfigError as exc:
+            if not was_on:
+                metrics.disable()  # a bad address must not leave metrics half on
+            path = str(self.files.get("global:global", self.root))
+            raise ConfigError(f"{path}: {exc}", path=path, key=exc.key) from exc
 
 
 def _yaml_files(root: Path) -> list[Path]:

@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
+import re
 import shutil
+import struct
 import subprocess
 import sys
+import termios
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from click.testing import CliRunner
@@ -159,7 +165,11 @@ class TestRun:
             ],
         )
         assert result.exit_code == 0, result.output
-        assert result.stderr.count("flow CalcAndSave:") == 3
+        # One summary, summed over the 3 batches (5 input rows, 1 fails VerifyScores).
+        assert result.stderr.count("flow CalcAndSave:") == 1
+        assert "flow CalcAndSave: completed, 4 rows out in 3 batches" in result.stderr
+        assert re.search(r"VerifyScores +Verify +calls=3 +in=5 +out=4 ", result.stderr)
+        assert re.search(r"SaveAverages +Save +calls=3 +in=4 +out=4 ", result.stderr)
         assert len(result.stdout.splitlines()) == 4
 
     def test_a_loop_fails_the_run_with_exit_3(self, kisflow_go_conf: Path) -> None:
@@ -182,6 +192,7 @@ class TestRun:
         )
         assert proc.returncode == 2
         assert "stdin line 2 is not JSON" in proc.stderr
+        assert "flow StuAvg: no batch ran" in proc.stderr
 
     def test_a_faas_file_that_raises(self, tmp_path: Path, kisflow_go_conf: Path) -> None:
         bad = tmp_path / "bad.py"
@@ -256,3 +267,273 @@ class TestAllowImports:
         allowed = kisflow("run", conf, "--flow", "U", "--allow-imports", stdin='"a"\n', env=env)
         assert allowed.returncode == 0, allowed.stderr
         assert allowed.stdout == '"A"\n'
+
+
+FLAKY_FAAS = """
+import kisflow as kf
+import kisflow.metrics
+
+CALLS = []
+
+
+@kf.faas("Double")
+def double(flow, rows):
+    for r in rows:
+        flow.commit_row({"n": r["n"] * 2})
+
+
+@kf.faas("FlakySave")
+def flaky_save(flow, rows):
+    CALLS.append(len(rows))
+    flow.commit_row_batch(rows)
+    print(f"metrics on: {kisflow.metrics.enabled()}")
+    if kisflow.metrics.enabled():
+        for line in kisflow.metrics.scrape().splitlines():
+            if line.startswith("flow_schedule_cnts{"):
+                print(f"scraped: {line}")
+    if len(CALLS) == 1:
+        raise OSError("the store is down once")
+"""
+
+
+def _flaky_conf(folder: Path, global_yaml: str | None = None) -> tuple[Path, Path]:
+    """A Calculate -> Save flow whose Save fails once (retried), and its FaaS file."""
+    conf = folder / "conf"
+    conf.mkdir()
+    (conf / "flow.yml").write_text(
+        "kistype: flow\nstatus: 1\nflow_name: Flaky\n"
+        "flows:\n  - fname: Double\n  - fname: FlakySave\n"
+    )
+    (conf / "func-double.yml").write_text("kistype: func\nfname: Double\nfmode: Calculate\n")
+    (conf / "func-save.yml").write_text(
+        "kistype: func\nfname: FlakySave\nfmode: Save\noption:\n  retry_times: 1\n"
+    )
+    if global_yaml is not None:
+        (conf / "kis-flow.yml").write_text(global_yaml)
+    faas = folder / "flaky_faas.py"
+    faas.write_text(FLAKY_FAAS)
+    return conf, faas
+
+
+def _rows(n: int) -> str:
+    return "".join(json.dumps({"n": i}) + "\n" for i in range(n))
+
+
+def _run_under_pty(args: list[str], stdin: str) -> tuple[int, str, str]:
+    """Run the real console script with stderr on a pseudo-terminal; (code, stdout, tty)."""
+    import pty
+
+    master, slave = pty.openpty()
+    # A fresh pty is 0x0; give it a real terminal's size so the bar has room to draw.
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))
+    try:
+        proc = subprocess.Popen(
+            [str(SCRIPT), *args],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=slave,
+            text=True,
+        )
+    finally:
+        os.close(slave)
+    chunks: list[bytes] = []
+
+    def drain() -> None:
+        while True:
+            try:
+                data = os.read(master, 4096)
+            except OSError:  # EIO: the child closed the terminal
+                return
+            if not data:
+                return
+            chunks.append(data)
+
+    import threading
+
+    reader = threading.Thread(target=drain)
+    reader.start()
+    try:
+        out, _ = proc.communicate(stdin, timeout=120)
+    finally:
+        reader.join(timeout=30)
+        os.close(master)
+    return proc.returncode, out, b"".join(chunks).decode("utf-8", "replace")
+
+
+class TestRunStreaming:
+    """``run`` streams batches: totals summed, bar on a terminal only, errors keep their codes."""
+
+    def test_totals_sum_the_batches_and_show_retries(self, tmp_path: Path) -> None:
+        conf, faas = _flaky_conf(tmp_path)
+        proc = kisflow(
+            "run", conf, "--flow", "Flaky", "--faas", faas, "--batch-size", "3", stdin=_rows(7)
+        )
+        assert proc.returncode == 0, proc.stderr
+        assert [json.loads(line)["n"] for line in proc.stdout.splitlines()] == [
+            0,
+            2,
+            4,
+            6,
+            8,
+            10,
+            12,
+        ]
+        assert "flow Flaky: completed, 7 rows out in 3 batches" in proc.stderr
+        assert re.search(r"Double +Calculate +calls=3 +in=7 +out=7 ", proc.stderr)
+        assert re.search(r"FlakySave +Save +calls=3 +in=7 +out=7 .* dead=0 retries=1", proc.stderr)
+
+    def test_bad_json_after_good_batches_names_the_line(self, kisflow_go_conf: Path) -> None:
+        row = json.dumps({"stu_id": 1, "score_1": 1, "score_2": 2, "score_3": 3})
+        stdin = f"{row}\n{row}\n\n{row}\nnot json\n"
+        proc = kisflow(
+            "run",
+            kisflow_go_conf,
+            "--flow",
+            "StuAvg",
+            "--faas",
+            FAAS,
+            "--batch-size",
+            "2",
+            stdin=stdin,
+        )
+        assert proc.returncode == 2
+        assert "stdin line 5 is not JSON" in proc.stderr
+        # The batches before the bad line ran and their rows were written.
+        assert len(proc.stdout.splitlines()) == 2
+
+    def test_quiet_on_a_pipe(self, tmp_path: Path) -> None:
+        conf, faas = _flaky_conf(tmp_path)
+        proc = kisflow(
+            "run", conf, "--flow", "Flaky", "--faas", faas, "--batch-size", "2", stdin=_rows(5)
+        )
+        assert proc.returncode == 0, proc.stderr
+        assert "rows/s" not in proc.stderr
+        assert "\r" not in proc.stderr
+        assert "Flaky:" not in proc.stderr.replace("flow Flaky:", "")
+
+    def test_bar_on_a_terminal(self, tmp_path: Path) -> None:
+        conf, faas = _flaky_conf(tmp_path)
+        args = ["run", str(conf), "--flow", "Flaky", "--faas", str(faas), "--batch-size", "2"]
+        code, out, tty = _run_under_pty(args, _rows(5))
+        assert code == 0, tty
+        assert len(out.splitlines()) == 5
+        assert "rows/s" in tty
+        assert re.search(r"Flaky: 5(\.00)?rows \[", tty), tty
+        assert "dead=0, retries=1" in tty
+        assert "flow Flaky: completed, 5 rows out in 3 batches" in tty
+
+
+def _global(serve: str, *, enable: bool = True, listen: bool = True) -> str:
+    return (
+        f"kistype: global\nprometheus_enable: {str(enable).lower()}\n"
+        f"prometheus_listen: {str(listen).lower()}\nprometheus_serve: '{serve}'\n"
+    )
+
+
+def _port_closed(url: str) -> bool:
+    import urllib.error
+    import urllib.request
+
+    try:
+        urllib.request.urlopen(url, timeout=2)
+    except (urllib.error.URLError, ConnectionError):
+        return True
+    return False
+
+
+class TestRunMetrics:
+    """``run`` counts and serves metrics only when asked, at the global file's address."""
+
+    @pytest.fixture(autouse=True)
+    def _metrics_off(self) -> Iterator[None]:
+        """Each test starts and ends with metrics off and no server."""
+        kf.metrics.disable()
+        yield
+        kf.metrics.disable()
+
+    def _invoke(self, conf: Path, faas: Path, *extra: str) -> Any:
+        args = ["run", str(conf), "--flow", "Flaky", "--faas", str(faas), "--batch-size", "1"]
+        return CliRunner().invoke(main, [*args, *extra], input=_rows(2))
+
+    def test_metrics_flag_serves_at_the_global_address(self, tmp_path: Path) -> None:
+        conf, faas = _flaky_conf(tmp_path, _global("127.0.0.1:0"))
+        result = self._invoke(conf, faas, "--metrics")
+        assert result.exit_code == 0, result.output
+        match = re.search(r"metrics served at (http://127\.0\.0\.1:\d+/metrics)", result.stderr)
+        assert match, result.stderr
+        # The FaaS scraped during each batch: one run counted, then two.
+        assert 'scraped: flow_schedule_cnts{flow_name="Flaky"} 1.0' in result.stderr
+        assert 'scraped: flow_schedule_cnts{flow_name="Flaky"} 2.0' in result.stderr
+        # The run is over: metrics are off and the port is closed again.
+        assert not kf.metrics.enabled()
+        assert _port_closed(match.group(1))
+
+    def test_off_by_default_with_a_note_when_the_global_file_enables_them(
+        self, tmp_path: Path
+    ) -> None:
+        conf, faas = _flaky_conf(tmp_path, _global("127.0.0.1:0"))
+        result = self._invoke(conf, faas)
+        assert result.exit_code == 0, result.output
+        assert result.stderr.count("metrics on: False") == 3  # 2 batches + 1 retry
+        assert "pass --metrics to serve them" in result.stderr
+        assert "metrics served" not in result.stderr
+
+    def test_no_global_file_means_no_metrics_and_no_note(self, tmp_path: Path) -> None:
+        conf, faas = _flaky_conf(tmp_path)
+        result = self._invoke(conf, faas)
+        assert result.exit_code == 0, result.output
+        assert result.stderr.count("metrics on: False") == 3
+        assert "--metrics" not in result.stderr
+
+    def test_metrics_address_overrides_kisflows_all_interfaces_address(
+        self, tmp_path: Path
+    ) -> None:
+        # KisFlow's own file listens on 0.0.0.0; the override keeps the test on loopback.
+        conf, faas = _flaky_conf(tmp_path, _global("0.0.0.0:20004"))
+        result = self._invoke(conf, faas, "--metrics-address", "127.0.0.1:0")
+        assert result.exit_code == 0, result.output
+        assert re.search(r"metrics served at http://127\.0\.0\.1:\d+/metrics", result.stderr)
+        assert result.stderr.count("metrics on: True") == 3
+        assert not kf.metrics.enabled()
+
+    def test_bad_address_is_a_config_error_naming_the_file(self, tmp_path: Path) -> None:
+        conf, faas = _flaky_conf(tmp_path, _global("nowhere"))
+        result = self._invoke(conf, faas, "--metrics")
+        assert result.exit_code == 1
+        assert "kis-flow.yml" in result.stderr
+        assert "prometheus_serve 'nowhere' is not host:port" in result.stderr
+        assert not kf.metrics.enabled()
+
+
+class TestRunInterrupt:
+    """Ctrl-C stops ``run`` between batches: rows so far written, summary, exit 130."""
+
+    def test_sigint_while_waiting_for_input(self, tmp_path: Path) -> None:
+        import signal
+
+        conf, faas = _flaky_conf(tmp_path)
+        proc = subprocess.Popen(
+            [SCRIPT, "run", conf, "--flow", "Flaky", "--faas", faas, "--batch-size", "1"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        assert proc.stdin is not None
+        assert proc.stdout is not None
+        try:
+            proc.stdin.write(_rows(2))
+            proc.stdin.flush()
+            # Both rows are out once their batches ran; the stream then waits on stdin.
+            first = [proc.stdout.readline(), proc.stdout.readline()]
+            proc.send_signal(signal.SIGINT)
+            rest, err = proc.communicate(timeout=60)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+        assert [json.loads(line) for line in first] == [{"n": 0}, {"n": 2}]
+        assert rest == ""
+        assert proc.returncode == 130, err
+        assert "flow Flaky: completed, 2 rows out in 2 batches" in err
+        assert "interrupted: stopped after 2 rows in 2 batches" in err

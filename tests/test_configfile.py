@@ -5,6 +5,8 @@ from __future__ import annotations
 import runpy
 import shutil
 import string
+import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +14,7 @@ import hypothesis.strategies as st
 import pytest
 import yaml
 from hypothesis import HealthCheck, given, settings
+from prometheus_client.parser import text_string_to_metric_families
 
 import kisflow as kf
 from kisflow._pool import Pool
@@ -636,3 +639,86 @@ class TestRoundTrip:
         assert again.config == flow.config
         assert [s.config for s in again.stages] == funcs
         assert [dict(s.flow_params) for s in again.stages] == [i.params for i in config.flows]
+
+
+class TestEnableMetrics:
+    """``LoadedConfig.enable_metrics`` follows the global file; loading alone starts nothing."""
+
+    @pytest.fixture(autouse=True)
+    def _metrics_off(self) -> Iterator[None]:
+        """Each test starts and ends with metrics off and no server."""
+        kf.metrics.disable()
+        yield
+        kf.metrics.disable()
+
+    def _folder(self, tmp_path: Path, global_yaml: str | None) -> Path:
+        write(
+            tmp_path, "flow.yml", "kistype: flow\nflow_name: Evens\nflows:\n  - fname: KeepEven\n"
+        )
+        write(tmp_path, "func.yml", "kistype: func\nfname: KeepEven\nfmode: Verify\n")
+        if global_yaml is not None:
+            write(tmp_path, "kis-flow.yml", global_yaml)
+
+        @kf.faas("KeepEven")
+        def keep_even(flow: kf.Flow, rows: list[int]) -> None:
+            flow.commit_row_batch([r for r in rows if r % 2 == 0])
+
+        return tmp_path
+
+    def test_serves_on_loopback_and_counts_a_known_run(self, tmp_path: Path) -> None:
+        folder = self._folder(
+            tmp_path,
+            "kistype: global\nprometheus_enable: true\nprometheus_listen: true\n"
+            "prometheus_serve: 127.0.0.1:0\n",
+        )
+        loaded = load_config_dir(folder)
+        assert not kf.metrics.enabled(), "loading a folder must not turn metrics on"
+        server = loaded.enable_metrics()
+        assert server is not None
+        assert server.url.startswith("http://127.0.0.1:")
+        loaded.flows["Evens"].run([1, 2, 3, 4, 6])
+        loaded.flows["Evens"].run([8])
+        with urllib.request.urlopen(server.url, timeout=5) as resp:
+            text = resp.read().decode("utf-8")
+        values = {
+            (s.name, tuple(sorted(s.labels.items()))): s.value
+            for family in text_string_to_metric_families(text)
+            for s in family.samples
+        }
+        flow = (("flow_name", "Evens"),)
+        stage = (("flow_name", "Evens"), ("func_mode", "Verify"), ("func_name", "KeepEven"))
+        assert values["flow_schedule_cnts", flow] == 2
+        assert values["flow_data_total", flow] == 6
+        assert values["func_rows_in_total", stage] == 6
+        assert values["func_rows_out_total", stage] == 4
+        kf.metrics.disable()
+        assert server.stopped
+
+    def test_enable_without_listen_counts_without_serving(self, tmp_path: Path) -> None:
+        folder = self._folder(tmp_path, "kistype: global\nprometheus_enable: true\n")
+        assert load_config_dir(folder).enable_metrics() is None
+        assert kf.metrics.enabled()
+
+    @pytest.mark.parametrize(
+        "global_yaml",
+        [None, "kistype: global\nprometheus_enable: false\nprometheus_listen: true\n"],
+    )
+    def test_off_or_missing_global_does_nothing(
+        self, tmp_path: Path, global_yaml: str | None
+    ) -> None:
+        folder = self._folder(tmp_path, global_yaml)
+        assert load_config_dir(folder).enable_metrics() is None
+        assert not kf.metrics.enabled()
+
+    def test_bad_address_names_the_global_file_and_leaves_metrics_off(self, tmp_path: Path) -> None:
+        folder = self._folder(
+            tmp_path,
+            "kistype: global\nprometheus_enable: true\nprometheus_listen: true\n"
+            "prometheus_serve: 'host:port:extra'\n",
+        )
+        loaded = load_config_dir(folder)
+        with pytest.raises(kf.ConfigError, match="is not host:port") as info:
+            loaded.enable_metrics()
+        assert info.value.path == str(folder / "kis-flow.yml")
+        assert info.value.key == "prometheus_serve"
+        assert not kf.metrics.enabled()
