@@ -242,7 +242,6 @@ def _start_metrics(config: LoadedConfig, choice: bool, address: str | None) -> b
     try:
         server = kisflow.metrics.enable(serve=True, address=address)
     except ConfigError as exc:
-        kisflow.metrics.disable()  # they were off before: leave nothing half on
         raise _Failure(f"metrics (address from {source}): {exc}", EXIT_CONFIG) from exc
     assert server is not None
     click.echo(f"metrics served at {server.url} while the run lasts", err=True)

@@ -184,12 +184,9 @@ class LoadedConfig:
 
         if self.global_config is None or not self.global_config.prometheus_enable:
             return None
-        was_on = metrics.enabled()
         try:
-            return metrics.enable(self.global_config)
+            return metrics.enable(self.global_config)  # a failed start changes nothing
         except ConfigError as exc:
-            if not was_on:
-                metrics.disable()  # a bad address must not leave metrics half on
             path = str(self.files.get("global:global", self.root))
             raise ConfigError(f"{path}: {exc}", path=path, key=exc.key) from exc
 

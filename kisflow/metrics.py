@@ -364,18 +364,24 @@ def enable(
     if address is None and config is not None and config.prometheus_serve:
         address = config.prometheus_serve
     with _lock:
+        fresh = _active is None
         if _active is None:
             _active = _Metrics()
         if not serve:
             return None
-        if _server is not None and not _server.stopped:
-            raise ConfigError(
-                f"metrics are already served at {_server.url}; call kisflow.metrics.disable() "
-                f"(or stop that server) first",
-                key="prometheus_listen",
-            )
-        host, port = parse_address(address or DEFAULT_ADDRESS)
-        _server = MetricsServer(host, port, _active.registry)
+        try:
+            if _server is not None and not _server.stopped:
+                raise ConfigError(
+                    f"metrics are already served at {_server.url}; call "
+                    f"kisflow.metrics.disable() (or stop that server) first",
+                    key="prometheus_listen",
+                )
+            host, port = parse_address(address or DEFAULT_ADDRESS)
+            _server = MetricsServer(host, port, _active.registry)
+        except BaseException:
+            if fresh:  # a failed start leaves metrics as they were: off
+                _active = None
+            raise
         return _server
 
 

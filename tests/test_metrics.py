@@ -223,7 +223,11 @@ class TestEnable:
             expected = rf"cannot serve metrics on 127\.0\.0\.1:{port}"
             with pytest.raises(kf.ConfigError, match=expected):
                 metrics.serve(f"127.0.0.1:{port}")
-        assert metrics.enabled()  # metrics stay on; only the endpoint failed
+            assert not metrics.enabled()  # a failed start leaves metrics as they were: off
+            metrics.enable()
+            with pytest.raises(kf.ConfigError, match=expected):
+                metrics.serve(f"127.0.0.1:{port}")
+        assert metrics.enabled()  # ...and on when they were on
 
     def test_server_as_context_manager(self) -> None:
         server = metrics.serve("127.0.0.1:0")
