@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
 from typing import Any
 
 import pytest
+from resources.threads import run_threads
 
 import kisflow as kf
 from kisflow._pool import Pool
@@ -15,29 +15,6 @@ from kisflow.connector import Connector
 from kisflow.errors import ConnectorError, RunError, StageExecutionError
 
 CONN = kf.ConnConfig(cname="Mem", type="memory", addrs="127.0.0.1:6379", key="k")
-
-
-def run_threads(count: int, target: Callable[[int], None]) -> list[BaseException]:
-    """Start ``count`` threads released together by a barrier; return what they raised."""
-    barrier = threading.Barrier(count)
-    errors: list[BaseException] = []
-    lock = threading.Lock()
-
-    def body(i: int) -> None:
-        barrier.wait()
-        try:
-            target(i)
-        except BaseException as exc:
-            with lock:
-                errors.append(exc)
-
-    threads = [threading.Thread(target=body, args=(i,)) for i in range(count)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=30)
-    assert not any(t.is_alive() for t in threads)
-    return errors
 
 
 def save_via_connector(flow: kf.Flow, rows: list[int]) -> None:

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Callable
 from typing import Any
 
 import attrs
 import pytest
+from resources.threads import run_threads
 
 import kisflow as kf
 from kisflow import _pool
@@ -45,29 +44,6 @@ def caas_fn(conn: kf.Connector, fn: kf.Stage, flow: kf.Flow, args: Any) -> Any:
 def caas_ctx(ctx: Any, conn: kf.Connector, fn: kf.Stage, flow: kf.Flow, args: Any) -> Any:
     """A CaaS with a leading context."""
     return args
-
-
-def run_threads(count: int, target: Callable[[int], None]) -> list[BaseException]:
-    """Start ``count`` threads released together by a barrier; return what they raised."""
-    barrier = threading.Barrier(count)
-    errors: list[BaseException] = []
-    lock = threading.Lock()
-
-    def body(i: int) -> None:
-        barrier.wait()
-        try:
-            target(i)
-        except BaseException as exc:
-            with lock:
-                errors.append(exc)
-
-    threads = [threading.Thread(target=body, args=(i,)) for i in range(count)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=30)
-    assert not any(t.is_alive() for t in threads)
-    return errors
 
 
 class TestFaaSRegistration:
