@@ -29,9 +29,10 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import functools
 import inspect
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from kisflow import metrics as _metrics
@@ -194,7 +195,7 @@ class Run:
         view._input = inp
         view._action = None
         view.commit_row = buf.append
-        view.commit_row_batch = buf.extend
+        view.commit_row_batch = self.commit_batch
         sig = spec.signature
         args: tuple[Any, ...]
         if sig.takes_rows:
@@ -236,7 +237,28 @@ class Run:
         view = self.view
         view._action = None
         view.commit_row = buf.append
-        view.commit_row_batch = buf.extend
+        view.commit_row_batch = self.commit_batch
+
+    def commit_batch(self, rows: Iterable[Any], copy: bool = True) -> None:
+        """The stage's ``commit_row_batch``: add ``rows`` to its result.
+
+        With ``copy=False`` a list is handed over instead of copied when nothing was
+        committed yet: it becomes the stage's buffer (later ``commit_row`` calls append to
+        it), so the FaaS must not touch it again. The stage's own input is never adopted.
+        """
+        buf = self.buffer
+        if (
+            not copy
+            and not buf
+            and type(rows) is list
+            and rows is not self.input
+            and rows is not self.view._input
+            and rows is not self.converted
+        ):
+            self.buffer = rows
+            self.view.commit_row = rows.append
+            return
+        buf.extend(rows)
 
     def _dead_letter_unconvertible(self, pos: int, inp: list[Any]) -> list[Any]:
         """Send rows that fail conversion to the stage's sink; return the converted rest."""
@@ -453,8 +475,10 @@ class Run:
         if self._runner is not None:
             self._runner.close()
             self._runner = None
-        self.view._run = None
-        self.view._stage = None
+        view = self.view
+        view._run = None
+        view._stage = None
+        view.commit_row = view.commit_row_batch = functools.partial(_after_run, self.flow_name)
 
     def result(self) -> RunResult:
         """Freeze the run's outcome; the layers are released with the run."""
@@ -612,6 +636,14 @@ def _index_of(row: Any, rows: list[Any]) -> int:
         if candidate is row:
             return i
     return -1
+
+
+def _after_run(flow: str, *_args: Any, **_kwargs: Any) -> None:
+    raise RunError(
+        f"flow {flow!r}: commit_row/commit_row_batch were called on a FaaS's flow after "
+        f"its run ended; commit inside the FaaS, or on the flow itself before run()",
+        flow=flow,
+    )
 
 
 async def _drain(agen: Any, buf: list[Any]) -> None:

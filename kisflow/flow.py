@@ -175,17 +175,19 @@ class _Definition:
 class Flow:
     """A flow of stages. Build it with ``FlowBuilder``, ``link`` or a YAML config folder.
 
-    ``commit_row(row)`` and ``commit_row_batch(rows)`` are attributes, not methods: inside
-    a FaaS they are bound straight to the stage's result buffer, so committing a row
-    costs one C call. Outside a run they add to the source of the next ``run()``.
+    ``commit_row(row)`` and ``commit_row_batch(rows, copy=True)`` are attributes, not
+    methods: inside a FaaS ``commit_row`` is bound straight to the stage's result buffer,
+    so committing a row costs one C call. Outside a run they add to the source of the
+    next ``run()``.
     """
 
     _kisflow_flow_api: ClassVar[bool] = True
 
     commit_row: Callable[[Any], None]
     """Commit one row to the current stage's result (outside a run: to the next source)."""
-    commit_row_batch: Callable[[Iterable[Any]], None]
-    """Commit many rows at once (KisFlow's ``CommitRowBatch``)."""
+    commit_row_batch: Callable[..., None]
+    """Commit many rows at once (KisFlow's ``CommitRowBatch``): ``commit_row_batch(rows,
+    copy=True)``; ``copy=False`` hands a list over without copying it (see concepts)."""
 
     def __init__(
         self,
@@ -213,7 +215,11 @@ class Flow:
         self._action: Action | None = None
         self._source: list[Any] = []
         self.commit_row = self._source.append
-        self.commit_row_batch = self._source.extend
+        self.commit_row_batch = self._commit_source_batch
+
+    def _commit_source_batch(self, rows: Iterable[Any], copy: bool = True) -> None:
+        """Outside a run: add rows to the next run's source (always copied)."""
+        self._source.extend(rows)
 
     def _view(self, run: Run) -> Flow:
         """A view of this flow's definition bound to ``run`` (what a FaaS receives)."""
@@ -621,16 +627,18 @@ class Flow:
 
     def next(self, *actions: Action) -> None:
         """Ask for actions after the current stage returns (see ``kisflow.actions``)."""
-        self._current()
-        merged = self._action or Action()
+        if self._stage is None:
+            self._current()
+        merged = self._action
         for action in actions:
-            if not isinstance(action, Action):
+            if type(action) is not Action:
                 raise RunError(
                     f"flow {self.name!r}: next() takes kisflow.actions values, got {action!r}",
                     flow=self.name,
                     stage=self._current().name,
                 )
-            merged = merged | action
+            # Actions are frozen values: the first one is kept as is, later ones combine.
+            merged = action if merged is None else merged | action
         self._action = merged
 
     def dead_letter(self, row: Any, reason: str | BaseException = "rejected") -> None:

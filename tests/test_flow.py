@@ -409,3 +409,83 @@ class TestLimits:
             flow.run([1, 2])
         with pytest.raises(kf.FlowDefinitionError, match="has no stages"):
             kf.Flow.from_graph("g", nx.DiGraph()).validate()
+
+
+class TestCommitBatchHandOver:
+    """commit_row_batch copies by default; copy=False hands a fresh list over safely."""
+
+    def test_default_copies_so_reusing_the_list_loses_nothing(self) -> None:
+        def chunks(flow: kf.Flow) -> None:
+            chunk: list[Any] = []
+            for row in flow.input():
+                chunk.append(row)
+                if len(chunk) == 2:
+                    flow.commit_row_batch(chunk)
+                    chunk.clear()
+            flow.commit_row_batch(chunk)
+
+        kf.pool.faas("chunks", chunks)
+        assert kf.FlowBuilder("f").calculate("chunks").build().run([1, 2, 3, 4, 5]).output == [
+            1,
+            2,
+            3,
+            4,
+            5,
+        ]
+
+    def test_copy_false_adopts_a_fresh_list_and_keeps_order(self) -> None:
+        handed: list[list[Any]] = []
+
+        def hand_over(flow: kf.Flow) -> None:
+            fresh = [r * 10 for r in flow.input()]
+            handed.append(fresh)
+            flow.commit_row_batch(fresh, copy=False)
+            flow.commit_row("tail")
+            flow.commit_row_batch(["more"], copy=False)  # buffer not empty: copied
+
+        kf.pool.faas("hand", hand_over)
+        result = kf.FlowBuilder("f").calculate("hand").build().run([1, 2])
+        assert result.output == [10, 20, "tail", "more"]
+        assert result.output is handed[0]
+
+    def test_copy_false_never_adopts_the_stage_input(self) -> None:
+        layers: list[list[Any]] = []
+
+        def first(flow: kf.Flow) -> None:
+            flow.commit_row_batch(flow.input(), copy=False)
+            flow.commit_row("extra")
+            layers.append(flow.input())
+
+        kf.pool.faas("first", first)
+        rows = [1, 2]
+        result = kf.FlowBuilder("f").calculate("first").build().run(rows)
+        assert result.output == [1, 2, "extra"]
+        assert layers[0] == [1, 2]  # the input layer was not appended to
+        assert rows == [1, 2]
+
+    def test_a_retry_discards_a_handed_over_list(self) -> None:
+        calls: list[int] = []
+
+        def flaky(flow: kf.Flow) -> None:
+            calls.append(1)
+            flow.commit_row_batch([len(calls)], copy=False)
+            if len(calls) == 1:
+                raise OSError("once")
+
+        kf.pool.faas("flaky", flaky)
+        flow = kf.FlowBuilder("f").save("flaky", option=kf.FuncOption(retry_times=1)).build()
+        assert flow.run([0]).output == [2]
+
+    def test_committing_after_the_run_is_an_error(self) -> None:
+        kept: list[kf.Flow] = []
+
+        def keep(flow: kf.Flow) -> None:
+            kept.append(flow)
+            flow.commit_row(1)
+
+        kf.pool.faas("keep", keep)
+        kf.FlowBuilder("late").calculate("keep").build().run([0])
+        with pytest.raises(kf.RunError, match="flow 'late': commit_row/commit_row_batch"):
+            kept[0].commit_row(2)
+        with pytest.raises(kf.RunError, match="after its run ended"):
+            kept[0].commit_row_batch([2], copy=False)
