@@ -24,11 +24,11 @@ from kisflow.executors._partition import (
     FlowPayload,
     Partition,
     PartitionResult,
+    collect,
     current_partition,
     dumps,
     make_partitions,
     run_partition,
-    settle,
 )
 from kisflow.progress import progress_bar
 
@@ -144,16 +144,7 @@ def run_partitions(
         for future in pending:
             part = running.pop(future)
             try:
-                result = settle(flow.name, part, future.result)
-            except PartitionError as err:
-                if on_error is None:
-                    raise
-                on_error(err)
-            else:
-                results[result.partition.index] = result
-                bar.update(1)
-                if on_result is not None:
-                    on_result(result)
+                collect(flow.name, part, future.result, results, bar, on_result, on_error)
             finally:
                 # Release at once: a result held here is one the scheduler would
                 # recompute (re-running its Save stage) if its worker died.

@@ -43,6 +43,7 @@ __all__ = [
     "FlowPayload",
     "Partition",
     "PartitionResult",
+    "collect",
     "current_partition",
     "make_partitions",
     "run_partition",
@@ -388,3 +389,27 @@ def settle(flow: str, partition: Partition, get: Callable[[], bytes]) -> Partiti
             partition=partition.key,
         ) from exc
     return unwrap(data)
+
+
+def collect(
+    flow: str,
+    partition: Partition,
+    get: Callable[[], bytes],
+    results: dict[int, PartitionResult],
+    bar: Any,
+    on_result: Callable[[PartitionResult], None] | None,
+    on_error: Callable[[PartitionError], None] | None,
+) -> None:
+    """Settle one finished task for an executor: keep its result (and report it), or hand
+    its ``PartitionError`` to ``on_error``; without ``on_error`` the error is raised."""
+    try:
+        value = settle(flow, partition, get)
+    except PartitionError as err:
+        if on_error is None:
+            raise
+        on_error(err)
+        return
+    results[value.partition.index] = value
+    bar.update(1)
+    if on_result is not None:
+        on_result(value)

@@ -19,10 +19,10 @@ from kisflow.executors._partition import (
     FlowPayload,
     Partition,
     PartitionResult,
+    collect,
     dumps,
     make_partitions,
     run_partition,
-    settle,
 )
 from kisflow.progress import progress_bar
 
@@ -105,17 +105,7 @@ def run_partitions(
             )
             for future in done:
                 part = running.pop(future)
-                try:
-                    value = settle(flow.name, part, future.result)
-                except PartitionError as err:
-                    if on_error is None:
-                        raise
-                    on_error(err)
-                    continue
-                results[value.partition.index] = value
-                bar.update(1)
-                if on_result is not None:
-                    on_result(value)
+                collect(flow.name, part, future.result, results, bar, on_result, on_error)
     finally:
         for future in running:
             future.cancel()
