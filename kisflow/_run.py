@@ -489,9 +489,12 @@ class Run:
         duration = time.perf_counter() - self._started
         if self.metrics is not None:
             self.metrics.run_done(self.flow_name, duration)
+        output = self.output
+        if output is self.source:
+            output = output[:]  # data_reuse passed the source through: not the caller's list
         return RunResult(
             flow=self.flow_name,
-            output=self.output,
+            output=output,
             ended=self.ended,
             stopped_at=self.stopped_at,
             steps=self.steps,

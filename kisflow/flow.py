@@ -473,6 +473,8 @@ class Flow:
             rows: the source rows. Without them, the rows committed on this flow since
                 the last run form the source (KisFlow's way; not thread-safe). Passing
                 rows is the thread-safe way: one flow runs from many threads at once.
+                A list is read in place, not copied (do not change it during the run);
+                the run never changes it, and ``output`` is never that list.
             ctx: passed as the first argument to every FaaS that takes a context.
             max_steps: stage calls allowed before ``FlowLoopError`` (default: the flow's).
             dead_letters: a dead-letter sink for this run (list, JSONL path, callable or
@@ -578,6 +580,10 @@ class Flow:
         if rows is None:
             source = self._source[:]
             self._source.clear()
+        elif type(rows) is list:
+            # Read in place: copying a big batch costs time and, the copy being new, a
+            # garbage-collector pass over every row. A run never changes its source.
+            source = rows
         else:
             source = list(rows)
         return Run(

@@ -134,15 +134,27 @@ class TestDataLayers:
         assert flow.run().output == [1, 2, 3]
         assert flow.run().output == []
 
-    def test_run_copies_the_given_rows(self) -> None:
+    def test_run_reads_a_given_list_in_place_and_never_returns_it(self) -> None:
+        seen: list[bool] = []
+
         def reuse(flow: kf.Flow) -> None:
+            seen.append(flow.input() is rows)
             flow.next(kf.actions.data_reuse)
 
         kf.pool.faas("reuse", reuse)
         rows = [1, 2]
-        result = kf.FlowBuilder("f").calculate("reuse").build().run(rows)
+        result = kf.FlowBuilder("f").calculate("reuse").calculate("reuse").build().run(rows)
+        assert seen == [True, True]  # not copied: a big batch costs no copy
         assert result.output == [1, 2]
-        assert result.output is not rows
+        assert result.output is not rows  # data_reuse passed it through: output is a copy
+        result.output.append(3)
+        assert rows == [1, 2]
+
+    def test_run_copies_rows_that_are_not_a_list(self) -> None:
+        kf.pool.faas("keep", lambda flow: flow.commit_row_batch(flow.input()))
+        rows = (1, 2)
+        result = kf.FlowBuilder("f").calculate("keep").build().run(r for r in rows)
+        assert result.output == [1, 2]
 
     def test_disabled_flow_does_nothing(self) -> None:
         calls: list[int] = []
