@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import functools
 import inspect
 import time
 from collections.abc import Iterable, Mapping, Sequence
@@ -50,14 +49,16 @@ from kisflow.errors import (
     RunError,
     StageExecutionError,
 )
-from kisflow.result import RunEnd, RunResult, StageFigures
+from kisflow.result import RunEnd, RunResult, StageLog
 from kisflow.rows import RowConversionFailure, describe_type
 from kisflow.stage import Stage
 
 if TYPE_CHECKING:
     from kisflow.flow import Flow
 
-__all__ = ["MAX_RETRY_DELAY", "Run", "run_sync"]
+__all__ = ["MAX_RETRY_DELAY", "Run", "after_run", "run_sync"]
+
+_clock = time.perf_counter
 
 MAX_RETRY_DELAY = 30.0
 """Seconds: the doubling retry delay stops growing here (or at ``return_duration``)."""
@@ -67,18 +68,12 @@ class Run:
     """The private state of one run of a flow."""
 
     __slots__ = (
-        "_added",
         "_attempt",
         "_call_dead",
-        "_calls",
-        "_dead",
-        "_durations",
-        "_filtered",
         "_in_count",
+        "_log",
         "_rejects",
         "_retries",
-        "_rows_in",
-        "_rows_out",
         "_runner",
         "_started",
         "buffer",
@@ -119,7 +114,7 @@ class Run:
         sinks: Sequence[DeadLetterSink | None] | None = None,
     ) -> None:
         n = len(stages)
-        self.flow_name = flow.name
+        self.flow_name = flow._d.config.flow_name
         self.stages = stages
         self.specs = specs
         self.jump_index = jump_index
@@ -138,14 +133,9 @@ class Run:
         self.output: list[Any] = []
         self.ended = RunEnd.COMPLETED
         self.stopped_at: str | None = None
-        self._calls = [0] * n
-        self._rows_in = [0] * n
-        self._rows_out = [0] * n
-        self._durations = [0.0] * n
-        self._dead = [0] * n
-        self._filtered = [0] * n
-        self._added = [0] * n
-        self._retries = [0] * n
+        # One entry per stage call; StageLog sums them only if the figures are read.
+        self._log: list[tuple[int, int, int, int, float]] = []
+        self._retries: dict[int, int] | None = None
         self._attempt = 1
         self._call_dead = 0
         self._in_count = 0
@@ -154,8 +144,9 @@ class Run:
         self.kept: list[int] | None = None
         self.sinks = sinks
         self._runner: asyncio.Runner | None = None
-        self._started = time.perf_counter()
-        self.view = flow._view(self)
+        self._started = _clock()
+        self.view = view = flow._view(self)
+        view.commit_row_batch = self.commit_batch
         # Read once per run: metrics off costs one attribute check per stage call.
         self.metrics = _metrics._active
         if self.metrics is not None:
@@ -195,7 +186,6 @@ class Run:
         view._input = inp
         view._action = None
         view.commit_row = buf.append
-        view.commit_row_batch = self.commit_batch
         sig = spec.signature
         args: tuple[Any, ...]
         if sig.takes_rows:
@@ -237,7 +227,6 @@ class Run:
         view = self.view
         view._action = None
         view.commit_row = buf.append
-        view.commit_row_batch = self.commit_batch
 
     def commit_batch(self, rows: Iterable[Any], copy: bool = True) -> None:
         """The stage's ``commit_row_batch``: add ``rows`` to its result.
@@ -301,7 +290,6 @@ class Run:
                 flow=self.flow_name,
                 stage=letter.stage,
             ) from exc
-        self._dead[pos] += 1
         self._call_dead += 1
 
     def _reused_input(self) -> list[Any]:
@@ -362,7 +350,9 @@ class Run:
         base = option.return_duration / 1000.0
         delay: float = min(base * (1 << (self._attempt - 1)), max(MAX_RETRY_DELAY, base))
         self._attempt += 1
-        self._retries[pos] += 1
+        if self._retries is None:
+            self._retries = {}
+        self._retries[pos] = self._retries.get(pos, 0) + 1
         if self.metrics is not None:
             self.metrics.retried(self.flow_name, self.stages[pos])
         self._rejects = []
@@ -439,19 +429,12 @@ class Run:
             self._call_dead = 0
             self._attempt = 1
             self.kept = None
-        filtered = rows_in - rows_out - dead
-        self._calls[pos] += 1
-        self._rows_in[pos] += rows_in
-        self._rows_out[pos] += rows_out
-        if filtered >= 0:
-            self._filtered[pos] += filtered
-        else:
-            self._added[pos] -= filtered
-        self._durations[pos] += duration
+        self._log.append((pos, rows_in, rows_out, dead, duration))
         self.output = result
         m = self.metrics
         if m is not None:
-            m.stage_done(self.flow_name, stage, rows_in, rows_out, max(filtered, 0), dead, duration)
+            filtered = max(rows_in - rows_out - dead, 0)
+            m.stage_done(self.flow_name, stage, rows_in, rows_out, filtered, dead, duration)
         if aborted:
             self._stop(RunEnd.ABORTED, stage)
         elif stop_for_no_rows and pos + 1 < self.n:
@@ -478,40 +461,27 @@ class Run:
         view = self.view
         view._run = None
         view._stage = None
-        view.commit_row = view.commit_row_batch = functools.partial(_after_run, self.flow_name)
+        view.commit_row = view.commit_row_batch = view._d.after_run
 
     def result(self) -> RunResult:
         """Freeze the run's outcome; the layers are released with the run."""
         if self._runner is not None:
             self._runner.close()
             self._runner = None
-        self.view._stage = None
-        duration = time.perf_counter() - self._started
+        duration = _clock() - self._started
         if self.metrics is not None:
             self.metrics.run_done(self.flow_name, duration)
         output = self.output
         if output is self.source:
             output = output[:]  # data_reuse passed the source through: not the caller's list
         return RunResult(
-            flow=self.flow_name,
-            output=output,
-            ended=self.ended,
-            stopped_at=self.stopped_at,
-            steps=self.steps,
-            duration=duration,
-            stages=StageFigures(
-                (
-                    self.stages,
-                    self._calls,
-                    self._rows_in,
-                    self._rows_out,
-                    self._durations,
-                    self._dead,
-                    self._filtered,
-                    self._added,
-                    self._retries,
-                )
-            ),
+            self.flow_name,
+            output,
+            self.ended,
+            self.stopped_at,
+            StageLog((self.stages, self._log, self._retries)),
+            self.steps,
+            duration,
         )
 
     # -- helpers -------------------------------------------------------------------------
@@ -641,7 +611,8 @@ def _index_of(row: Any, rows: list[Any]) -> int:
     return -1
 
 
-def _after_run(flow: str, *_args: Any, **_kwargs: Any) -> None:
+def after_run(flow: str, *_args: Any, **_kwargs: Any) -> None:
+    """What ``commit_row``/``commit_row_batch`` of a FaaS's flow do once its run ended."""
     raise RunError(
         f"flow {flow!r}: commit_row/commit_row_batch were called on a FaaS's flow after "
         f"its run ended; commit inside the FaaS, or on the flow itself before run()",

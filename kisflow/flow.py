@@ -27,7 +27,7 @@ from loguru import logger
 
 from kisflow import _pool
 from kisflow._pool import FaaSSpec
-from kisflow._run import Run, run_sync
+from kisflow._run import Run, after_run, run_sync
 from kisflow._signature import Signature, read_signature
 from kisflow.actions import Action
 from kisflow.config import ConnConfig, FlowConfig, FlowFunctionParam, FuncConfig
@@ -126,6 +126,7 @@ class _Definition:
     """The shared, slowly changing part of a flow; views of a run point at the same one."""
 
     __slots__ = (
+        "after_run",
         "cache",
         "cache_lock",
         "config",
@@ -145,6 +146,8 @@ class _Definition:
     def __init__(self, config: FlowConfig, pool: _pool.Pool | None, max_steps: int) -> None:
         self.id = f"flow-{uuid.uuid4().hex}"
         self.config = config
+        # What a view's commit_row/commit_row_batch become once its run has ended.
+        self.after_run = functools.partial(after_run, config.flow_name)
         self.pool = pool
         self.max_steps = max_steps
         self.graph: nx.DiGraph = nx.freeze(nx.DiGraph())

@@ -5,13 +5,16 @@ from __future__ import annotations
 import enum
 import functools
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 
 from kisflow.modes import Mode
 
-__all__ = ["RunEnd", "RunResult", "StageFigures", "StageStats"]
+if TYPE_CHECKING:
+    from kisflow.stage import Stage
+
+__all__ = ["RunEnd", "RunResult", "StageLog", "StageStats"]
 
 
 class RunEnd(enum.Enum):
@@ -56,14 +59,52 @@ class StageStats:
         return self.rows_in + self.added == self.rows_out + self.filtered + self.dead_letters
 
 
-class StageFigures(tuple[Sequence[Any], ...]):
-    """Parallel per-stage sequences (stages, then one per StageStats figure), as a run
-    keeps them; ``RunResult.stages`` turns them into StageStats only when first read."""
+class StageLog(tuple[Any, ...]):
+    """A run's raw record, kept as cheaply as possible: ``(stages, calls, retries)``, with
+    one ``(position, rows_in, rows_out, dead_letters, seconds)`` entry in ``calls`` per
+    stage call and ``retries`` by position (or None). ``RunResult.stages`` sums it into
+    StageStats only when first read."""
 
     __slots__ = ()
 
+    def stats(self) -> tuple[StageStats, ...]:
+        """Per-stage figures, summed over every call of each stage."""
+        stages: Sequence[Stage] = self[0]
+        log: list[tuple[int, int, int, int, float]] = self[1]
+        n = len(stages)
+        calls, rows_in, rows_out, dead, filtered, added = ([0] * n for _ in range(6))
+        seconds = [0.0] * n
+        for pos, got, out, dropped, took in log:
+            calls[pos] += 1
+            rows_in[pos] += got
+            rows_out[pos] += out
+            dead[pos] += dropped
+            seconds[pos] += took
+            left = got - out - dropped
+            if left >= 0:
+                filtered[pos] += left
+            else:
+                added[pos] -= left
+        retries: dict[int, int] = self[2] or {}
+        return tuple(
+            StageStats(
+                stage.id,
+                stage.name,
+                stage.mode,
+                calls[i],
+                rows_in[i],
+                rows_out[i],
+                seconds[i],
+                dead[i],
+                filtered[i],
+                added[i],
+                retries.get(i, 0),
+            )
+            for i, stage in enumerate(stages)
+        )
 
-@attrs.frozen
+
+@attrs.frozen(slots=False)  # a dict-backed instance is built about twice as fast
 class RunResult:
     """The outcome of ``Flow.run``: ``output`` is what the last stage that ran committed."""
 
@@ -72,7 +113,7 @@ class RunResult:
     ended: RunEnd
     stopped_at: str | None
     """Name of the stage that stopped the run early (no rows, abort), else None."""
-    _stages: Sequence[StageStats] | StageFigures = attrs.field(alias="stages", repr=False)
+    _stages: Sequence[StageStats] | StageLog = attrs.field(alias="stages", repr=False)
     steps: int
     duration: float
 
@@ -80,15 +121,12 @@ class RunResult:
     def stages(self) -> tuple[StageStats, ...]:
         """Per-stage figures, in flow order (stages that never ran have ``calls == 0``).
 
-        Built on first use from the run's raw figures, which keeps many small runs cheap.
+        Built on first use from the run's raw record, which keeps many small runs cheap.
         """
         source = self._stages
-        if not isinstance(source, StageFigures):
-            return tuple(source)
-        return tuple(
-            StageStats(stage.id, stage.name, stage.mode, *figures)
-            for stage, *figures in zip(*source, strict=True)
-        )
+        if isinstance(source, StageLog):
+            return source.stats()
+        return tuple(source)
 
     @property
     def dead_letters(self) -> int:
