@@ -3,23 +3,22 @@
 A ``Run`` is created per ``Flow.run`` call and owns everything that changes during the
 run (source and result layers, the current stage, the pending action, step count and
 figures), so one Flow definition runs from many threads at once without cross-talk.
-The loop is split into ``begin`` (prepare the stage and its arguments) and ``end``
-(apply the data-layer rules and actions), so sync and async drivers share it.
+``Run.calls()`` is the loop itself, as a generator: it prepares each stage, yields the
+FaaS and its arguments, and applies the data-layer rules and actions once the driver
+asks for the next call. Sync and async drivers share it and differ only in how they
+call (``run_sync`` is the reference)::
 
-A driver's step, sync or async (``run_sync`` is the reference)::
-
-    while not run.done:                # then run.result()
-    spec, args = run.begin()           # rows that failed conversion are dead-lettered here
-    while True:
-        try:
-            out = spec.fn(*args)       # then run.finish_sync(spec, out), or await it
-            break
-        except Exception as exc:
-            delay = run.retry(exc)     # None: no attempt left (or not retryable)
-            if delay is None:
-                raise run.failure(exc)  # the error to raise, chained to exc
-            sleep(delay)               # time.sleep / await asyncio.sleep
-    run.end(elapsed_seconds)           # data-layer rules, dead letters, figures, metrics
+    for spec, args in run.calls():     # rows that failed conversion are dead-lettered
+        while True:
+            try:
+                out = spec.fn(*args)   # then run.finish_sync(spec, out), or await it
+                break
+            except Exception as exc:
+                delay = run.retry(exc)  # None: no attempt left (or not retryable)
+                if delay is None:
+                    raise run.failure(exc)  # the error to raise, chained to exc
+                sleep(delay)           # time.sleep / await asyncio.sleep
+    return run.result()                # and run.close() however the run ended
 
 ``retry`` discards what the failed attempt committed (rows, actions, rejected rows),
 so a retried stage never duplicates output.
@@ -31,7 +30,7 @@ import asyncio
 import collections
 import inspect
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from kisflow import metrics as _metrics
@@ -54,6 +53,7 @@ from kisflow.rows import RowConversionFailure, describe_type
 from kisflow.stage import Stage
 
 if TYPE_CHECKING:
+    from kisflow.actions import Action
     from kisflow.flow import Flow
 
 __all__ = ["MAX_RETRY_DELAY", "Run", "after_run", "run_sync"]
@@ -70,7 +70,6 @@ class Run:
     __slots__ = (
         "_attempt",
         "_call_dead",
-        "_in_count",
         "_log",
         "_rejects",
         "_retries",
@@ -138,15 +137,13 @@ class Run:
         self._retries: dict[int, int] | None = None
         self._attempt = 1
         self._call_dead = 0
-        self._in_count = 0
         self._rejects: list[DeadLetter] = []
         self.converted: list[Any] = source
         self.kept: list[int] | None = None
         self.sinks = sinks
         self._runner: asyncio.Runner | None = None
         self._started = _clock()
-        self.view = view = flow._view(self)
-        view.commit_row_batch = self.commit_batch
+        self.view = flow._view(self)
         # Read once per run: metrics off costs one attribute check per stage call.
         self.metrics = _metrics._active
         if self.metrics is not None:
@@ -154,67 +151,125 @@ class Run:
 
     # -- the two halves of a step --------------------------------------------------------
 
-    @property
-    def done(self) -> bool:
-        """Whether the run has ended (drivers loop ``while not run.done``)."""
-        return self.pos >= self.n
+    def calls(self) -> Iterator[tuple[FaaSSpec, tuple[Any, ...]]]:
+        """The run, one stage call at a time: yields the FaaS to call and its arguments.
 
-    def begin(self) -> tuple[FaaSSpec, tuple[Any, ...]]:
-        """Prepare the current stage (``not done``); return its FaaS and call arguments."""
+        Before each yield the stage is prepared (its input, a fresh buffer, rows converted
+        or dead-lettered); when the driver has made the call (with any retries) and asks
+        for the next one, KisFlow's data-layer rules and the pending action are applied
+        and the stage's figures recorded. Run state lives in locals between stages: a
+        generator keeps the per-stage cost of a run small.
+        """
+        clock = _clock
+        stages, specs, layers, log, view, n = (
+            self.stages,
+            self.specs,
+            self.layers,
+            self._log,
+            self.view,
+            self.n,
+        )
         pos = self.pos
-        self.steps += 1
-        if self.steps > self.trace_from:
-            if self.steps > self.max_steps:
-                raise self._loop_error()
-            if self.trace is None:
-                self.trace = collections.deque(maxlen=4 * self.n + 4)
-            self.trace.append(pos)
-        stage = self.stages[pos]
-        spec = self.specs[pos]
-        if pos == 0:
-            inp = self.source
-        else:
-            prev = self.layers[pos - 1]
-            inp = prev if prev is not None else []
-        self.input = inp
-        self._in_count = len(inp)
-        # _attempt, _call_dead, _rejects and kept are reset by end() when a call used them.
-        buf: list[Any] = []
-        self.buffer = buf
-        view = self.view
-        view._stage = stage
-        view._input = inp
-        view._action = None
-        view.commit_row = buf.append
+        started = clock()
+        while True:
+            # -- prepare the stage -------------------------------------------------------
+            self.steps = steps = self.steps + 1
+            if steps > self.trace_from:
+                self._near_step_limit(pos)
+            if pos == 0:
+                inp = self.source
+            else:
+                prev = layers[pos - 1]
+                inp = prev if prev is not None else []
+            self.input = self.converted = inp
+            rows_in = len(inp)
+            # _attempt, _call_dead, _rejects and kept are reset below when a call used them.
+            buf: list[Any] = []
+            self.buffer = buf
+            view._stage = stages[pos]
+            view._input = inp
+            view._action = None
+            view.commit_row = buf.append
+            spec = specs[pos]
+            sig = spec.signature
+            if sig.takes_rows or sig.takes_ctx:
+                yield spec, self._arguments(pos, spec, inp)
+            else:
+                yield spec, (view,)
+            # -- apply the data-layer rules and the action ---------------------------------
+            action = view._action
+            stop: RunEnd | None
+            if action is None:
+                result = self.buffer
+                following = pos + 1
+                # KisFlow's rule: a stage that commits nothing stops the flow (no error).
+                # The last stage committing nothing is a sink that finished: completed.
+                stop = RunEnd.NO_ROWS if not result and following < n else None
+            else:
+                result, following, stop = self._apply(action, pos)
+            if self._rejects:
+                for letter in self._rejects:
+                    self._put(pos, letter)
+                self._rejects = []
+            layers[pos] = result
+            self.output = result
+            rows_out = len(result)
+            dead = self._call_dead
+            if dead or self._attempt != 1 or self.kept is not None:
+                self._call_dead = 0
+                self._attempt = 1
+                self.kept = None
+            now = clock()
+            duration = now - started
+            started = now
+            log.append((pos, rows_in, rows_out, dead, duration))
+            m = self.metrics
+            if m is not None:
+                filtered = max(rows_in - rows_out - dead, 0)
+                m.stage_done(
+                    self.flow_name, stages[pos], rows_in, rows_out, filtered, dead, duration
+                )
+            if stop is not None:
+                self._stop(stop, stages[pos])
+                return
+            if following >= n:
+                self.pos = n
+                return
+            self.pos = pos = following
+
+    def _near_step_limit(self, pos: int) -> None:
+        """Past ``trace_from``: record positions, to name the cycle if the limit is hit."""
+        if self.steps > self.max_steps:
+            raise self._loop_error()
+        if self.trace is None:
+            self.trace = collections.deque(maxlen=4 * self.n + 4)
+        self.trace.append(pos)
+
+    def _arguments(self, pos: int, spec: FaaSSpec, inp: list[Any]) -> tuple[Any, ...]:
+        """A FaaS's call arguments when it takes a context or rows (converted if typed)."""
         sig = spec.signature
-        args: tuple[Any, ...]
-        if sig.takes_rows:
-            rows: Any = inp
-            if sig.rows is not None:
-                try:
-                    rows = sig.rows.convert(inp)
-                except RowConversionFailure as bad:
-                    if self.sink(pos) is not None:
-                        rows = self._dead_letter_unconvertible(pos, inp)
-                        view._input = self.input
-                        self.converted = rows
-                        args = (self.ctx, view, rows) if sig.takes_ctx else (view, rows)
-                        return spec, args
+        view = self.view
+        if not sig.takes_rows:
+            return (self.ctx, view)
+        rows: Any = inp
+        if sig.rows is not None:
+            try:
+                rows = sig.rows.convert(inp)
+            except RowConversionFailure as bad:
+                if self.sink(pos) is None:
                     raise RowConversionError(
                         f"flow {self.flow_name!r} stage {self.label(pos)}: row {bad.index} "
                         f"cannot be converted to {describe_type(sig.rows_type)}: {bad.cause}; "
                         f"row was {bad.row!r}"[:2000],
                         flow=self.flow_name,
-                        stage=stage.name,
+                        stage=self.stages[pos].name,
                         row_index=bad.index,
                         row=bad.row,
                     ) from bad.cause
+                rows = self._dead_letter_unconvertible(pos, inp)
+                view._input = self.input
             self.converted = rows
-            args = (self.ctx, view, rows) if sig.takes_ctx else (view, rows)
-        else:
-            self.converted = inp
-            args = (self.ctx, view) if sig.takes_ctx else (view,)
-        return spec, args
+        return (self.ctx, view, rows) if sig.takes_ctx else (view, rows)
 
     def sink(self, pos: int) -> DeadLetterSink | None:
         """The dead-letter sink of the stage at ``pos``, or None."""
@@ -395,54 +450,22 @@ class Run:
         error.__suppress_context__ = True
         return error
 
-    def end(self, duration: float) -> None:
-        """Apply KisFlow's data-layer rules and the pending action to the stage just run."""
-        pos = self.pos
-        stage = self.stages[pos]
-        action = self.view._action
-        buf = self.buffer
-        jump: int | None = None
-        aborted = False
-        if action is None:
-            result = buf
-            stop_for_no_rows = not buf
+    def _apply(self, action: Action, pos: int) -> tuple[list[Any], int, RunEnd | None]:
+        """The stage's result, the next position and why the run stops (or None), given
+        the action it asked for."""
+        if action.data_reuse:
+            result = self._reused_input() if self._rejects else self.input
         else:
-            if action.data_reuse:
-                result = self._reused_input() if self._rejects else self.input
-            else:
-                result = buf
-            stop_for_no_rows = not result and not action.force_entry_next
-            if action.jump_func is not None:
-                jump = self._jump_target(action.jump_func)
-                stop_for_no_rows = False
-            aborted = action.abort
-        if self._rejects:
-            for letter in self._rejects:
-                self._put(pos, letter)
-            self._rejects = []
-        self.layers[pos] = result
-        rows_in = self._in_count
-        rows_out = len(result)
-        dead = self._call_dead
-        attempt = self._attempt
-        if dead or attempt != 1 or self.kept is not None:
-            self._call_dead = 0
-            self._attempt = 1
-            self.kept = None
-        self._log.append((pos, rows_in, rows_out, dead, duration))
-        self.output = result
-        m = self.metrics
-        if m is not None:
-            filtered = max(rows_in - rows_out - dead, 0)
-            m.stage_done(self.flow_name, stage, rows_in, rows_out, filtered, dead, duration)
-        if aborted:
-            self._stop(RunEnd.ABORTED, stage)
-        elif stop_for_no_rows and pos + 1 < self.n:
-            # KisFlow's rule: a stage that commits nothing stops the flow (no error). The
-            # last stage committing nothing is a sink that finished: the run completed.
-            self._stop(RunEnd.NO_ROWS, stage)
-        else:
-            self.pos = jump if jump is not None else pos + 1
+            result = self.buffer
+        # A jump is checked even when the stage also aborts: a bad target is an error.
+        jump = None if action.jump_func is None else self._jump_target(action.jump_func)
+        if action.abort:
+            return result, pos + 1, RunEnd.ABORTED
+        if jump is not None:
+            return result, jump, None
+        if not result and not action.force_entry_next and pos + 1 < self.n:
+            return result, pos + 1, RunEnd.NO_ROWS
+        return result, pos + 1, None
 
     def _stop(self, why: RunEnd, stage: Stage) -> None:
         self.ended = why
@@ -632,10 +655,7 @@ async def _as_coroutine(awaitable: Any) -> Any:
 def run_sync(run: Run) -> RunResult:
     """Carry out ``run`` in the calling thread; async stages run on a private loop."""
     try:
-        clock = time.perf_counter
-        started = clock()
-        while run.pos < run.n:
-            spec, args = run.begin()
+        for spec, args in run.calls():
             while True:
                 try:
                     out = spec.fn(*args)
@@ -648,9 +668,6 @@ def run_sync(run: Run) -> RunResult:
                         raise run.failure(exc)  # noqa: B904 - failure() chains exc itself
                     if delay > 0:
                         time.sleep(delay)
-            now = clock()
-            run.end(now - started)
-            started = now
         return run.result()
     finally:
         run.close()

@@ -231,9 +231,10 @@ class Flow:
         view._ctx = run.ctx
         view._run = run  # a cycle until Run.close() cuts it when the run ends
         view._stage = None
-        view._input = []
+        view._input = run.source
         view._action = None
         view._source = []
+        view.commit_row_batch = run.commit_batch
         return view
 
     @classmethod

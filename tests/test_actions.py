@@ -163,6 +163,13 @@ class TestAbort:
             1,
         )
 
+    def test_abort_with_a_jump_to_an_unknown_stage_is_still_an_error(self) -> None:
+        def both(flow: kf.Flow) -> None:
+            flow.next(kf.actions.jump_func("nowhere"), kf.actions.abort)
+
+        with pytest.raises(kf.ActionError, match="'nowhere', which is not in the flow"):
+            _flow(("a", both), ("b", _identity)).run([1])
+
     def test_actions_reset_between_stages(self) -> None:
         def force(flow: kf.Flow) -> None:
             flow.next(kf.actions.force_entry_next)

@@ -182,7 +182,9 @@ class TestBackoff:
         flow = _flow("S", retry_times, return_duration)
         run = flow._start([1], None, None)
         assert run is not None
-        assert run.begin() is not None
+        self.calls = run.calls()  # kept suspended at the first stage's call
+        spec, args = next(self.calls)
+        assert (spec.name, args[1]) == ("S", [1])
         return run
 
     def test_doubling_delays(self) -> None:

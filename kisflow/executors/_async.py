@@ -1,4 +1,4 @@
-"""The async driver: the same ``Run.begin()``/``Run.end()`` loop as ``run_sync``, awaited.
+"""The async driver: the same ``Run.calls()`` loop as ``run_sync``, awaited.
 
 Async FaaS are awaited on the caller's loop, async generators drained there, and sync
 FaaS (plain or generators) run in a worker thread through ``asyncio.to_thread`` so a
@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import inspect
-import time
 from typing import Any
 
 from kisflow._pool import FaaSSpec
@@ -27,10 +26,7 @@ async def run_async(run: Run) -> RunResult:
     Retries wait with ``asyncio.sleep``, so a stage backing off never blocks the loop.
     """
     try:
-        clock = time.perf_counter
-        started = clock()
-        while not run.done:
-            spec, args = run.begin()
+        for spec, args in run.calls():
             while True:
                 try:
                     await _call(run, spec, args)
@@ -41,9 +37,6 @@ async def run_async(run: Run) -> RunResult:
                         raise run.failure(exc)  # noqa: B904 - failure() chains exc itself
                     if delay > 0:
                         await asyncio.sleep(delay)
-            now = clock()
-            run.end(now - started)
-            started = now
         return run.result()
     finally:
         run.close()
