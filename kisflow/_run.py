@@ -59,6 +59,7 @@ if TYPE_CHECKING:
 __all__ = ["MAX_RETRY_DELAY", "Run", "after_run", "run_sync"]
 
 _clock = time.perf_counter
+_COMPLETED = RunEnd.COMPLETED  # an enum member read per run is not free on Python 3.11
 
 MAX_RETRY_DELAY = 30.0
 """Seconds: the doubling retry delay stops growing here (or at ``return_duration``)."""
@@ -70,6 +71,7 @@ class Run:
     __slots__ = (
         "_attempt",
         "_call_dead",
+        "_ended_at",
         "_log",
         "_rejects",
         "_retries",
@@ -130,7 +132,7 @@ class Run:
         self.buffer: list[Any] = []
         self.input: list[Any] = source
         self.output: list[Any] = []
-        self.ended = RunEnd.COMPLETED
+        self.ended = _COMPLETED
         self.stopped_at: str | None = None
         # One entry per stage call; StageLog sums them only if the figures are read.
         self._log: list[tuple[int, int, int, int, float]] = []
@@ -142,7 +144,7 @@ class Run:
         self.kept: list[int] | None = None
         self.sinks = sinks
         self._runner: asyncio.Runner | None = None
-        self._started = _clock()
+        self._started = self._ended_at = 0.0  # set by calls()
         self.view = flow._view(self)
         # Read once per run: metrics off costs one attribute check per stage call.
         self.metrics = _metrics._active
@@ -170,7 +172,7 @@ class Run:
             self.n,
         )
         pos = self.pos
-        started = clock()
+        self._started = started = clock()
         while True:
             # -- prepare the stage -------------------------------------------------------
             self.steps = steps = self.steps + 1
@@ -231,9 +233,11 @@ class Run:
                 )
             if stop is not None:
                 self._stop(stop, stages[pos])
+                self._ended_at = now
                 return
             if following >= n:
                 self.pos = n
+                self._ended_at = now
                 return
             self.pos = pos = following
 
@@ -293,10 +297,9 @@ class Run:
         buf = self.buffer
         if (
             not copy
-            and not buf
             and type(rows) is list
-            and rows is not self.input
-            and rows is not self.view._input
+            and not buf
+            and rows is not self.input  # the view's input() is this list too
             and rows is not self.converted
         ):
             self.buffer = rows
@@ -491,7 +494,7 @@ class Run:
         if self._runner is not None:
             self._runner.close()
             self._runner = None
-        duration = _clock() - self._started
+        duration = self._ended_at - self._started
         if self.metrics is not None:
             self.metrics.run_done(self.flow_name, duration)
         output = self.output
