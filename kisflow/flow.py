@@ -477,8 +477,9 @@ class Flow:
             rows: the source rows. Without them, the rows committed on this flow since
                 the last run form the source (KisFlow's way; not thread-safe). Passing
                 rows is the thread-safe way: one flow runs from many threads at once.
-                A list is read in place, not copied (do not change it during the run);
-                the run never changes it, and ``output`` is never that list.
+                A list is read in place, not copied (do not change it during the run):
+                it is the first stage's ``input()``, kisflow never changes it, and
+                ``output`` is never that list.
             ctx: passed as the first argument to every FaaS that takes a context.
             max_steps: stage calls allowed before ``FlowLoopError`` (default: the flow's).
             dead_letters: a dead-letter sink for this run (list, JSONL path, callable or
