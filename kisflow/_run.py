@@ -151,7 +151,7 @@ class Run:
         if self.metrics is not None:
             self.metrics.run_started(self.flow_name, len(source))
 
-    # -- the two halves of a step --------------------------------------------------------
+    # -- the run loop --------------------------------------------------------------------
 
     def calls(self) -> Iterator[tuple[FaaSSpec, tuple[Any, ...]]]:
         """The run, one stage call at a time: yields the FaaS to call and its arguments.
