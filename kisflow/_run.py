@@ -60,6 +60,7 @@ __all__ = ["MAX_RETRY_DELAY", "Run", "after_run", "run_sync"]
 
 _clock = time.perf_counter
 _COMPLETED = RunEnd.COMPLETED  # an enum member read per run is not free on Python 3.11
+_NO_ROWS: list[Any] = []  # what a closed run's view holds as its input
 
 MAX_RETRY_DELAY = 30.0
 """Seconds: the doubling retry delay stops growing here (or at ``return_duration``)."""
@@ -479,7 +480,8 @@ class Run:
         """Release what the run holds; every driver calls it when the run ends, however.
 
         Cutting the view's link back to the run lets reference counting free the run and
-        its layers at once, instead of waiting for the cycle collector.
+        its layers at once, instead of waiting for the cycle collector; the view drops its
+        last input too, so a FaaS that kept its flow does not keep a layer alive.
         """
         if self._runner is not None:
             self._runner.close()
@@ -487,6 +489,7 @@ class Run:
         view = self.view
         view._run = None
         view._stage = None
+        view._input = _NO_ROWS  # never handed out: input() refuses once _stage is None
         view.commit_row = view.commit_row_batch = view._d.after_run
 
     def result(self) -> RunResult:

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import threading
 import time
+import weakref
 from collections.abc import AsyncIterator, Iterator
 from datetime import timedelta
 from typing import Any
@@ -501,3 +503,49 @@ class TestCommitBatchHandOver:
             kept[0].commit_row(2)
         with pytest.raises(kf.RunError, match="after its run ended"):
             kept[0].commit_row_batch([2], copy=False)
+
+
+class _Row:
+    """A row that can be watched with a weak reference."""
+
+    __slots__ = ("__weakref__", "n")
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+
+
+class TestLayersAreFreed:
+    """A run's layers die with it, by reference counting, even if a FaaS kept its flow."""
+
+    def _watched_run(self, keep: list[kf.Flow]) -> list[weakref.ref[_Row]]:
+        refs: list[weakref.ref[_Row]] = []
+
+        def make(flow: kf.Flow) -> None:
+            for n in flow.input():
+                row = _Row(n)
+                refs.append(weakref.ref(row))
+                flow.commit_row(row)
+
+        def count(flow: kf.Flow) -> None:
+            keep.append(flow)  # a FaaS that holds on to its flow after the run
+            flow.commit_row(len(flow.input()))
+
+        kf.pool.faas("Make", make)
+        kf.pool.faas("Pass", lambda flow: flow.commit_row_batch(flow.input()))
+        kf.pool.faas("Count", count)
+        flow = kf.FlowBuilder("watched").calculate("Make").calculate("Pass").expand("Count")
+        assert flow.build().run([1, 2, 3]).output == [3]
+        return refs
+
+    def test_rows_of_the_layers_are_freed_when_the_run_returns(self) -> None:
+        kept: list[kf.Flow] = []
+        gc.disable()  # freed by reference counting, not by a later collection
+        try:
+            refs = self._watched_run(kept)
+            assert len(refs) == 3
+            assert [r() for r in refs] == [None, None, None]
+        finally:
+            gc.enable()
+        assert len(kept) == 1
+        with pytest.raises(kf.RunError, match="only valid inside a FaaS"):
+            kept[0].input()
