@@ -152,7 +152,7 @@ class TestDataLayers:
         result.output.append(3)
         assert rows == [1, 2]
 
-    def test_run_copies_rows_that_are_not_a_list(self) -> None:
+    def test_run_reads_rows_from_any_iterable(self) -> None:
         kf.pool.faas("keep", lambda flow: flow.commit_row_batch(flow.input()))
         rows = (1, 2)
         result = kf.FlowBuilder("f").calculate("keep").build().run(r for r in rows)
