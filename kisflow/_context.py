@@ -1,0 +1,64 @@
+"""What the engine tells the code it calls, through context variables.
+
+A run whose flow has connectors sets ``RUN`` to itself for its duration, and an executor
+sets ``PARTITION`` to the partition (or stream batch) it runs. A built-in Save reads both
+to compute its idempotency mark (flow, stage, partition, call number) without knowing
+the executor or the run's internals. Context variables follow threads started with
+``asyncio.to_thread`` and tasks, so concurrent runs never see each other's values.
+"""
+
+from __future__ import annotations
+
+import contextvars
+from typing import Any, Protocol
+
+__all__ = ["PARTITION", "RUN", "Keyed", "RunInfo", "current_partition", "current_run"]
+
+
+class RunInfo(Protocol):
+    """What a run tells observers and connectors about itself."""
+
+    @property
+    def flow_name(self) -> str:
+        """The flow's name."""
+
+    @property
+    def run_id(self) -> int:
+        """A number unique to this run within the process."""
+
+    @property
+    def steps(self) -> int:
+        """Stage calls made so far, the current one included (1 for the first)."""
+
+    @property
+    def attempt(self) -> int:
+        """The current stage call's attempt, from 1."""
+
+    @property
+    def ctx(self) -> Any:
+        """The run's ``ctx``."""
+
+
+class Keyed(Protocol):
+    """A unit of work an executor runs: a partition or a stream batch, by a stable key."""
+
+    @property
+    def key(self) -> str:
+        """What a Save records to write this unit once."""
+
+
+RUN: contextvars.ContextVar[RunInfo | None] = contextvars.ContextVar("kisflow_run", default=None)
+"""The run being carried out in this context (set only for flows with connectors)."""
+
+PARTITION: contextvars.ContextVar[Any] = contextvars.ContextVar("kisflow_partition", default=None)
+"""The ``Keyed`` unit (partition, batch) an executor is running in this context."""
+
+
+def current_run() -> RunInfo | None:
+    """The run being carried out in this context, or None."""
+    return RUN.get()
+
+
+def current_partition() -> Any:
+    """The partition or batch an executor is running in this context, or None."""
+    return PARTITION.get()

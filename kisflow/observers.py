@@ -1,0 +1,108 @@
+"""Observers: how metrics, progress bars, dashboards and tracing see runs.
+
+An observer is an object with any of the methods of ``Observer`` (subclass it and
+override what you need). Register one for every run of the process with ``add`` (or
+the ``observing`` context manager), or for some runs with
+``RunOptions(observers=(obs,))``. The engine calls them in the thread running the run;
+an observer must be quick and thread-safe, and an exception it raises is logged, never
+turned into a run failure. With no observer registered the run loop does no extra work.
+
+Events, in order, for one run::
+
+    run_started(run) -> stage_done(run, call) ... [retried(run, stage, attempt, error)]
+                     -> run_done(run, result, error)
+
+and ``batch_done(flow, batch, result)`` after each batch a stream yields.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, NamedTuple
+
+from loguru import logger
+
+from kisflow import _state
+
+if TYPE_CHECKING:
+    from kisflow._context import RunInfo
+    from kisflow.result import RunResult
+    from kisflow.stage import Stage
+
+__all__ = ["Observer", "StageCall", "active", "add", "notify", "observing", "remove"]
+
+
+class StageCall(NamedTuple):
+    """One finished stage call, as an observer sees it (a tuple: cheap to make per call)."""
+
+    stage: Stage
+    position: int
+    """The stage's index in the flow's chain."""
+    rows_in: int
+    rows_out: int
+    filtered: int
+    """Rows taken in but neither passed on nor dead-lettered: ``max(0, in - out - dead)``."""
+    dead: int
+    """Rows the stage's dead-letter sink took during this call."""
+    seconds: float
+    attempts: int
+    """FaaS calls made for this stage call (1 unless it was retried)."""
+
+
+class Observer:
+    """The observer interface: every method does nothing until overridden."""
+
+    def run_started(self, run: RunInfo, rows: int) -> None:
+        """A run starts on ``rows`` source rows."""
+
+    def stage_done(self, run: RunInfo, call: StageCall) -> None:
+        """A stage call finished (after any retries) and its rows were counted."""
+
+    def retried(self, run: RunInfo, stage: Stage, attempt: int, error: BaseException) -> None:
+        """A stage call failed with ``error`` and is tried again as ``attempt``."""
+
+    def run_done(self, run: RunInfo, result: RunResult | None, error: BaseException | None) -> None:
+        """The run ended: with ``result``, or with ``error`` (then ``result`` is None)."""
+
+    def batch_done(self, flow: str, batch: int, result: RunResult) -> None:
+        """A stream yielded the result of its batch number ``batch`` (from 1)."""
+
+
+def add(observer: Observer) -> None:
+    """Observe every run of this process from now on (added once, however often given)."""
+    with _state.lock:
+        if not any(o is observer for o in _state.observers):
+            _state.observers = (*_state.observers, observer)
+
+
+def remove(observer: Observer) -> None:
+    """Stop observing runs with ``observer`` (nothing happens if it was not added)."""
+    with _state.lock:
+        _state.observers = tuple(o for o in _state.observers if o is not observer)
+
+
+def active() -> tuple[Observer, ...]:
+    """The process-wide observers, in the order they were added."""
+    return _state.observers
+
+
+@contextlib.contextmanager
+def observing(observer: Observer) -> Iterator[Observer]:
+    """Observe every run inside the ``with`` block."""
+    add(observer)
+    try:
+        yield observer
+    finally:
+        remove(observer)
+
+
+def notify(observers: tuple[Observer, ...], event: str, *args: object) -> None:
+    """Call ``event`` on each observer; an observer's error is logged and swallowed."""
+    for observer in observers:
+        try:
+            getattr(observer, event)(*args)
+        except Exception as exc:  # an observer never fails a run
+            logger.opt(exception=exc).warning(
+                "observer {!r} failed in {}: {}: {}", observer, event, type(exc).__name__, exc
+            )
