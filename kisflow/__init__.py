@@ -13,11 +13,22 @@ Verify/Save/Load/Calculate/Expand stages, and run it on batches of rows::
     assert flow.run([1, 2]).output == [2, 4]
 """
 
+import importlib
 from importlib.metadata import PackageNotFoundError, version
+from typing import TYPE_CHECKING, Any
 
 from loguru import logger
 
-from kisflow import actions, dask, deadletter, errors, executors, metrics, pool, report
+from kisflow import (
+    actions,
+    connectors,  # registers the built-in connector types
+    deadletter,
+    errors,
+    metrics,
+    observers,
+    pool,
+    report,
+)
 from kisflow.actions import Action
 from kisflow.builder import FlowBuilder
 from kisflow.config import (
@@ -56,12 +67,25 @@ from kisflow.errors import (
 )
 from kisflow.flow import DEFAULT_MAX_STEPS, Flow
 from kisflow.modes import Mode
+from kisflow.observers import Observer
+from kisflow.options import RunOptions
 from kisflow.pool import Pool, caas, caas_init, faas
 from kisflow.result import RunEnd, RunResult, StageStats
 from kisflow.stage import Stage
 
+if TYPE_CHECKING:
+    from kisflow import dask, executors
+
 # A library must not emit logs unless the application asks: `logger.enable("kisflow")`.
 logger.disable("kisflow")
+
+
+def __getattr__(name: str) -> Any:
+    """``kisflow.executors`` and ``kisflow.dask`` are imported on first use, not with kisflow."""
+    if name in ("executors", "dask"):
+        return importlib.import_module(f"kisflow.{name}")
+    raise AttributeError(f"module 'kisflow' has no attribute {name!r}")
+
 
 try:
     __version__ = version("kisflow")
@@ -97,6 +121,7 @@ __all__ = [
     "LoadedConfig",
     "MissingExtraError",
     "Mode",
+    "Observer",
     "PartitionError",
     "Pool",
     "PoolError",
@@ -104,6 +129,7 @@ __all__ = [
     "RowRejectedError",
     "RunEnd",
     "RunError",
+    "RunOptions",
     "RunResult",
     "Source",
     "Stage",
@@ -113,6 +139,7 @@ __all__ = [
     "actions",
     "caas",
     "caas_init",
+    "connectors",
     "dask",
     "deadletter",
     "errors",
@@ -121,6 +148,7 @@ __all__ = [
     "faas",
     "load_config_dir",
     "metrics",
+    "observers",
     "pool",
     "report",
 ]

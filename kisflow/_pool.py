@@ -1,9 +1,10 @@
 """The pool: kisflow's one piece of process-wide state, owned by this module.
 
-It holds four routers, each behind its own lock: FaaS by function name, flows by flow
-name, connector init callbacks by connector name and CaaS by (connector, function,
-mode). ``current()`` is the pool the module-level API uses; ``use()`` swaps in another
-one (tests use it through ``kisflow.testing``). Every method is thread-safe: a
+It holds five routers, each behind its own lock: FaaS by function name, flows by flow
+name, connector init callbacks by connector name, CaaS by (connector, function, mode) and
+connector types by type name. ``current()`` is the pool the module-level API uses
+(kept in ``kisflow._state``); ``use()`` swaps in another one (tests use it through
+``kisflow.testing``). Every method is thread-safe: a
 check-and-insert happens under the router's lock and lookups return copies.
 """
 
@@ -18,12 +19,14 @@ from typing import TYPE_CHECKING, Any
 import attrs
 from loguru import logger
 
+from kisflow import _state
 from kisflow._signature import Signature, read_signature
 from kisflow.errors import ConfigError, DuplicateRegistrationError, FaaSSignatureError
 from kisflow.modes import Mode
 
 if TYPE_CHECKING:
-    from kisflow.flow import Flow
+    from kisflow._api import FlowAPI
+    from kisflow.connector import ConnectorType
 
 __all__ = ["CaaSSpec", "FaaSSpec", "Pool", "current", "use"]
 
@@ -83,12 +86,14 @@ class Pool:
     def __init__(self) -> None:
         self._faas: dict[str, FaaSSpec] = {}
         self._faas_lock = threading.Lock()
-        self._flows: dict[str, Flow] = {}
+        self._flows: dict[str, FlowAPI] = {}
         self._flows_lock = threading.Lock()
         self._conn_init: dict[str, Callable[..., Any]] = {}
         self._conn_init_lock = threading.Lock()
         self._caas: dict[tuple[str, str, Mode], CaaSSpec] = {}
         self._caas_lock = threading.Lock()
+        self._conn_types: dict[str, ConnectorType] = {}
+        self._conn_types_lock = threading.Lock()
         self._version = 0
 
     @property
@@ -134,20 +139,21 @@ class Pool:
 
     # -- flows --------------------------------------------------------------------------
 
-    def add_flow(self, name: str, flow: Flow, *, replace: bool = False) -> None:
+    def add_flow(self, name: str, flow: FlowAPI, *, replace: bool = False) -> None:
         """Register ``flow`` under ``name``; a taken name is an error unless ``replace``."""
         _check_name("flow_name", name)
         with self._flows_lock:
             if name in self._flows and not replace:
                 raise DuplicateRegistrationError("flow", name)
             self._flows[name] = flow
+        logger.debug("registered flow {!r}", name)
 
-    def get_flow(self, name: str) -> Flow | None:
+    def get_flow(self, name: str) -> FlowAPI | None:
         """The flow registered under ``name``, or None (as KisFlow's GetFlow)."""
         with self._flows_lock:
             return self._flows.get(name)
 
-    def get_flows(self) -> dict[str, Flow]:
+    def get_flows(self) -> dict[str, FlowAPI]:
         """A copy of every registered flow, by name."""
         with self._flows_lock:
             return dict(self._flows)
@@ -167,6 +173,7 @@ class Pool:
             if cname in self._conn_init and not replace:
                 raise DuplicateRegistrationError("connector init", cname)
             self._conn_init[cname] = fn
+        logger.debug("registered caas_init {!r}", cname)
 
     def get_caas_init(self, cname: str) -> Callable[..., Any] | None:
         """The init callback of connector ``cname``, or None."""
@@ -193,6 +200,7 @@ class Pool:
             if key in self._caas and not replace:
                 raise DuplicateRegistrationError("caas", f"{cname}/{fname}/{parsed.value}")
             self._caas[key] = spec
+        logger.debug("registered caas {!r}/{!r}/{}", cname, fname, parsed.value)
         return spec
 
     def get_caas(self, cname: str, fname: str, mode: Mode | str) -> CaaSSpec | None:
@@ -200,6 +208,24 @@ class Pool:
         key = (cname, fname, mode if isinstance(mode, Mode) else Mode.parse(mode))
         with self._caas_lock:
             return self._caas.get(key)
+
+    # -- connector types -----------------------------------------------------------------
+
+    def connector_type(self, conn_type: ConnectorType, *, replace: bool = False) -> None:
+        """Register a connector type in this pool; it wins over a default of that name."""
+        _check_name("type", conn_type.name)
+        key = conn_type.name.strip().lower()
+        with self._conn_types_lock:
+            if key in self._conn_types and not replace:
+                raise DuplicateRegistrationError("connector type", conn_type.name)
+            self._conn_types[key] = conn_type
+            self._version += 1  # a stage's default Save/Load may change with it
+        logger.debug("registered connector type {!r}", conn_type.name)
+
+    def get_connector_type(self, name: str) -> ConnectorType | None:
+        """The connector type registered in this pool under ``name`` (any case), or None."""
+        with self._conn_types_lock:
+            return self._conn_types.get(name.strip().lower())
 
     def reset(self) -> None:
         """Forget every registration (for tests and interactive sessions)."""
@@ -212,25 +238,26 @@ class Pool:
             self._conn_init.clear()
         with self._caas_lock:
             self._caas.clear()
+        with self._conn_types_lock:
+            self._conn_types.clear()
 
 
-_current = Pool()
-_swap_lock = threading.Lock()
+_state.pool = Pool()
 
 
 def current() -> Pool:
     """The pool the module-level API (``kisflow.faas``, ``kisflow.pool``) uses now."""
-    return _current
+    pool: Pool = _state.pool
+    return pool
 
 
 @contextmanager
 def use(pool: Pool) -> Iterator[Pool]:
     """Make ``pool`` the current pool inside the ``with`` block, then restore the old one."""
-    global _current
-    with _swap_lock:
-        previous, _current = _current, pool
+    with _state.lock:
+        previous, _state.pool = _state.pool, pool
     try:
         yield pool
     finally:
-        with _swap_lock:
-            _current = previous
+        with _state.lock:
+            _state.pool = previous

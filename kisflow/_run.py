@@ -21,19 +21,25 @@ call (``run_sync`` is the reference)::
     return run.result()                # and run.close() however the run ended
 
 ``retry`` discards what the failed attempt committed (rows, actions, rejected rows),
-so a retried stage never duplicates output.
+so a retried stage never duplicates output. ``run_async`` is the same loop awaited: async
+FaaS run on the caller's loop, sync ones in a worker thread; both drivers share one call
+dispatch (``_finish``). The run tells its observers what happens (nothing is done for
+them when there are none) and drives the FaaS's view only through ``RunView``'s methods.
 """
 
 from __future__ import annotations
 
 import asyncio
 import collections
+import contextvars
 import inspect
+import itertools
 import time
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
-from kisflow import metrics as _metrics
+from kisflow import _context, _state
+from kisflow._api import RunView
 from kisflow._pool import FaaSSpec
 from kisflow._signature import CallKind
 from kisflow.deadletter import DeadLetter, DeadLetterSink
@@ -48,19 +54,22 @@ from kisflow.errors import (
     RunError,
     StageExecutionError,
 )
+from kisflow.observers import Observer, StageCall, notify
 from kisflow.result import RunEnd, RunResult, StageLog
 from kisflow.rows import RowConversionFailure, describe_type
 from kisflow.stage import Stage
 
 if TYPE_CHECKING:
+    from kisflow._definition import Definition
+    from kisflow._plan import Plan
     from kisflow.actions import Action
-    from kisflow.flow import Flow
+    from kisflow.options import RunOptions
 
-__all__ = ["MAX_RETRY_DELAY", "Run", "after_run", "run_sync"]
+__all__ = ["MAX_RETRY_DELAY", "Run", "run_async", "run_sync"]
 
 _clock = time.perf_counter
 _COMPLETED = RunEnd.COMPLETED  # an enum member read per run is not free on Python 3.11
-_NO_ROWS: list[Any] = []  # what a closed run's view holds as its input
+_run_ids = itertools.count(1)
 
 MAX_RETRY_DELAY = 30.0
 """Seconds: the doubling retry delay stops growing here (or at ``return_duration``)."""
@@ -72,6 +81,7 @@ class Run:
     __slots__ = (
         "_attempt",
         "_call_dead",
+        "_ctx_token",
         "_ended_at",
         "_log",
         "_rejects",
@@ -88,10 +98,11 @@ class Run:
         "kept",
         "layers",
         "max_steps",
-        "metrics",
         "n",
+        "observers",
         "output",
         "pos",
+        "run_id",
         "sinks",
         "source",
         "specs",
@@ -105,23 +116,21 @@ class Run:
 
     def __init__(
         self,
-        flow: Flow,
-        stages: Sequence[Stage],
-        specs: Sequence[FaaSSpec],
-        jump_index: Mapping[str, tuple[int, ...]],
+        d: Definition,
+        plan: Plan,
         source: list[Any],
-        ctx: Any,
+        options: RunOptions,
         max_steps: int,
-        *,
-        sinks: Sequence[DeadLetterSink | None] | None = None,
     ) -> None:
+        stages = plan.stages
         n = len(stages)
-        self.flow_name = flow._d.config.flow_name
+        self.run_id = next(_run_ids)
+        self.flow_name = d.config.flow_name
         self.stages = stages
-        self.specs = specs
-        self.jump_index = jump_index
+        self.specs = plan.specs
+        self.jump_index = d.jump_index
         self.source = source
-        self.ctx = ctx
+        self.ctx = ctx = options.ctx
         self.max_steps = max_steps
         self.layers: list[list[Any] | None] = [None] * n
         self.pos = 0
@@ -143,14 +152,25 @@ class Run:
         self._rejects: list[DeadLetter] = []
         self.converted: list[Any] = source
         self.kept: list[int] | None = None
-        self.sinks = sinks
+        self.sinks = plan.sinks_with(options.dead_letters)
         self._runner: asyncio.Runner | None = None
         self._started = self._ended_at = 0.0  # set by calls()
-        self.view = flow._view(self)
-        # Read once per run: metrics off costs one attribute check per stage call.
-        self.metrics = _metrics._active
-        if self.metrics is not None:
-            self.metrics.run_started(self.flow_name, len(source))
+        self.view = RunView(d, self, ctx, source)
+        # Connectors read the run from the context (Save idempotency marks).
+        self._ctx_token: contextvars.Token[Any] | None = (
+            _context.RUN.set(self) if plan.connectors else None
+        )
+        # Read once per run: with no observer, a stage call costs one truth test.
+        extra = options.observers
+        observers: tuple[Observer, ...] = _state.observers + extra if extra else _state.observers
+        self.observers = observers
+        if observers:
+            notify(observers, "run_started", self, len(source))
+
+    @property
+    def attempt(self) -> int:
+        """The current stage call's attempt number, from 1."""
+        return self._attempt
 
     # -- the run loop --------------------------------------------------------------------
 
@@ -189,10 +209,7 @@ class Run:
             # _attempt, _call_dead, _rejects and kept are reset below when a call used them.
             buf: list[Any] = []
             self.buffer = buf
-            view._stage = stages[pos]
-            view._input = inp
-            view._action = None
-            view.commit_row = buf.append
+            view.enter(stages[pos], inp, buf.append)
             spec = specs[pos]
             sig = spec.signature
             if sig.takes_rows or sig.takes_ctx:
@@ -200,7 +217,7 @@ class Run:
             else:
                 yield spec, (view,)
             # -- apply the data-layer rules and the action ---------------------------------
-            action = view._action
+            action = view.take_action()
             stop: RunEnd | None
             if action is None:
                 result = self.buffer
@@ -218,7 +235,8 @@ class Run:
             self.output = result
             rows_out = len(result)
             dead = self._call_dead
-            if dead or self._attempt != 1 or self.kept is not None:
+            attempts = self._attempt
+            if dead or attempts != 1 or self.kept is not None:
                 self._call_dead = 0
                 self._attempt = 1
                 self.kept = None
@@ -226,12 +244,18 @@ class Run:
             duration = now - started
             started = now
             log.append((pos, rows_in, rows_out, dead, duration))
-            m = self.metrics
-            if m is not None:
-                filtered = max(rows_in - rows_out - dead, 0)
-                m.stage_done(
-                    self.flow_name, stages[pos], rows_in, rows_out, filtered, dead, duration
+            if self.observers:
+                call = StageCall(
+                    stages[pos],
+                    pos,
+                    rows_in,
+                    rows_out,
+                    max(rows_in - rows_out - dead, 0),
+                    dead,
+                    duration,
+                    attempts,
                 )
+                notify(self.observers, "stage_done", self, call)
             if stop is not None:
                 self._stop(stop, stages[pos])
                 self._ended_at = now
@@ -272,7 +296,7 @@ class Run:
                         row=bad.row,
                     ) from bad.cause
                 rows = self._dead_letter_unconvertible(pos, inp)
-                view._input = self.input
+                view.set_input(self.input)
             self.converted = rows
         return (self.ctx, view, rows) if sig.takes_ctx else (view, rows)
 
@@ -284,9 +308,7 @@ class Run:
     def _fresh_buffer(self) -> None:
         buf: list[Any] = []
         self.buffer = buf
-        view = self.view
-        view._action = None
-        view.commit_row = buf.append
+        self.view.set_buffer(buf.append, fresh=True)
 
     def commit_batch(self, rows: Iterable[Any], copy: bool = True) -> None:
         """The stage's ``commit_row_batch``: add ``rows`` to its result.
@@ -304,7 +326,7 @@ class Run:
             and rows is not self.converted
         ):
             self.buffer = rows
-            self.view.commit_row = rows.append
+            self.view.set_buffer(rows.append)
             return
         buf.extend(rows)
 
@@ -412,42 +434,40 @@ class Run:
         if self._retries is None:
             self._retries = {}
         self._retries[pos] = self._retries.get(pos, 0) + 1
-        if self.metrics is not None:
-            self.metrics.retried(self.flow_name, self.stages[pos])
+        if self.observers:
+            notify(self.observers, "retried", self, self.stages[pos], self._attempt, exc)
         self._rejects = []
         self._fresh_buffer()
         return delay
 
-    @property
-    def attempt(self) -> int:
-        """The current stage call's attempt number, from 1."""
-        return self._attempt
-
     def failure(self, exc: Exception) -> Exception:
         """The error to raise for ``exc`` escaping the current stage (after any retries).
 
-        kisflow's own errors are returned as they are, with a note naming flow and stage
-        (a ``ConnectorError`` also gets ``.flow``/``.stage``, and says how many attempts
-        it took); other exceptions, and kisflow errors after retries, become
-        ``StageExecutionError`` with ``.attempts``, chained to ``exc``.
+        kisflow's own errors are returned as they are, with a note naming flow and stage;
+        a ``ConnectorError`` is made anew with the flow, stage and attempts (saying how
+        many attempts it took), chained to the connector's; other exceptions, and kisflow
+        errors after retries, become ``StageExecutionError`` with ``.attempts``, chained
+        to ``exc``.
         """
-        if isinstance(exc, ConnectorError) and self._attempt > 1:
-            # Still a ConnectorError (naming connector, type and address) after retries.
+        attempts = self._attempt
+        if isinstance(exc, ConnectorError):
+            tries = f" (after {attempts} attempts)" if attempts > 1 else ""
             err = ConnectorError(
-                f"{exc} (after {self._attempt} attempts)",
+                f"{exc}{tries}",
                 connector=exc.connector,
                 type=exc.type,
                 address=exc.address,
                 retryable=exc.retryable,
+                flow=self.flow_name,
+                stage=self.stages[self.pos].name,
+                attempts=attempts,
             )
+            err.add_note(self.where())
             err.__cause__ = exc
-            exc = err
-        if isinstance(exc, KisFlowError) and (
-            isinstance(exc, ConnectorError) or self._attempt == 1 or not _retryable(exc)
-        ):
+            err.__suppress_context__ = True
+            return err
+        if isinstance(exc, KisFlowError) and (attempts == 1 or not _retryable(exc)):
             exc.add_note(self.where())
-            if isinstance(exc, ConnectorError):
-                exc.flow, exc.stage = self.flow_name, self.stages[self.pos].name
             return exc
         error = self.stage_error(exc)
         error.__cause__ = exc
@@ -476,6 +496,11 @@ class Run:
         self.stopped_at = stage.name
         self.pos = self.n
 
+    def failed(self, exc: BaseException) -> None:
+        """Tell the observers the run ended with ``exc`` (drivers call it as it leaves)."""
+        if self.observers:
+            notify(self.observers, "run_done", self, None, exc)
+
     def close(self) -> None:
         """Release what the run holds; every driver calls it when the run ends, however.
 
@@ -486,32 +511,34 @@ class Run:
         if self._runner is not None:
             self._runner.close()
             self._runner = None
-        view = self.view
-        view._run = None
-        view._stage = None
-        view._input = _NO_ROWS  # never handed out: input() refuses once _stage is None
-        view.commit_row = view.commit_row_batch = view._d.after_run
+        if self._ctx_token is not None:
+            try:
+                _context.RUN.reset(self._ctx_token)
+            except ValueError:  # closed from another context than the one that started it
+                _context.RUN.set(None)
+            self._ctx_token = None
+        self.view.release()
 
     def result(self) -> RunResult:
         """Freeze the run's outcome; the layers are released with the run."""
         if self._runner is not None:
             self._runner.close()
             self._runner = None
-        duration = self._ended_at - self._started
-        if self.metrics is not None:
-            self.metrics.run_done(self.flow_name, duration)
         output = self.output
         if output is self.source:
             output = output[:]  # data_reuse passed the source through: not the caller's list
-        return RunResult(
+        result = RunResult(
             self.flow_name,
             output,
             self.ended,
             self.stopped_at,
             StageLog((self.stages, self._log, self._retries)),
             self.steps,
-            duration,
+            self._ended_at - self._started,
         )
+        if self.observers:
+            notify(self.observers, "run_done", self, result, None)
+        return result
 
     # -- helpers -------------------------------------------------------------------------
 
@@ -602,10 +629,7 @@ class Run:
         elif kind is CallKind.ASYNC_GENERATOR or inspect.isasyncgen(out):
             self._await(_drain(out, self.buffer))
         else:
-            raise TypeError(
-                f"a FaaS must return None (commit rows with flow.commit_row), "
-                f"got {type(out).__name__}"
-            )
+            raise _not_none(out)
 
     def _await(self, awaitable: Any) -> None:
         try:
@@ -640,12 +664,10 @@ def _index_of(row: Any, rows: list[Any]) -> int:
     return -1
 
 
-def after_run(flow: str, *_args: Any, **_kwargs: Any) -> None:
-    """What ``commit_row``/``commit_row_batch`` of a FaaS's flow do once its run ended."""
-    raise RunError(
-        f"flow {flow!r}: commit_row/commit_row_batch were called on a FaaS's flow after "
-        f"its run ended; commit inside the FaaS, or on the flow itself before run()",
-        flow=flow,
+def _not_none(out: Any) -> TypeError:
+    """The error for a FaaS that returned a value (it must commit rows instead)."""
+    return TypeError(
+        f"a FaaS must return None (commit rows with flow.commit_row), got {type(out).__name__}"
     )
 
 
@@ -675,5 +697,67 @@ def run_sync(run: Run) -> RunResult:
                     if delay > 0:
                         time.sleep(delay)
         return run.result()
+    except BaseException as exc:
+        run.failed(exc)
+        raise
     finally:
         run.close()
+
+
+async def run_async(run: Run) -> RunResult:
+    """Carry out ``run`` on the running event loop; mirrors ``run_sync``.
+
+    Retries wait with ``asyncio.sleep``, so a stage backing off never blocks the loop.
+    """
+    try:
+        for spec, args in run.calls():
+            while True:
+                try:
+                    await _call_async(run, spec, args)
+                    break
+                except Exception as exc:
+                    delay = run.retry(exc)
+                    if delay is None:
+                        raise run.failure(exc)  # noqa: B904 - failure() chains exc itself
+                    if delay > 0:
+                        await asyncio.sleep(delay)
+        return run.result()
+    except BaseException as exc:
+        run.failed(exc)
+        raise
+    finally:
+        run.close()
+
+
+async def _call_async(run: Run, spec: FaaSSpec, args: tuple[Any, ...]) -> None:
+    """Call one FaaS without blocking the loop and collect what it commits or yields.
+
+    Async FaaS are awaited on the loop and async generators drained there; sync FaaS
+    (plain or generators) run in a worker thread. Only one thread touches the run's
+    buffer at a time: the loop waits for the thread.
+    """
+    kind = spec.signature.kind
+    if kind is CallKind.ASYNC:
+        await spec.fn(*args)
+        return
+    if kind is CallKind.ASYNC_GENERATOR:
+        out = spec.fn(*args)
+    elif kind is CallKind.GENERATOR:
+        buf = run.buffer
+        await asyncio.to_thread(lambda: buf.extend(spec.fn(*args)))
+        return
+    else:
+        out = await asyncio.to_thread(spec.fn, *args)
+    if out is None:
+        return
+    # An unannotated callable may still hand back a coroutine or a generator.
+    if inspect.isasyncgen(out):
+        await _drain(out, run.buffer)
+    elif inspect.isawaitable(out):
+        await out
+    elif inspect.isgenerator(out):
+        buf = run.buffer
+        gen = out
+        await asyncio.to_thread(lambda: buf.extend(gen))
+    else:
+        raise _not_none(out)

@@ -28,6 +28,7 @@ from typing import Any
 import attrs
 import typeguard
 
+from kisflow._api import FlowAPI
 from kisflow.errors import FaaSSignatureError
 from kisflow.rows import RowType, describe_type, is_supported_row_type
 
@@ -74,7 +75,7 @@ class Signature:
 
 
 def _is_flow_annotation(annotation: Any) -> bool:
-    return isinstance(annotation, type) and getattr(annotation, "_kisflow_flow_api", False)
+    return isinstance(annotation, type) and issubclass(annotation, FlowAPI)
 
 
 def _rows_element(name: str, param: str, annotation: Any) -> Any:

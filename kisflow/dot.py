@@ -1,22 +1,37 @@
 """DOT export of a flow, produced through networkx's pydot support.
 
 Each stage becomes a node named after its function (``name#2`` where a name repeats),
-labelled with name, mode and row types; each mode has its own shape and colour so a
-Save or a Verify stands out at a glance.
+labelled with name, mode and row types (as ``kisflow._plan`` resolves the stage, so a
+Save or Load served by its connector type shows that type's store); each mode has its
+own shape and colour so a Save or a Verify stands out at a glance.
 """
 
 from __future__ import annotations
 
 import itertools
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import networkx as nx
 
+from kisflow._plan import is_default, stage_faas
+from kisflow._pool import Pool
 from kisflow.modes import Mode
 from kisflow.rows import describe_type
+from kisflow.stage import Stage
 
-if TYPE_CHECKING:
-    from kisflow.flow import Flow
+
+class Flow(Protocol):
+    """What DOT export reads of a flow (``kisflow.Flow`` is one)."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def stages(self) -> tuple[Stage, ...]: ...
+
+    @property
+    def pool(self) -> Pool: ...
+
 
 __all__ = ["MODE_STYLE", "to_dot", "to_pydot_graph"]
 
@@ -35,10 +50,14 @@ def _quote(text: str) -> str:
     return f'"{escaped}"'
 
 
-def _types(flow: Flow, name: str) -> tuple[str, str]:
-    spec = flow.pool.get_faas(name)
+def _types(flow: Flow, stage: Stage) -> tuple[str, str]:
+    spec = stage_faas(flow.pool, stage)
     if spec is None:
         return "?", "?"
+    if is_default(spec):
+        conn = stage.config.conn
+        store = f"{conn.type} {conn.key or conn.addrs}".strip() if conn is not None else "store"
+        return ("input()", f"input() -> {store}") if stage.mode is Mode.SAVE else (store, "rows")
     sig = spec.signature
     rows_in = describe_type(sig.rows_type) if sig.takes_rows else "input()"
     rows_out = describe_type(sig.output_type) if sig.output_type is not None else "Any"
@@ -62,7 +81,7 @@ def to_pydot_graph(flow: Flow, extra_labels: list[str] | None = None) -> Any:
     graph.graph["node"] = {"style": "filled", "fontname": "Helvetica"}
     names = node_names(flow)
     for i, (stage, node) in enumerate(zip(flow.stages, names, strict=True)):
-        rows_in, rows_out = _types(flow, stage.name)
+        rows_in, rows_out = _types(flow, stage)
         label = f"{stage.name}\n{stage.mode.value} ({stage.mode.letter})\n{rows_in} -> {rows_out}"
         if extra_labels is not None:
             label += "\n" + extra_labels[i]

@@ -214,6 +214,9 @@ class ConnectorError(KisFlowError, ConnectionError):
         type: str | None = None,
         address: str | None = None,
         retryable: bool = True,
+        flow: str | None = None,
+        stage: str | None = None,
+        attempts: int = 1,
     ) -> None:
         self.connector = connector
         self.type = type
@@ -221,9 +224,11 @@ class ConnectorError(KisFlowError, ConnectionError):
         self.retryable = retryable
         """Whether trying again may help (an unreachable store); False for a bad row or
         bad params, which the engine does not retry."""
-        self.flow: str | None = None
-        self.stage: str | None = None
-        """The flow and stage whose call failed; filled in when the error leaves a run."""
+        self.flow = flow
+        self.stage = stage
+        """The flow and stage whose call failed (None outside a run)."""
+        self.attempts = attempts
+        """Calls made before giving up (more than 1 after retries)."""
         super().__init__(message)
 
 

@@ -1,7 +1,8 @@
 """Prometheus metrics with KisFlow's names and labels, on kisflow's own registry.
 
-Off by default, and off costs nothing measurable: a run reads one module attribute when
-it starts and checks it once per stage call, never per row. Turn metrics on from a
+Off by default, and off costs nothing measurable: metrics are an observer of runs
+(``kisflow.observers``), registered by ``enable`` and removed by ``disable``; a run with
+no observer checks one tuple once per stage call, never per row. Turn metrics on from a
 ``GlobalConfig`` (what a ``kistype: global`` file holds) or from code::
 
     import kisflow.metrics
@@ -37,12 +38,16 @@ import urllib.parse
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
+from kisflow import observers
 from kisflow.config import GlobalConfig
 from kisflow.errors import ConfigError
+from kisflow.observers import Observer, StageCall
 
 if TYPE_CHECKING:
     from prometheus_client import CollectorRegistry
 
+    from kisflow._context import RunInfo
+    from kisflow.result import RunResult
     from kisflow.stage import Stage
 
 __all__ = [
@@ -93,7 +98,7 @@ _CALLS, _IN, _OUT, _FILTERED, _DEAD, _RETRIES, _STAGE_SUM = range(7)
 _RUNS, _DATA, _DONE, _FLOW_SUM = range(4)
 
 
-class _Metrics:
+class _Metrics(Observer):
     """The figures of one enable() .. disable() period, and the collector that shows them.
 
     Runs add plain integers under one lock (about a microsecond per stage call); the
@@ -112,8 +117,9 @@ class _Metrics:
         self.registry: CollectorRegistry = pc.CollectorRegistry(auto_describe=True)
         self.registry.register(self)
 
-    def run_started(self, flow: str, source_rows: int) -> None:
+    def run_started(self, run: RunInfo, rows: int) -> None:
         """Count one run and its source rows."""
+        flow, source_rows = run.flow_name, rows
         with self._lock:
             cells = self._flows.get(flow)
             if cells is None:
@@ -122,17 +128,10 @@ class _Metrics:
             cells[_DATA] += source_rows
             self._source_rows += source_rows
 
-    def stage_done(
-        self,
-        flow: str,
-        stage: Stage,
-        rows_in: int,
-        rows_out: int,
-        filtered: int,
-        dead: int,
-        seconds: float,
-    ) -> None:
-        """Count one completed stage call (positional arguments: this runs per stage call)."""
+    def stage_done(self, run: RunInfo, call: StageCall) -> None:
+        """Count one completed stage call."""
+        flow = run.flow_name
+        stage, _, rows_in, rows_out, filtered, dead, seconds, _ = call
         ms = seconds * 1000.0
         bucket = _STAGE_SUM + 1 + bisect.bisect_left(DURATION_BUCKETS_MS, ms)
         cells = self._by_stage.get((flow, stage.id))
@@ -156,14 +155,17 @@ class _Metrics:
             cells = self._stages[key] = [0] * (_STAGE_SUM + 2 + len(DURATION_BUCKETS_MS))
         return cells
 
-    def retried(self, flow: str, stage: Stage) -> None:
+    def retried(self, run: RunInfo, stage: Stage, attempt: int, error: BaseException) -> None:
         """Count one retry, when it happens (so retries of a failed run count too)."""
         with self._lock:
-            self._cells((flow, stage.name, stage.mode.value))[_RETRIES] += 1
+            self._cells((run.flow_name, stage.name, stage.mode.value))[_RETRIES] += 1
 
-    def run_done(self, flow: str, seconds: float) -> None:
-        """Observe one completed run's duration."""
-        ms = seconds * 1000.0
+    def run_done(self, run: RunInfo, result: RunResult | None, error: BaseException | None) -> None:
+        """Observe one completed run's duration (failed runs are counted as started only)."""
+        if result is None:
+            return
+        flow = run.flow_name
+        ms = result.duration * 1000.0
         bucket = _FLOW_SUM + 1 + bisect.bisect_left(DURATION_BUCKETS_MS, ms)
         with self._lock:
             cells = self._flows[flow]
@@ -367,6 +369,7 @@ def enable(
         fresh = _active is None
         if _active is None:
             _active = _Metrics()
+            observers.add(_active)
         if not serve:
             return None
         try:
@@ -380,6 +383,7 @@ def enable(
             _server = MetricsServer(host, port, _active.registry)
         except BaseException:
             if fresh:  # a failed start leaves metrics as they were: off
+                observers.remove(_active)
                 _active = None
             raise
         return _server
@@ -400,6 +404,8 @@ def disable() -> None:
     global _active, _server
     with _lock:
         server, _server = _server, None
+        if _active is not None:
+            observers.remove(_active)
         _active = None
     if server is not None:
         server.stop()

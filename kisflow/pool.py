@@ -12,26 +12,32 @@ thread-safe. ``faas``, ``caas_init`` and ``caas`` work both as calls and as deco
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, TypeVar, overload
+from typing import TYPE_CHECKING, Any, TypeVar, cast, overload
 
 from kisflow._pool import CaaSSpec, FaaSSpec, Pool, current, use
+from kisflow.config import ConnConfig
+from kisflow.connector import ConnectorType, find_type
 from kisflow.modes import Mode
 
 if TYPE_CHECKING:
+    from kisflow.connectors import Store
     from kisflow.flow import Flow
 
 __all__ = [
     "CaaSSpec",
+    "ConnectorType",
     "FaaSSpec",
     "Pool",
     "add_flow",
     "caas",
     "caas_init",
+    "connector_type",
     "current",
     "faas",
     "faas_names",
     "get_caas",
     "get_caas_init",
+    "get_connector_type",
     "get_faas",
     "get_flow",
     "get_flows",
@@ -81,12 +87,12 @@ def add_flow(name: str, flow: Flow, *, replace: bool = False) -> None:
 
 def get_flow(name: str) -> Flow | None:
     """The flow registered under ``name``, or None."""
-    return current().get_flow(name)
+    return cast("Flow | None", current().get_flow(name))
 
 
 def get_flows() -> dict[str, Flow]:
     """A copy of every registered flow, by name."""
-    return current().get_flows()
+    return cast("dict[str, Flow]", current().get_flows())
 
 
 @overload
@@ -129,6 +135,41 @@ def caas(
 def get_caas(cname: str, fname: str, mode: Mode | str) -> CaaSSpec | None:
     """The CaaS for (connector, function, mode) in the current pool, or None."""
     return current().get_caas(cname, fname, Mode.parse(mode))
+
+
+S = TypeVar("S", bound=Callable[[ConnConfig], "Store"])
+
+
+@overload
+def connector_type(
+    name: str, factory: None = None, *, file_path: bool = False, replace: bool = False
+) -> Callable[[S], S]: ...
+@overload
+def connector_type(
+    name: str, factory: S, *, file_path: bool = False, replace: bool = False
+) -> S: ...
+def connector_type(
+    name: str, factory: S | None = None, *, file_path: bool = False, replace: bool = False
+) -> S | Callable[[S], S]:
+    """Register a connector type: ``factory(conn_config)`` makes the ``Store`` that serves
+    Save and Load stages whose connector says ``type: <name>``; a call or a decorator.
+
+    A YAML folder then names it in a conn file's ``type:``, and its Save/Load stages need
+    no FaaS (the store is their default). ``file_path`` says ``addrs`` is a file, which
+    a config folder resolves relative to the conn file. Registered in the current pool;
+    it wins over a built-in or installed type of the same name.
+    """
+
+    def register(f: S) -> S:
+        current().connector_type(ConnectorType(name, f, file_path=file_path), replace=replace)
+        return f
+
+    return register if factory is None else register(factory)
+
+
+def get_connector_type(name: str) -> ConnectorType | None:
+    """The connector type ``name`` as the current pool sees it (its own, else a default)."""
+    return find_type(name, current())
 
 
 def reset() -> None:

@@ -24,6 +24,8 @@ import cattrs
 import cattrs.cols
 import typeguard
 
+from kisflow.errors import KisFlowError
+
 __all__ = [
     "RowConversionFailure",
     "RowType",
@@ -240,8 +242,12 @@ converter: cattrs.Converter = _make_converter()
 """The cattrs converter kisflow uses for rows; register hooks on it for custom types."""
 
 
-class RowConversionFailure(Exception):
-    """One row that could not be converted: its index, the row and the cause."""
+class RowConversionFailure(KisFlowError, ValueError):
+    """One row that could not be converted: its index, the row and the cause.
+
+    The run turns it into a ``RowConversionError`` naming the flow and stage (or a dead
+    letter); on its own it is what ``RowType.convert`` raises.
+    """
 
     def __init__(self, index: int, row: Any, cause: BaseException) -> None:
         self.index = index

@@ -73,6 +73,9 @@ class TestModes:
         assert flow.stages[0].config.option.cname == "db"
         assert flow.stages[0].connector is not None
         assert flow.stages[0].connector.config == conn
+        assert inits == []  # a connector initialises on its flow's first run, not at build
+        flow.run([1])
+        flow.run([2])
         assert inits == ["db"]
 
 

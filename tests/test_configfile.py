@@ -86,7 +86,7 @@ class TestKisFlowConfigs:
         # The user's init replaced the built-in redis one: no client was ever made.
         connector = flow.stages[1].connector
         assert connector is not None
-        assert connector._builtin is None
+        assert connector._store is None
         assert seen_params == [
             {
                 "default1": "funcName3_param1",

@@ -30,15 +30,18 @@ def save_flow(name: str = "F", conn: kf.ConnConfig = CONN) -> kf.Flow:
 class TestInit:
     """The init callback runs once per connector, even when 8 threads race to run it."""
 
-    def test_runs_once_when_the_stage_is_linked(self) -> None:
+    def test_runs_once_at_the_first_run(self) -> None:
         calls: list[Connector] = []
         kf.caas_init("Mem", calls.append)
         kf.faas("F", save_via_connector)
         kf.caas("Mem", "F", "S", lambda conn, fn, flow, args: args)
         flow = save_flow()
+        flow.validate()
+        flow.fork()
+        assert calls == []  # not at link, build, validate or fork
+        flow.run([1])
         assert len(calls) == 1
         assert calls[0] is flow.stages[0].connector
-        flow.run([1])
         flow.run([2])
         assert len(calls) == 1
 
@@ -85,8 +88,9 @@ class TestInit:
 
         kf.caas_init("Mem", init)
         kf.faas("F", save_via_connector)
+        flow = save_flow()
         with pytest.raises(ConnectorError) as info:
-            save_flow()
+            flow.run([1])
         err = info.value
         assert (err.connector, err.type, err.address) == ("Mem", "memory", "127.0.0.1:6379")
         assert str(err) == (

@@ -160,8 +160,9 @@ class TestSQL:
 
     def test_a_bad_url_and_an_unreachable_database(self, tmp_path: Path) -> None:
         bad = kf.ConnConfig(cname="sa", type="sql", addrs="not a url", key="t")
+        flow = save_flow(bad)  # checked when a run first uses the connector
         with pytest.raises(kf.ConnectorError, match="not a SQLAlchemy URL"):
-            save_flow(bad)
+            flow.run([{"a": 1}])
         gone = attrs.evolve(bad, addrs=f"sqlite:///{tmp_path / 'no' / 'x.db'}")
         # SQLAlchemy's sqlite driver does not create folders: the file cannot be opened.
         with pytest.raises(kf.ConnectorError, match="after 2 attempt") as info:
@@ -286,10 +287,11 @@ class TestRedis:
         assert info.value.address == conn.addrs
 
     def test_bad_addrs_and_structure(self) -> None:
+        nowhere = save_flow(kf.ConnConfig(cname="r", type="redis", addrs="nowhere", key="k"))
         with pytest.raises(kf.ConnectorError, match="host:port"):
-            save_flow(kf.ConnConfig(cname="r", type="redis", addrs="nowhere", key="k"))
+            nowhere.run([{"a": 1}])
         with pytest.raises(kf.ConnectorError, match="list or stream"):
-            save_flow(self.conn(6379, "k", structure="set"))
+            save_flow(self.conn(6379, "k", structure="set")).run([{"a": 1}])
 
 
 class TestUserCallbacks:

@@ -39,6 +39,7 @@ PAGES = (
     "streaming.md",
     "async.md",
     "dask.md",
+    "extending.md",
 )
 """The pages about the core engine whose examples this module runs."""
 

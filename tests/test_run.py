@@ -180,7 +180,7 @@ class TestBackoff:
             flow.commit_row_batch(rows)
 
         flow = _flow("S", retry_times, return_duration)
-        run = flow._start([1], None, None)
+        run = flow._start([1], kf.RunOptions())
         assert run is not None
         self.calls = run.calls()  # kept suspended at the first stage's call
         spec, args = next(self.calls)

@@ -18,95 +18,49 @@ type        ``addrs``                     ``key``
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
-
 from kisflow.config import ConnConfig
-from kisflow.connectors._base import BuiltinConnector
-from kisflow.modes import Mode
+from kisflow.connector import ConnectorType, register_default
+from kisflow.connectors._base import BuiltinConnector, Store
 
-if TYPE_CHECKING:
-    from kisflow.stage import Stage
-
-__all__ = [
-    "BUILTIN_TYPES",
-    "BuiltinConnector",
-    "builtin_load",
-    "builtin_save",
-    "default_faas",
-    "is_builtin_type",
-    "make_builtin",
-]
+__all__ = ["BUILTIN_TYPES", "BuiltinConnector", "Store", "is_builtin_type"]
 
 
-def _sqlite() -> type[BuiltinConnector]:
+def _sqlite(config: ConnConfig) -> Store:
     from kisflow.connectors.sqlite import SQLiteConnector
 
-    return SQLiteConnector
+    return SQLiteConnector(config)
 
 
-def _sql() -> type[BuiltinConnector]:
+def _sql(config: ConnConfig) -> Store:
     from kisflow.connectors.sql import SQLConnector
 
-    return SQLConnector
+    return SQLConnector(config)
 
 
-def _redis() -> type[BuiltinConnector]:
+def _redis(config: ConnConfig) -> Store:
     from kisflow.connectors.redis import RedisConnector
 
-    return RedisConnector
+    return RedisConnector(config)
 
 
-def _jsonl() -> type[BuiltinConnector]:
+def _jsonl(config: ConnConfig) -> Store:
     from kisflow.connectors.jsonl import JSONLConnector
 
-    return JSONLConnector
+    return JSONLConnector(config)
 
 
-BUILTIN_TYPES: dict[str, Callable[[], type[BuiltinConnector]]] = {
-    "jsonl": _jsonl,
-    "redis": _redis,
-    "sql": _sql,
-    "sqlite": _sqlite,
-}
-"""Connector ``type`` (lower case) -> the built-in implementation, imported on first use."""
+BUILTIN_TYPES: tuple[ConnectorType, ...] = (
+    ConnectorType("jsonl", _jsonl, file_path=True),
+    ConnectorType("redis", _redis),
+    ConnectorType("sql", _sql),
+    ConnectorType("sqlite", _sqlite, file_path=True),
+)
+"""The built-in connector types; each imports its implementation on first use."""
+
+for _type in BUILTIN_TYPES:
+    register_default(_type, replace=True)
 
 
 def is_builtin_type(type_name: str) -> bool:
-    """Whether a connector ``type`` has a built-in implementation (case-insensitive)."""
-    return type_name.strip().lower() in BUILTIN_TYPES
-
-
-def make_builtin(config: ConnConfig) -> BuiltinConnector | None:
-    """The built-in connector for ``config.type``, or None when the type has none.
-
-    Checks the config and imports the optional extra it needs; opens nothing.
-
-    Raises:
-        ConnectorError: the config is unusable or the extra is not installed.
-    """
-    factory = BUILTIN_TYPES.get(config.type.strip().lower())
-    return None if factory is None else factory()(config)
-
-
-def builtin_save(flow: Any) -> None:
-    """Default FaaS of a Save stage on a built-in connector: store the input, pass it on."""
-    rows = flow.input()
-    flow.get_connector().call(flow, rows)
-    flow.commit_row_batch(rows)
-
-
-def builtin_load(flow: Any) -> None:
-    """Default FaaS of a Load stage on a built-in connector: commit the rows it reads."""
-    flow.commit_row_batch(flow.get_connector().call(flow, None))
-
-
-def default_faas(stage: Stage) -> Callable[[Any], None] | None:
-    """The default FaaS of ``stage`` when it is a Save/Load stage on a built-in connector."""
-    if stage.connector is None or not is_builtin_type(stage.connector.config.type):
-        return None
-    if stage.mode is Mode.SAVE:
-        return builtin_save
-    if stage.mode is Mode.LOAD:
-        return builtin_load
-    return None
+    """Whether a connector ``type`` is one of the built-ins (case-insensitive)."""
+    return type_name.strip().lower() in {t.name for t in BUILTIN_TYPES}

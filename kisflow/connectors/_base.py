@@ -9,7 +9,7 @@ import dataclasses
 import json
 import math
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar, Protocol
 
 import attrs
 
@@ -17,12 +17,24 @@ from kisflow.config import ConnConfig
 from kisflow.errors import ConnectorError
 from kisflow.modes import Mode
 
-if TYPE_CHECKING:
-    from kisflow.stage import Stage
+
+class StageLike(Protocol):
+    """What a store reads of the stage it serves (``kisflow.stage.Stage`` is one)."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def mode(self) -> Mode: ...
+
+    @property
+    def params(self) -> Mapping[str, Any]: ...
+
 
 __all__ = [
     "LEDGER",
     "BuiltinConnector",
+    "Store",
     "SaveMark",
     "Unreachable",
     "plain_value",
@@ -141,8 +153,8 @@ def to_json_text(value: Any) -> str:
     )
 
 
-class BuiltinConnector(abc.ABC):
-    """A built-in connector: serves the Save and Load calls of the stages bound to it.
+class Store(abc.ABC):
+    """A connector type's store: serves the Save and Load calls of the stages bound to it.
 
     Subclasses implement ``save`` and ``load`` and raise ``Unreachable`` (chained to the
     store's error) when the store cannot be reached; ``call`` retries those as the stage's
@@ -189,7 +201,7 @@ class BuiltinConnector(abc.ABC):
     def load(self, params: Mapping[str, Any]) -> list[Any]:
         """Read rows (``params`` may hold ``where`` and ``limit``)."""
 
-    def call(self, stage: Stage, args: Any, flow: Any = None) -> Any:
+    def call(self, stage: StageLike, args: Any, flow: Any = None) -> Any:
         """Serve ``conn.call(flow, args)`` for ``stage``: Save stores, Load reads.
 
         For Save, ``args`` are the rows to store (None: the stage's input is not known
@@ -216,7 +228,7 @@ class BuiltinConnector(abc.ABC):
             f"register a caas for it"
         )
 
-    def _once(self, stage: Stage, op: Any) -> Any:
+    def _once(self, stage: StageLike, op: Any) -> Any:
         """Run one store operation; an unreachable store becomes ``ConnectorError``.
 
         Retries are the engine's (``option.retry_times``, ``return_duration`` backoff),
@@ -254,7 +266,11 @@ class BuiltinConnector(abc.ABC):
         return dict(where), limit
 
 
-def to_record(row: Any, index: int, conn: BuiltinConnector) -> dict[str, Any]:
+BuiltinConnector = Store
+"""The former name of ``Store``."""
+
+
+def to_record(row: Any, index: int, conn: Store) -> dict[str, Any]:
     """``row`` as a dict with string keys (a JSON object string is parsed).
 
     Raises:

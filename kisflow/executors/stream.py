@@ -35,10 +35,8 @@ from typing import TYPE_CHECKING, Any, TextIO
 import attrs
 from loguru import logger
 
-from kisflow._run import run_sync
 from kisflow.connectors._base import to_json_text
 from kisflow.errors import ConfigError, KisFlowError, RunError
-from kisflow.executors._async import run_async
 from kisflow.progress import progress_bar
 from kisflow.result import RunResult
 
@@ -75,17 +73,11 @@ def _check_sizes(flow: Flow, batch_size: int, max_in_flight: int) -> None:
 
 def run_batch(flow: Flow, batch: list[Any], ctx: Any = None) -> RunResult:
     """Run ``flow`` once on ``batch`` (the layers are freed as soon as the run ends)."""
-    run = flow._start(batch, ctx, None)
-    if run is None:
-        return flow._disabled_result()
-    return run_sync(run)
+    return flow.run(batch, ctx=ctx)
 
 
 async def _arun_batch(flow: Flow, batch: list[Any], ctx: Any) -> RunResult:
-    run = flow._start(batch, ctx, None)
-    if run is None:
-        return flow._disabled_result()
-    return await run_async(run)
+    return await flow.arun(batch, ctx=ctx)
 
 
 class _ReadInterrupted(BaseException):
@@ -183,7 +175,10 @@ class Stream(_Base, Iterator[RunResult]):
         ctx: Any = None,
         progress: bool | None = None,
         handle_sigint: bool = True,
+        options: Any = None,
     ) -> None:
+        if options is not None and ctx is None:
+            ctx = options.ctx
         super().__init__(
             flow, batch_size=batch_size, max_in_flight=max_in_flight, ctx=ctx, progress=progress
         )
@@ -365,7 +360,10 @@ class AsyncStream(_Base, AsyncIterator[RunResult]):
         max_in_flight: int = 1,
         ctx: Any = None,
         progress: bool | None = None,
+        options: Any = None,
     ) -> None:
+        if options is not None and ctx is None:
+            ctx = options.ctx
         super().__init__(
             flow, batch_size=batch_size, max_in_flight=max_in_flight, ctx=ctx, progress=progress
         )

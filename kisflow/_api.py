@@ -1,0 +1,293 @@
+"""The API a FaaS sees: ``FlowAPI``, and ``RunView``, the flow handed to a FaaS in a run.
+
+``FlowAPI`` holds every method a FaaS calls (``input``, ``commit_row*``, ``next``,
+``dead_letter``, params, metadata, cache, connector and KisFlow's getters), written
+against a flow ``Definition`` and the current call. ``kisflow.Flow`` derives from it;
+outside a run there is no current call. A run makes one ``RunView`` and drives it only
+through its small interface (``enter``, ``set_input``, ``set_buffer``, ``take_action``,
+``release``): no other module writes a view's attributes. ``isinstance(view, Flow)``
+holds because ``kisflow.flow`` registers ``RunView`` as a virtual subclass of ``Flow``.
+"""
+
+from __future__ import annotations
+
+import abc
+import math
+from collections.abc import Callable, Iterable
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any, Protocol
+
+from kisflow.actions import Action
+from kisflow.errors import ConnectorError, RunError
+
+if TYPE_CHECKING:
+    from kisflow._definition import Definition
+    from kisflow.config import ConnConfig, FlowConfig, FuncConfig
+    from kisflow.connector import Connector
+    from kisflow.stage import Stage
+
+__all__ = ["FlowAPI", "RunControl", "RunView"]
+
+_NO_ROWS: list[Any] = []  # what a released view holds as its input: never handed out
+
+
+class RunControl(Protocol):
+    """What a view asks of the run it belongs to."""
+
+    def reject(self, row: Any, reason: str | BaseException) -> None:
+        """A FaaS rejects ``row`` (``flow.dead_letter``)."""
+
+    def commit_batch(self, rows: Iterable[Any], copy: bool = True) -> None:
+        """The current stage's ``commit_row_batch``."""
+
+
+def _ttl_seconds(ttl: float | timedelta | None) -> float:
+    if ttl is None:
+        return math.inf
+    return ttl.total_seconds() if isinstance(ttl, timedelta) else float(ttl)
+
+
+class FlowAPI(metaclass=abc.ABCMeta):
+    """The FaaS-facing flow API over a ``Definition`` and, inside a run, the current call.
+
+    ``commit_row(row)`` and ``commit_row_batch(rows, copy=True)`` are attributes, not
+    methods: inside a FaaS ``commit_row`` is bound straight to the stage's result buffer,
+    so committing a row costs one C call.
+    """
+
+    __slots__ = (
+        "_action",
+        "_ctx",
+        "_d",
+        "_input",
+        "_run",
+        "_stage",
+        "commit_row",
+        "commit_row_batch",
+    )
+
+    _d: Definition
+    _ctx: Any
+    _run: RunControl | None
+    _stage: Stage | None
+    _input: list[Any]
+    _action: Action | None
+
+    commit_row: Callable[[Any], None]
+    """Commit one row to the current stage's result (outside a run: to the next source)."""
+    commit_row_batch: Callable[..., None]
+    """Commit many rows at once (KisFlow's ``CommitRowBatch``): ``commit_row_batch(rows,
+    copy=True)``; ``copy=False`` hands a list over without copying it (see concepts)."""
+
+    # -- identity -----------------------------------------------------------------------
+
+    @property
+    def name(self) -> str:
+        """The flow name."""
+        return self._d.config.flow_name
+
+    @property
+    def id(self) -> str:
+        """This flow's id (a fork gets a new one)."""
+        return self._d.id
+
+    @property
+    def config(self) -> FlowConfig:
+        """The flow's config, including the functions ``link`` recorded."""
+        return self._d.config
+
+    @property
+    def stages(self) -> tuple[Stage, ...]:
+        """The stages in execution (topological) order."""
+        return self._d.stages
+
+    def get_name(self) -> str:
+        """KisFlow's ``GetName``."""
+        return self._d.config.flow_name
+
+    def get_id(self) -> str:
+        """KisFlow's ``GetId``."""
+        return self._d.id
+
+    def get_config(self) -> FlowConfig:
+        """KisFlow's ``GetConfig``."""
+        return self._d.config
+
+    # -- the current call (valid inside a run) --------------------------------------------
+
+    def _current(self) -> Stage:
+        stage = self._stage
+        if stage is None:
+            raise RunError(
+                f"flow {self.name!r}: this call is only valid inside a FaaS during a run",
+                flow=self.name,
+            )
+        return stage
+
+    def input(self) -> list[Any]:
+        """The current stage's input rows (the previous stage's result layer)."""
+        if self._stage is None:
+            self._current()
+        return self._input
+
+    def next(self, *actions: Action) -> None:
+        """Ask for actions after the current stage returns (see ``kisflow.actions``)."""
+        if self._stage is None:
+            self._current()
+        merged = self._action
+        for action in actions:
+            if type(action) is not Action:
+                raise RunError(
+                    f"flow {self.name!r}: next() takes kisflow.actions values, got {action!r}",
+                    flow=self.name,
+                    stage=self._current().name,
+                )
+            # Actions are frozen values: the first one is kept as is, later ones combine.
+            merged = action if merged is None else merged | action
+        self._action = merged
+
+    def dead_letter(self, row: Any, reason: str | BaseException = "rejected") -> None:
+        """Reject ``row`` (a Verify stage's validation): it goes to the dead-letter sink.
+
+        Rows rejected by an attempt that then fails and is retried are discarded with it.
+
+        Raises:
+            RowRejectedError: the stage has no dead-letter sink (nothing is lost silently).
+        """
+        self._current()
+        if self._run is not None:
+            self._run.reject(row, reason)
+
+    def get_this_function(self) -> Stage:
+        """The stage being run."""
+        return self._current()
+
+    def get_this_func_conf(self) -> FuncConfig:
+        """The config of the stage being run."""
+        return self._current().config
+
+    def get_context(self) -> Any:
+        """The ``ctx`` given to ``run`` (None when none was given)."""
+        self._current()
+        return self._ctx
+
+    def get_func_config_by_name(self, name: str) -> FuncConfig | None:
+        """The config of the function ``name`` in this flow, or None."""
+        for stage in self._d.stages:
+            if stage.name == name:
+                return stage.config
+        return None
+
+    def get_func_param(self, key: str, default: Any = "") -> Any:
+        """A param of the current stage ("" when absent, as KisFlow)."""
+        return self._current().params.get(key, default)
+
+    def get_func_param_all(self) -> dict[str, Any]:
+        """All params of the current stage (defaults overridden by the flow's)."""
+        return dict(self._current().params)
+
+    def get_func_params_all_funcs(self) -> dict[str, dict[str, Any]]:
+        """Params of every stage, by function name (by stage id where a name repeats)."""
+        out: dict[str, dict[str, Any]] = {}
+        for stage in self._d.stages:
+            key = stage.name if stage.name not in out else stage.id
+            out[key] = dict(stage.params)
+        return out
+
+    def get_connector(self) -> Connector:
+        """The connector of the current stage.
+
+        Raises:
+            ConnectorError: the stage has no connector.
+        """
+        stage = self._current()
+        if stage.connector is None:
+            raise ConnectorError(
+                f"flow {self.name!r} stage {stage.name!r} has no connector; "
+                f"set option.cname and bind a ConnConfig",
+                flow=self.name,
+                stage=stage.name,
+                retryable=False,
+            )
+        return stage.connector
+
+    def get_conn_conf(self) -> ConnConfig:
+        """The connector config of the current stage."""
+        return self.get_connector().config
+
+    # -- metadata and cache (shared by every run of this flow) --------------------------
+
+    def get_metadata(self, key: str) -> Any:
+        """A value stored on this flow, or None (thread-safe)."""
+        with self._d.metadata_lock:
+            return self._d.metadata.get(key)
+
+    def set_metadata(self, key: str, value: Any) -> None:
+        """Store a value on this flow; it outlives runs (thread-safe)."""
+        with self._d.metadata_lock:
+            self._d.metadata[key] = value
+
+    def get_cache(self, key: str) -> Any:
+        """A cached value, or None once missing or expired (thread-safe)."""
+        with self._d.cache_lock:
+            entry = self._d.cache.get(key)
+        return None if entry is None else entry[0]
+
+    def set_cache(self, key: str, value: Any, ttl: float | timedelta | None = None) -> None:
+        """Cache a value for ``ttl`` seconds (or a timedelta); None keeps it until replaced."""
+        seconds = _ttl_seconds(ttl)
+        if seconds <= 0:
+            raise RunError(
+                f"flow {self.name!r}: cache ttl must be positive, got {ttl!r}", flow=self.name
+            )
+        with self._d.cache_lock:
+            self._d.cache[key] = (value, seconds)
+
+
+class RunView(FlowAPI):
+    """The ``flow`` a FaaS receives: the definition, bound to one run.
+
+    Slotted so that making one per run and rebinding ``commit_row`` per stage stay cheap.
+    """
+
+    __slots__ = ()
+
+    def __init__(self, d: Definition, run: RunControl, ctx: Any, source: list[Any]) -> None:
+        self._d = d
+        self._ctx = ctx
+        self._run = run  # a cycle until release() cuts it when the run ends
+        self._stage = None
+        self._input = source
+        self._action = None
+        self.commit_row_batch = run.commit_batch
+
+    # -- what the run calls -------------------------------------------------------------
+
+    def enter(self, stage: Stage, rows: list[Any], commit: Callable[[Any], None]) -> None:
+        """Start a stage call: its stage, its input rows and where ``commit_row`` goes."""
+        self._stage = stage
+        self._input = rows
+        self._action = None
+        self.commit_row = commit
+
+    def set_input(self, rows: list[Any]) -> None:
+        """Replace what ``input()`` returns (rows that failed conversion were removed)."""
+        self._input = rows
+
+    def set_buffer(self, commit: Callable[[Any], None], *, fresh: bool = False) -> None:
+        """Send ``commit_row`` to ``commit``; ``fresh`` also forgets the pending action
+        (a retried attempt starts over)."""
+        self.commit_row = commit
+        if fresh:
+            self._action = None
+
+    def take_action(self) -> Action | None:
+        """The action the stage asked for (None: none)."""
+        return self._action
+
+    def release(self) -> None:
+        """End the view's run: later calls of the FaaS API refuse, commits raise."""
+        self._run = None
+        self._stage = None
+        self._input = _NO_ROWS  # never handed out: input() refuses once _stage is None
+        self.commit_row = self.commit_row_batch = self._d.after_run
