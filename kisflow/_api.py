@@ -3,10 +3,12 @@
 ``FlowAPI`` holds every method a FaaS calls (``input``, ``commit_row*``, ``next``,
 ``dead_letter``, params, metadata, cache, connector and KisFlow's getters), written
 against a flow ``Definition`` and the current call. ``kisflow.Flow`` derives from it;
-outside a run there is no current call. A run makes one ``RunView`` and drives it only
-through its small interface (``enter``, ``set_input``, ``set_buffer``, ``take_action``,
-``release``): no other module writes a view's attributes. ``isinstance(view, Flow)``
-holds because ``kisflow.flow`` registers ``RunView`` as a virtual subclass of ``Flow``.
+outside a run there is no current call. A run makes one ``RunView``; the view reads the
+current call from the run through ``RunControl`` (the stage, its input, the context;
+``ask`` for actions, ``reject`` for dead letters), and the run touches nothing of the
+view but its public ``commit_row``, which it points at each stage's result buffer, and
+``release`` when it ends. ``isinstance(view, Flow)`` holds because ``kisflow.flow``
+registers ``RunView`` as a virtual subclass of ``Flow``.
 """
 
 from __future__ import annotations
@@ -28,11 +30,20 @@ if TYPE_CHECKING:
 
 __all__ = ["FlowAPI", "RunControl", "RunView"]
 
-_NO_ROWS: list[Any] = []  # what a released view holds as its input: never handed out
-
 
 class RunControl(Protocol):
     """What a view asks of the run it belongs to."""
+
+    input: list[Any]
+    """The current stage's input rows (without rows that failed conversion)."""
+    ctx: Any
+    """The run's ``ctx``."""
+
+    def current_stage(self) -> Stage:
+        """The stage being called."""
+
+    def ask(self, action: Action) -> None:
+        """Record an action the FaaS asked for (combined with earlier ones)."""
 
     def reject(self, row: Any, reason: str | BaseException) -> None:
         """A FaaS rejects ``row`` (``flow.dead_letter``)."""
@@ -55,23 +66,11 @@ class FlowAPI(metaclass=abc.ABCMeta):
     so committing a row costs one C call.
     """
 
-    __slots__ = (
-        "_action",
-        "_ctx",
-        "_d",
-        "_input",
-        "_run",
-        "_stage",
-        "commit_row",
-        "commit_row_batch",
-    )
+    __slots__ = ("_d", "_run", "commit_row", "commit_row_batch")
 
     _d: Definition
-    _ctx: Any
     _run: RunControl | None
-    _stage: Stage | None
-    _input: list[Any]
-    _action: Action | None
+    """The run of the current call; None outside a run."""
 
     commit_row: Callable[[Any], None]
     """Commit one row to the current stage's result (outside a run: to the next source)."""
@@ -115,36 +114,37 @@ class FlowAPI(metaclass=abc.ABCMeta):
 
     # -- the current call (valid inside a run) --------------------------------------------
 
-    def _current(self) -> Stage:
-        stage = self._stage
-        if stage is None:
+    def _control(self) -> RunControl:
+        run = self._run
+        if run is None:
             raise RunError(
                 f"flow {self.name!r}: this call is only valid inside a FaaS during a run",
                 flow=self.name,
             )
-        return stage
+        return run
+
+    def _current(self) -> Stage:
+        return self._control().current_stage()
 
     def input(self) -> list[Any]:
         """The current stage's input rows (the previous stage's result layer)."""
-        if self._stage is None:
-            self._current()
-        return self._input
+        run = self._run
+        if run is None:
+            run = self._control()
+        return run.input
 
     def next(self, *actions: Action) -> None:
         """Ask for actions after the current stage returns (see ``kisflow.actions``)."""
-        if self._stage is None:
-            self._current()
-        merged = self._action
+        run = self._control()
         for action in actions:
             if type(action) is not Action:
                 raise RunError(
                     f"flow {self.name!r}: next() takes kisflow.actions values, got {action!r}",
                     flow=self.name,
-                    stage=self._current().name,
+                    stage=run.current_stage().name,
                 )
-            # Actions are frozen values: the first one is kept as is, later ones combine.
-            merged = action if merged is None else merged | action
-        self._action = merged
+        for action in actions:
+            run.ask(action)
 
     def dead_letter(self, row: Any, reason: str | BaseException = "rejected") -> None:
         """Reject ``row`` (a Verify stage's validation): it goes to the dead-letter sink.
@@ -154,9 +154,7 @@ class FlowAPI(metaclass=abc.ABCMeta):
         Raises:
             RowRejectedError: the stage has no dead-letter sink (nothing is lost silently).
         """
-        self._current()
-        if self._run is not None:
-            self._run.reject(row, reason)
+        self._control().reject(row, reason)
 
     def get_this_function(self) -> Stage:
         """The stage being run."""
@@ -168,8 +166,7 @@ class FlowAPI(metaclass=abc.ABCMeta):
 
     def get_context(self) -> Any:
         """The ``ctx`` given to ``run`` (None when none was given)."""
-        self._current()
-        return self._ctx
+        return self._control().ctx
 
     def get_func_config_by_name(self, name: str) -> FuncConfig | None:
         """The config of the function ``name`` in this flow, or None."""
@@ -247,47 +244,19 @@ class FlowAPI(metaclass=abc.ABCMeta):
 class RunView(FlowAPI):
     """The ``flow`` a FaaS receives: the definition, bound to one run.
 
-    Slotted so that making one per run and rebinding ``commit_row`` per stage stay cheap.
+    The run points ``commit_row`` at each stage's result buffer (one C call per committed
+    row) and ``commit_row_batch`` at its own ``commit_batch``; everything else the view
+    reads from the run when the FaaS asks. Slotted: one is made per run.
     """
 
     __slots__ = ()
 
-    def __init__(self, d: Definition, run: RunControl, ctx: Any, source: list[Any]) -> None:
+    def __init__(self, d: Definition, run: RunControl) -> None:
         self._d = d
-        self._ctx = ctx
         self._run = run  # a cycle until release() cuts it when the run ends
-        self._stage = None
-        self._input = source
-        self._action = None
         self.commit_row_batch = run.commit_batch
-
-    # -- what the run calls -------------------------------------------------------------
-
-    def enter(self, stage: Stage, rows: list[Any], commit: Callable[[Any], None]) -> None:
-        """Start a stage call: its stage, its input rows and where ``commit_row`` goes."""
-        self._stage = stage
-        self._input = rows
-        self._action = None
-        self.commit_row = commit
-
-    def set_input(self, rows: list[Any]) -> None:
-        """Replace what ``input()`` returns (rows that failed conversion were removed)."""
-        self._input = rows
-
-    def set_buffer(self, commit: Callable[[Any], None], *, fresh: bool = False) -> None:
-        """Send ``commit_row`` to ``commit``; ``fresh`` also forgets the pending action
-        (a retried attempt starts over)."""
-        self.commit_row = commit
-        if fresh:
-            self._action = None
-
-    def take_action(self) -> Action | None:
-        """The action the stage asked for (None: none)."""
-        return self._action
 
     def release(self) -> None:
         """End the view's run: later calls of the FaaS API refuse, commits raise."""
         self._run = None
-        self._stage = None
-        self._input = _NO_ROWS  # never handed out: input() refuses once _stage is None
         self.commit_row = self.commit_row_batch = self._d.after_run

@@ -88,6 +88,7 @@ class Run:
         "_retries",
         "_runner",
         "_started",
+        "action",
         "buffer",
         "converted",
         "ctx",
@@ -130,7 +131,7 @@ class Run:
         self.specs = plan.specs
         self.jump_index = d.jump_index
         self.source = source
-        self.ctx = ctx = options.ctx
+        self.ctx = options.ctx
         self.max_steps = max_steps
         self.layers: list[list[Any] | None] = [None] * n
         self.pos = 0
@@ -152,10 +153,12 @@ class Run:
         self._rejects: list[DeadLetter] = []
         self.converted: list[Any] = source
         self.kept: list[int] | None = None
-        self.sinks = plan.sinks_with(options.dead_letters)
+        run_sink = options.dead_letters
+        self.sinks = plan.sinks if run_sink is None else plan.sinks_with(run_sink)
         self._runner: asyncio.Runner | None = None
         self._started = self._ended_at = 0.0  # set by calls()
-        self.view = RunView(d, self, ctx, source)
+        self.action: Action | None = None
+        self.view = RunView(d, self)
         # Connectors read the run from the context (Save idempotency marks).
         self._ctx_token: contextvars.Token[Any] | None = (
             _context.RUN.set(self) if plan.connectors else None
@@ -171,6 +174,17 @@ class Run:
     def attempt(self) -> int:
         """The current stage call's attempt number, from 1."""
         return self._attempt
+
+    # -- what the FaaS's view asks (kisflow._api.RunControl) ----------------------------
+
+    def current_stage(self) -> Stage:
+        """The stage being called."""
+        return self.stages[self.pos]
+
+    def ask(self, action: Action) -> None:
+        """Record an action of the current call; actions are frozen values that combine."""
+        pending = self.action
+        self.action = action if pending is None else pending | action
 
     # -- the run loop --------------------------------------------------------------------
 
@@ -209,7 +223,8 @@ class Run:
             # _attempt, _call_dead, _rejects and kept are reset below when a call used them.
             buf: list[Any] = []
             self.buffer = buf
-            view.enter(stages[pos], inp, buf.append)
+            self.action = None
+            view.commit_row = buf.append
             spec = specs[pos]
             sig = spec.signature
             if sig.takes_rows or sig.takes_ctx:
@@ -217,7 +232,7 @@ class Run:
             else:
                 yield spec, (view,)
             # -- apply the data-layer rules and the action ---------------------------------
-            action = view.take_action()
+            action = self.action
             stop: RunEnd | None
             if action is None:
                 result = self.buffer
@@ -296,7 +311,6 @@ class Run:
                         row=bad.row,
                     ) from bad.cause
                 rows = self._dead_letter_unconvertible(pos, inp)
-                view.set_input(self.input)
             self.converted = rows
         return (self.ctx, view, rows) if sig.takes_ctx else (view, rows)
 
@@ -308,7 +322,8 @@ class Run:
     def _fresh_buffer(self) -> None:
         buf: list[Any] = []
         self.buffer = buf
-        self.view.set_buffer(buf.append, fresh=True)
+        self.action = None
+        self.view.commit_row = buf.append
 
     def commit_batch(self, rows: Iterable[Any], copy: bool = True) -> None:
         """The stage's ``commit_row_batch``: add ``rows`` to its result.
@@ -326,7 +341,7 @@ class Run:
             and rows is not self.converted
         ):
             self.buffer = rows
-            self.view.set_buffer(rows.append)
+            self.view.commit_row = rows.append
             return
         buf.extend(rows)
 

@@ -28,6 +28,7 @@ from kisflow.connector import Connector
 from kisflow.deadletter import as_sink
 from kisflow.dot import to_dot
 from kisflow.errors import ConfigError, FlowDefinitionError
+from kisflow.options import DEFAULT as DEFAULT_OPTIONS
 from kisflow.options import RunOptions, merge
 from kisflow.result import RunEnd, RunResult
 from kisflow.stage import Stage, new_stage_id
@@ -73,11 +74,7 @@ class Flow(FlowAPI):
             )
         self._d = Definition(config, pool, max_steps)
         # Outside a run there is no current call; commits go to the next run's source.
-        self._ctx = None
         self._run = None
-        self._stage = None
-        self._input = []
-        self._action = None
         self._source: list[Any] = []
         self.commit_row = self._source.append
         self.commit_row_batch = self._commit_source_batch
@@ -281,9 +278,11 @@ class Flow(FlowAPI):
                 the flow and stage; the user's own exception is chained.
             RowRejectedError, DeadLetterError: a rejected row with no sink; a failing sink.
         """
-        run = self._start(
-            rows, merge(options, ctx=ctx, max_steps=max_steps, dead_letters=dead_letters)
-        )
+        if options is None and ctx is None and max_steps is None and dead_letters is None:
+            options = DEFAULT_OPTIONS  # the common case, without a call
+        else:
+            options = merge(options, ctx=ctx, max_steps=max_steps, dead_letters=dead_letters)
+        run = self._start(rows, options)
         if run is None:
             return self._disabled_result()
         return run_sync(run)
