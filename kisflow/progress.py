@@ -7,6 +7,8 @@ from typing import IO, TYPE_CHECKING, Any
 
 from tqdm import tqdm
 
+from kisflow.observers import Observer
+
 if TYPE_CHECKING:
     from kisflow.result import RunResult
 
@@ -42,12 +44,14 @@ def progress_bar(
     )
 
 
-class RunProgress:
+class RunProgress(Observer):
     """A rows bar fed by run results: what the CLI and the stream runner show per batch.
 
     Each ``add(result)`` advances the bar by the rows the run took in (its first stage's
-    ``rows_in``) and shows the dead letters and retries so far. Like ``progress_bar`` it
-    draws only on a terminal, so a piped or logged run stays quiet::
+    ``rows_in``) and shows the dead letters and retries so far. It is an observer: given
+    in a stream's ``RunOptions(observers=...)`` it is fed each batch (``batch_done``).
+    Like ``progress_bar`` it draws only on a terminal, so a piped or logged run stays
+    quiet::
 
         with RunProgress(total=len(rows)) as progress:
             for batch in batches:
@@ -79,6 +83,10 @@ class RunProgress:
             self.retries += retries
             self.bar.set_postfix(dead=self.dead_letters, retries=self.retries, refresh=False)
         self.bar.update(rows)
+
+    def batch_done(self, flow: str, batch: int, result: RunResult) -> None:
+        """A stream yielded a batch: count it."""
+        self.add(result)
 
     def close(self) -> None:
         """Draw the final state and release the terminal line."""
