@@ -169,7 +169,7 @@ class TestRunOptions:
             _flow().run([1], kf.RunOptions(max_steps=0))
 
     def test_bad_options_are_config_errors(self) -> None:
-        with pytest.raises(kf.ConfigError, match="options must be a kisflow.RunOptions"):
+        with pytest.raises(kf.ConfigError, match=r"options must be a kisflow\.RunOptions"):
             _flow().run([1], {"ctx": 1}, ctx=2)  # type: ignore[arg-type]
         with pytest.raises(kf.ConfigError, match="max_steps must be an int"):
             kf.RunOptions(max_steps="3")  # type: ignore[arg-type]

@@ -32,7 +32,9 @@ class TestResolution:
 
         flow = kf.FlowBuilder("s").save("Store", conn=_db(tmp_path)).build()
         spec = stage_faas(flow.pool, flow.stages[0])
-        assert spec is not None and spec.fn is mine and not is_default(spec)
+        assert spec is not None
+        assert spec.fn is mine
+        assert not is_default(spec)
         assert flow.run([{"a": 1}]).output == [{"mine": 1}]
 
     def test_an_unknown_type_has_no_default(self) -> None:
