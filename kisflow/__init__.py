@@ -45,6 +45,7 @@ from kisflow.connector import Connector
 from kisflow.deadletter import DeadLetter
 from kisflow.errors import (
     ActionError,
+    CommitError,
     ConfigError,
     ConnectorError,
     DeadLetterError,
@@ -95,6 +96,7 @@ except PackageNotFoundError:  # pragma: no cover - running from a source tree
 __all__ = [
     "Action",
     "ActionError",
+    "CommitError",
     "ConfigError",
     "ConnConfig",
     "Connector",

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import abc
 import math
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -28,7 +28,19 @@ if TYPE_CHECKING:
     from kisflow.connector import Connector
     from kisflow.stage import Stage
 
-__all__ = ["FlowAPI", "RunControl", "RunView"]
+__all__ = ["CommitRow", "CommitRowBatch", "FlowAPI", "RunControl", "RunView"]
+
+
+class CommitRow(Protocol):
+    """``flow.commit_row(row)``: commit one row to the current stage's result."""
+
+    def __call__(self, row: Any, /) -> None: ...
+
+
+class CommitRowBatch(Protocol):
+    """``flow.commit_row_batch(rows, copy=True)``: commit a batch (an iterable of rows)."""
+
+    def __call__(self, rows: Iterable[Any], /, copy: bool = True) -> None: ...
 
 
 class RunControl(Protocol):
@@ -72,9 +84,9 @@ class FlowAPI(metaclass=abc.ABCMeta):
     _run: RunControl | None
     """The run of the current call; None outside a run."""
 
-    commit_row: Callable[[Any], None]
+    commit_row: CommitRow
     """Commit one row to the current stage's result (outside a run: to the next source)."""
-    commit_row_batch: Callable[..., None]
+    commit_row_batch: CommitRowBatch
     """Commit many rows at once (KisFlow's ``CommitRowBatch``): ``commit_row_batch(rows,
     copy=True)``; ``copy=False`` hands a list over without copying it (see concepts)."""
 

@@ -35,7 +35,7 @@ import contextvars
 import inspect
 import itertools
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 from kisflow import _context, _state
@@ -45,6 +45,7 @@ from kisflow._signature import CallKind
 from kisflow.deadletter import DeadLetter, DeadLetterSink
 from kisflow.errors import (
     ActionError,
+    CommitError,
     ConnectorError,
     DeadLetterError,
     FlowLoopError,
@@ -343,6 +344,8 @@ class Run:
             self.buffer = rows
             self.view.commit_row = rows.append
             return
+        if type(rows) is not list:
+            check_batch(rows, self.flow_name, self.stages[self.pos].name)
         buf.extend(rows)
 
     def _dead_letter_unconvertible(self, pos: int, inp: list[Any]) -> list[Any]:
@@ -677,6 +680,22 @@ def _index_of(row: Any, rows: list[Any]) -> int:
         if candidate is row:
             return i
     return -1
+
+
+def check_batch(rows: Any, flow: str, stage: str | None) -> None:
+    """Refuse what iterates but is not a batch of rows: a ``str``, ``bytes``, a mapping.
+
+    Raises:
+        CommitError: naming the flow and stage (KisFlow: "Commit Data is not a slice").
+    """
+    if isinstance(rows, str | bytes | bytearray | memoryview | Mapping):
+        where = f"flow {flow!r}" + (f" stage {stage!r}" if stage is not None else "")
+        raise CommitError(
+            f"{where}: commit_row_batch takes a batch of rows (a list or another iterable "
+            f"of rows), got {type(rows).__name__}; commit one row with commit_row",
+            flow=flow,
+            stage=stage,
+        )
 
 
 def _not_none(out: Any) -> TypeError:

@@ -21,8 +21,9 @@ in the message::
     │   ├── StageExecutionError                 .attempts; chained to the user's error
     │   ├── ActionError(ValueError)             bad action, e.g. an unknown jump target
     │   ├── FlowLoopError                       .cycle .steps
+    │   ├── CommitError(TypeError)              commit_row_batch got no batch (a str, a mapping)
     │   └── PartitionError                      .partition; a partition failed on a worker
-    ├── ConnectorError(ConnectionError)         .connector .type .address .retryable .stage
+    ├── ConnectorError(ConnectionError)         .connector .type .address .flow .stage .attempts
     └── MissingExtraError(ImportError)          .extra; pip install 'kisflow[extra]'
 """
 
@@ -33,6 +34,7 @@ from typing import Any
 
 __all__ = [
     "ActionError",
+    "CommitError",
     "ConfigError",
     "ConnectorError",
     "DeadLetterError",
@@ -201,6 +203,14 @@ class FlowLoopError(RunError):
         self.cycle = tuple(cycle)
         self.steps = steps
         super().__init__(message, flow=flow, stage=stage)
+
+
+class CommitError(RunError, TypeError):
+    """``commit_row_batch`` was given something that is not a batch of rows.
+
+    A ``str``, ``bytes`` or a mapping is iterable, but committing it row by row (one row
+    per character or key) is never what was meant; KisFlow refuses it too.
+    """
 
 
 class ConnectorError(KisFlowError, ConnectionError):

@@ -11,7 +11,7 @@ rejected. What runs each stage is resolved once, by ``kisflow._plan``.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterable, Callable, Iterable, Mapping
+from collections.abc import AsyncIterable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any, Self
 
 import attrs
@@ -19,10 +19,10 @@ import networkx as nx
 from loguru import logger
 
 from kisflow import _pool
-from kisflow._api import FlowAPI, RunView
+from kisflow._api import CommitRow, CommitRowBatch, FlowAPI, RunView
 from kisflow._definition import Definition, chain_order
 from kisflow._plan import Plan, plan_of, pool_of
-from kisflow._run import Run, run_async, run_sync
+from kisflow._run import Run, check_batch, run_async, run_sync
 from kisflow.config import FlowConfig, FlowFunctionParam, FuncConfig
 from kisflow.connector import Connector
 from kisflow.deadletter import as_sink
@@ -51,9 +51,9 @@ class Flow(FlowAPI):
     next ``run()``.
     """
 
-    commit_row: Callable[[Any], None]
+    commit_row: CommitRow
     """Commit one row to the current stage's result (outside a run: to the next source)."""
-    commit_row_batch: Callable[..., None]
+    commit_row_batch: CommitRowBatch
     """Commit many rows at once (KisFlow's ``CommitRowBatch``): ``commit_row_batch(rows,
     copy=True)``; ``copy=False`` hands a list over without copying it (see concepts)."""
 
@@ -81,6 +81,8 @@ class Flow(FlowAPI):
 
     def _commit_source_batch(self, rows: Iterable[Any], copy: bool = True) -> None:
         """Outside a run: add rows to the next run's source (always copied)."""
+        if type(rows) is not list:
+            check_batch(rows, self.name, None)
         self._source.extend(rows)
 
     @classmethod

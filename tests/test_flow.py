@@ -549,3 +549,30 @@ class TestLayersAreFreed:
         assert len(kept) == 1
         with pytest.raises(kf.RunError, match="only valid inside a FaaS"):
             kept[0].input()
+
+
+class TestCommitRowBatchTakesBatches:
+    """A str, bytes or a mapping is iterable but not a batch: KisFlow refuses it too."""
+
+    @pytest.mark.parametrize("bad", ["ab", b"ab", bytearray(b"ab"), {"a": 1}])
+    def test_inside_a_run(self, bad: object) -> None:
+        @kf.faas("Bad")
+        def bad_faas(flow: kf.Flow, rows: list[int]) -> None:
+            flow.commit_row_batch(bad)  # type: ignore[arg-type]
+
+        flow = kf.FlowBuilder("b").calculate("Bad").build()
+        with pytest.raises(kf.CommitError, match=r"flow 'b' stage 'Bad': commit_row_batch") as info:
+            flow.run([1])
+        assert isinstance(info.value, TypeError)
+        assert (info.value.flow, info.value.stage) == ("b", "Bad")
+
+    def test_on_the_flow_and_the_good_cases(self) -> None:
+        @kf.faas("Id")
+        def ident(flow: kf.Flow, rows: list[object]) -> None:
+            flow.commit_row_batch(iter(rows))
+
+        flow = kf.FlowBuilder("b").calculate("Id").build()
+        with pytest.raises(kf.CommitError, match="got str"):
+            flow.commit_row_batch("xyz")  # type: ignore[arg-type]
+        flow.commit_row_batch(("xyz", {"a": 1}))
+        assert flow.run().output == ["xyz", {"a": 1}]

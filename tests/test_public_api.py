@@ -10,6 +10,7 @@ EXPECTED = {
     "DeadLetterError",
     "Action",
     "ActionError",
+    "CommitError",
     "ConfigError",
     "ConnConfig",
     "Connector",
