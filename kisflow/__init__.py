@@ -29,6 +29,7 @@ from kisflow import (
     pool,
     report,
 )
+from kisflow._definition import Function
 from kisflow.actions import Action
 from kisflow.builder import FlowBuilder
 from kisflow.config import (
@@ -117,6 +118,7 @@ __all__ = [
     "FlowTypeError",
     "FuncConfig",
     "FuncOption",
+    "Function",
     "FunctionNotFoundError",
     "GlobalConfig",
     "KisFlowError",

@@ -23,7 +23,7 @@ from kisflow.actions import Action
 from kisflow.errors import ConnectorError, RunError
 
 if TYPE_CHECKING:
-    from kisflow._definition import Definition
+    from kisflow._definition import Definition, Function
     from kisflow.config import ConnConfig, FlowConfig, FuncConfig
     from kisflow.connector import Connector
     from kisflow.stage import Stage
@@ -53,6 +53,9 @@ class RunControl(Protocol):
 
     def current_stage(self) -> Stage:
         """The stage being called."""
+
+    def position(self) -> int:
+        """The index of the stage being called."""
 
     def ask(self, action: Action) -> None:
         """Record an action the FaaS asked for (combined with earlier ones)."""
@@ -168,9 +171,10 @@ class FlowAPI(metaclass=abc.ABCMeta):
         """
         self._control().reject(row, reason)
 
-    def get_this_function(self) -> Stage:
-        """The stage being run."""
-        return self._current()
+    def get_this_function(self) -> Function:
+        """The function being run (KisFlow's Function: the stage, with its metadata)."""
+        run = self._control()
+        return self._d.functions[run.position()]
 
     def get_this_func_conf(self) -> FuncConfig:
         """The config of the stage being run."""

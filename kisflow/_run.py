@@ -182,6 +182,10 @@ class Run:
         """The stage being called."""
         return self.stages[self.pos]
 
+    def position(self) -> int:
+        """The index of the stage being called."""
+        return self.pos
+
     def ask(self, action: Action) -> None:
         """Record an action of the current call; actions are frozen values that combine."""
         pending = self.action

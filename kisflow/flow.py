@@ -73,6 +73,7 @@ class Flow(FlowAPI):
                 f"max_steps must be at least 1, got {max_steps}", flow=config.flow_name
             )
         self._d = Definition(config, pool, max_steps)
+        self._d.owner = self
         # Outside a run there is no current call; commits go to the next run's source.
         self._run = None
         self._source: list[Any] = []

@@ -576,3 +576,77 @@ class TestCommitRowBatchTakesBatches:
             flow.commit_row_batch("xyz")  # type: ignore[arg-type]
         flow.commit_row_batch(("xyz", {"a": 1}))
         assert flow.run().output == ["xyz", {"a": 1}]
+
+
+class TestFunction:
+    """get_this_function() is KisFlow's Function: metadata across runs, navigation."""
+
+    def test_kisflow_counts_runs_with_function_metadata(self) -> None:
+        printed: list[int] = []
+
+        @kf.faas("Count")
+        def count(flow: kf.Flow, rows: list[int]) -> None:
+            fn = flow.get_this_function()
+            n = (fn.get_metadata("runs") or 0) + 1
+            fn.set_metadata("runs", n)
+            printed.append(n)
+            flow.commit_row_batch(rows)
+
+        flow = kf.FlowBuilder("c").calculate("Count").build()
+        for _ in range(3):
+            flow.run([1])
+        assert printed == [1, 2, 3]
+        assert flow.fork().run([1]).output == [1]
+        assert printed == [1, 2, 3, 1]  # a fork's functions start afresh
+
+    def test_navigation_and_identity(self) -> None:
+        seen: dict[str, Any] = {}
+
+        def probe(flow: kf.Flow, rows: list[int]) -> None:
+            fn = flow.get_this_function()
+            seen[fn.name] = (
+                fn.get_prev_id(),
+                fn.get_next_id(),
+                None if fn.prev() is None else fn.prev().name,  # type: ignore[union-attr]
+                None if fn.next() is None else fn.next().name,  # type: ignore[union-attr]
+                fn.get_flow(),
+                fn == flow.stages[fn.position],
+                fn is flow.get_this_function(),
+            )
+            flow.commit_row_batch(rows)
+
+        for name in ("A", "B", "C"):
+            kf.faas(name, probe)
+        flow = kf.FlowBuilder("n").calculate("A").calculate("B").calculate("C").build()
+        flow.run([1])
+        a, b, c = flow.stages
+        assert seen["A"] == (None, b.id, None, "B", flow, True, True)
+        assert seen["B"] == (a.id, c.id, "A", "C", flow, True, True)
+        assert seen["C"] == (b.id, None, "B", None, flow, True, True)
+
+    def test_metadata_from_eight_threads(self) -> None:
+        @kf.faas("Tag")
+        def tag(flow: kf.Flow, rows: list[int]) -> None:
+            fn = flow.get_this_function()
+            for r in rows:
+                fn.set_metadata(f"row-{r}", r)
+            flow.commit_row_batch(rows)
+
+        @kf.faas("Seen")
+        def seen(flow: kf.Flow, rows: list[int]) -> None:
+            prev = flow.get_this_function().prev()
+            assert prev is not None
+            flow.commit_row(sum(prev.get_metadata(f"row-{i}") == i for i in range(800)))
+
+        flow = kf.FlowBuilder("t").calculate("Tag").calculate("Seen").build()
+        threads = [
+            threading.Thread(target=flow.run, args=(list(range(k * 100, k * 100 + 100)),))
+            for k in range(8)
+        ]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert flow.run([0]).output == [800]
+        with pytest.raises(kf.RunError, match="only valid inside a FaaS"):
+            flow.get_this_function()

@@ -28,6 +28,7 @@ EXPECTED = {
     "FlowTypeError",
     "FuncConfig",
     "FuncOption",
+    "Function",
     "FunctionNotFoundError",
     "GlobalConfig",
     "KisFlowError",
