@@ -511,7 +511,7 @@ def _resolve_references(
             continue
         try:
             fn = _faasref.resolve(entry.faas, allow_imports=allow_imports)
-        except _faasref.ReferenceError_ as exc:
+        except ConfigError as exc:
             problems.add(entry.path, "faas", str(exc), exc.__cause__)
             continue
         existing = pool.get_faas(fname)

@@ -17,6 +17,7 @@ from hypothesis import HealthCheck, given, settings
 from prometheus_client.parser import text_string_to_metric_families
 
 import kisflow as kf
+from kisflow import _faasref
 from kisflow._pool import Pool
 from kisflow.configfile import conn_yaml, export_config, flow_yaml, func_yaml, load_config_dir
 from kisflow.testing import isolated_pool
@@ -562,6 +563,17 @@ class TestFaasReferences:
         with pytest.raises(kf.ConfigError, match=match) as info:
             load_config_dir(tmp_path / "conf", allow_imports=True)
         assert ("func.yml", "faas") in problems(info.value)
+
+    @pytest.mark.parametrize(
+        ("ref", "allow"),
+        [("no colon", True), ("os:getcwd", False), ("refmod_missing_kf:f", True), ("os:sep", True)],
+    )
+    def test_resolve_raises_only_config_errors(self, ref: str, allow: bool) -> None:
+        """An unusable reference is a ConfigError keyed ``faas``; no private class leaks."""
+        with pytest.raises(kf.ConfigError) as info:
+            _faasref.resolve(ref, allow_imports=allow)
+        assert type(info.value) is kf.ConfigError
+        assert info.value.key == "faas"
 
 
 NAMES = st.text(alphabet=string.ascii_letters + string.digits + "_-", min_size=1, max_size=12)
