@@ -4,12 +4,17 @@ A ``FuncConfig`` describes one function (stage), a ``FlowConfig`` an ordered lis
 functions with per-flow params, a ``ConnConfig`` a connector and ``GlobalConfig`` the
 ``kistype: global`` file. Field names and defaults are KisFlow's so that its YAML files
 map onto these classes one to one.
+
+These classes are the one schema of KisFlow's YAML files: each field says, in its
+metadata, how its key is checked when read and where it is written (see ``YamlKey``).
+``kisflow.configfile`` derives its per-section checks and its export writers from that,
+so a key is declared once, here.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any
+from typing import Any, Final
 
 import attrs
 
@@ -17,6 +22,7 @@ from kisflow.errors import ConfigError
 from kisflow.modes import Mode
 
 __all__ = [
+    "NOT_YAML",
     "UNNAMED_SOURCE",
     "ConnConfig",
     "FlowConfig",
@@ -25,10 +31,149 @@ __all__ = [
     "FuncOption",
     "GlobalConfig",
     "Source",
+    "YamlCheck",
+    "YamlField",
+    "YamlKey",
+    "yaml_fields",
+    "yaml_key",
 ]
 
 UNNAMED_SOURCE = "unNamedSource"
 """The source name KisFlow gives a function config that declares none."""
+
+
+# -- the YAML schema ----------------------------------------------------------------------
+
+YamlCheck = Callable[[Any], str | None]
+"""Checks one YAML value: ``None`` when it is fine, else why not (``"must be a string"``)."""
+
+_META: Final = "yaml"
+"""The attrs metadata key holding a field's ``YamlKey`` (or ``None``: not a YAML key)."""
+
+
+@attrs.frozen
+class YamlKey:
+    """How one config field is read from and written to KisFlow's YAML.
+
+    Declare it on the field with ``yaml_key``: a plain value has a ``check``; a nested
+    mapping (``source``, ``option``) names the config class it holds as ``section``, and
+    with ``many=True`` the value is a list of such mappings (``flows``). A key is
+    required exactly when its field has no default. Keys are written in declaration
+    order, sorted by ``rank`` first (KisFlow writes ``status`` before ``flow_name``).
+    """
+
+    check: YamlCheck | None = None
+    section: type[Any] | None = None
+    many: bool = False
+    rank: int = 0
+
+    def __attrs_post_init__(self) -> None:
+        if (self.check is None) == (self.section is None):
+            raise TypeError("a YamlKey has either a check or a section, not both or neither")
+        if self.many and self.section is None:
+            raise TypeError("YamlKey(many=True) needs a section: it is a list of mappings")
+
+
+def yaml_key(
+    check: YamlCheck | None = None,
+    *,
+    section: type[Any] | None = None,
+    many: bool = False,
+    rank: int = 0,
+) -> dict[str, YamlKey | None]:
+    """The attrs ``metadata`` declaring a field a YAML key (arguments as ``YamlKey``)."""
+    return {_META: YamlKey(check=check, section=section, many=many, rank=rank)}
+
+
+NOT_YAML: Final[Mapping[str, YamlKey | None]] = {_META: None}
+"""The attrs ``metadata`` of a field that is no YAML key (``FuncConfig.conn``)."""
+
+
+@attrs.frozen
+class YamlField:
+    """One YAML key of a config class: the field's name, its ``YamlKey``, if required."""
+
+    name: str
+    key: YamlKey
+    required: bool
+
+
+def yaml_fields(cls: type[Any]) -> tuple[YamlField, ...]:
+    """The YAML keys of config class ``cls``, in declaration order.
+
+    Raises:
+        TypeError: a field has no YAML metadata; every field must say whether it is a
+            YAML key (``yaml_key(...)``) or not (``NOT_YAML``), so none is forgotten.
+    """
+    out: list[YamlField] = []
+    for field in attrs.fields(cls):
+        if _META not in field.metadata:
+            raise TypeError(
+                f"{cls.__name__}.{field.name} has no YAML metadata: declare it with "
+                f"metadata=yaml_key(...), or metadata=NOT_YAML if it is no YAML key"
+            )
+        key = field.metadata[_META]
+        if key is not None:
+            out.append(YamlField(field.name, key, required=field.default is attrs.NOTHING))
+    return tuple(out)
+
+
+# What a YAML value must be, worded for the loader's reports ("<key>: <why>, got ...").
+
+
+def _is_str(v: Any) -> str | None:
+    return None if isinstance(v, str) else "must be a string"
+
+
+def _is_name(v: Any) -> str | None:
+    if not isinstance(v, str):
+        return "must be a string"
+    return None if v.strip() else "must not be empty"
+
+
+def _is_count(v: Any) -> str | None:
+    if isinstance(v, bool) or not isinstance(v, int):
+        return "must be an integer"
+    return None if v >= 0 else "must be >= 0"
+
+
+def _is_bool(v: Any) -> str | None:
+    return None if isinstance(v, bool) else "must be true or false"
+
+
+def _is_mapping(v: Any) -> str | None:
+    if v is None:
+        return None
+    if not isinstance(v, Mapping):
+        return "must be a mapping of key: value"
+    if not all(isinstance(k, str | int | float | bool) for k in v):
+        return "keys must be plain scalars (strings or numbers)"
+    return None
+
+
+def _is_names(v: Any) -> str | None:
+    if v is None:
+        return None
+    if not isinstance(v, list) or not all(isinstance(x, str) for x in v):
+        return "must be a list of names"
+    return None
+
+
+def _is_status(v: Any) -> str | None:
+    if isinstance(v, bool) or v not in (0, 1):
+        return "must be 1 (enabled) or 0 (disabled)"
+    return None
+
+
+def _is_fmode(v: Any) -> str | None:
+    try:
+        Mode.parse(v)
+    except ConfigError:
+        return "must be one of " + ", ".join(m.value for m in Mode)
+    return None
+
+
+# -- the config classes -------------------------------------------------------------------
 
 
 def _typed(kind: type | tuple[type, ...]) -> Callable[[Any, attrs.Attribute[Any], Any], None]:
@@ -122,31 +267,47 @@ def _from_mapping(cls: type[Any], value: Mapping[str, Any], key: str) -> Any:
 class Source:
     """Where a function's rows come from: a name and the fields every row must carry."""
 
-    name: str = attrs.field(default=UNNAMED_SOURCE, validator=_typed(str))
-    must: tuple[str, ...] = attrs.field(factory=tuple, converter=_must)
+    name: str = attrs.field(
+        default=UNNAMED_SOURCE, validator=_typed(str), metadata=yaml_key(_is_str)
+    )
+    must: tuple[str, ...] = attrs.field(
+        factory=tuple, converter=_must, metadata=yaml_key(_is_names)
+    )
 
 
 @attrs.frozen
 class FuncOption:
     """A function's options: connector, retries (``return_duration`` in ms) and params."""
 
-    cname: str = attrs.field(default="", validator=_typed(str))
-    retry_times: int = attrs.field(default=0, validator=[_typed(int), _non_negative])
-    return_duration: int = attrs.field(default=0, validator=[_typed(int), _non_negative])
-    default_params: dict[str, Any] = attrs.field(factory=dict, converter=_params)
+    cname: str = attrs.field(default="", validator=_typed(str), metadata=yaml_key(_is_str))
+    retry_times: int = attrs.field(
+        default=0, validator=[_typed(int), _non_negative], metadata=yaml_key(_is_count)
+    )
+    return_duration: int = attrs.field(
+        default=0, validator=[_typed(int), _non_negative], metadata=yaml_key(_is_count)
+    )
+    default_params: dict[str, Any] = attrs.field(
+        factory=dict, converter=_params, metadata=yaml_key(_is_mapping)
+    )
 
 
 @attrs.frozen
 class ConnConfig:
     """A connector: a store's address, type and key, plus the functions bound to it."""
 
-    cname: str = attrs.field(validator=[_typed(str), _non_empty])
-    addrs: str = attrs.field(default="", validator=_typed(str))
-    type: str = attrs.field(default="", validator=_typed(str))
-    key: str = attrs.field(default="", validator=_typed(str))
-    params: dict[str, Any] = attrs.field(factory=dict, converter=_params)
-    load: tuple[str, ...] = attrs.field(factory=tuple, converter=_load)
-    save: tuple[str, ...] = attrs.field(factory=tuple, converter=_save)
+    cname: str = attrs.field(validator=[_typed(str), _non_empty], metadata=yaml_key(_is_name))
+    addrs: str = attrs.field(default="", validator=_typed(str), metadata=yaml_key(_is_str))
+    type: str = attrs.field(default="", validator=_typed(str), metadata=yaml_key(_is_str))
+    key: str = attrs.field(default="", validator=_typed(str), metadata=yaml_key(_is_str))
+    params: dict[str, Any] = attrs.field(
+        factory=dict, converter=_params, metadata=yaml_key(_is_mapping)
+    )
+    load: tuple[str, ...] = attrs.field(
+        factory=tuple, converter=_load, metadata=yaml_key(_is_names)
+    )
+    save: tuple[str, ...] = attrs.field(
+        factory=tuple, converter=_save, metadata=yaml_key(_is_names)
+    )
 
 
 def _mode(value: Mode | str) -> Mode:
@@ -187,12 +348,19 @@ class FuncConfig:
     function's YAML (KisFlow keeps it beside the config, in its own file).
     """
 
-    fname: str = attrs.field(validator=[_typed(str), _non_empty])
-    fmode: Mode = attrs.field(converter=_mode)
-    source: Source = attrs.field(factory=Source, converter=_source)
-    option: FuncOption = attrs.field(factory=FuncOption, converter=_option)
+    fname: str = attrs.field(validator=[_typed(str), _non_empty], metadata=yaml_key(_is_name))
+    fmode: Mode = attrs.field(converter=_mode, metadata=yaml_key(_is_fmode))
+    source: Source = attrs.field(
+        factory=Source, converter=_source, metadata=yaml_key(section=Source)
+    )
+    option: FuncOption = attrs.field(
+        factory=FuncOption, converter=_option, metadata=yaml_key(section=FuncOption)
+    )
     conn: ConnConfig | None = attrs.field(
-        default=None, repr=False, validator=attrs.validators.optional(_typed(ConnConfig))
+        default=None,
+        repr=False,
+        validator=attrs.validators.optional(_typed(ConnConfig)),
+        metadata=NOT_YAML,
     )
 
     def __attrs_post_init__(self) -> None:
@@ -233,8 +401,10 @@ def _flow_params(
 class FlowFunctionParam:
     """One entry of a flow's ``flows`` list: a function name and the flow's params for it."""
 
-    fname: str = attrs.field(validator=[_typed(str), _non_empty])
-    params: dict[str, Any] = attrs.field(factory=dict, converter=_params)
+    fname: str = attrs.field(validator=[_typed(str), _non_empty], metadata=yaml_key(_is_name))
+    params: dict[str, Any] = attrs.field(
+        factory=dict, converter=_params, metadata=yaml_key(_is_mapping)
+    )
 
 
 def _status(instance: Any, attribute: attrs.Attribute[Any], value: int) -> None:
@@ -249,9 +419,16 @@ def _status(instance: Any, attribute: attrs.Attribute[Any], value: int) -> None:
 class FlowConfig:
     """A flow: its name, whether it is enabled (``status`` 1/0) and its functions in order."""
 
-    flow_name: str = attrs.field(validator=[_typed(str), _non_empty])
-    status: int = attrs.field(default=1, validator=[_typed(int), _status])
-    flows: tuple[FlowFunctionParam, ...] = attrs.field(factory=tuple, converter=_flow_params)
+    flow_name: str = attrs.field(validator=[_typed(str), _non_empty], metadata=yaml_key(_is_name))
+    # KisFlow's Go struct, and so its exports, put status first.
+    status: int = attrs.field(
+        default=1, validator=[_typed(int), _status], metadata=yaml_key(_is_status, rank=-1)
+    )
+    flows: tuple[FlowFunctionParam, ...] = attrs.field(
+        factory=tuple,
+        converter=_flow_params,
+        metadata=yaml_key(section=FlowFunctionParam, many=True),
+    )
 
     @property
     def enabled(self) -> bool:
@@ -263,6 +440,12 @@ class FlowConfig:
 class GlobalConfig:
     """The ``kistype: global`` settings: Prometheus metrics switches and address."""
 
-    prometheus_enable: bool = attrs.field(default=False, validator=_typed(bool))
-    prometheus_listen: bool = attrs.field(default=False, validator=_typed(bool))
-    prometheus_serve: str = attrs.field(default="", validator=_typed(str))
+    prometheus_enable: bool = attrs.field(
+        default=False, validator=_typed(bool), metadata=yaml_key(_is_bool)
+    )
+    prometheus_listen: bool = attrs.field(
+        default=False, validator=_typed(bool), metadata=yaml_key(_is_bool)
+    )
+    prometheus_serve: str = attrs.field(
+        default="", validator=_typed(str), metadata=yaml_key(_is_str)
+    )

@@ -12,6 +12,7 @@ whose ``errors`` hold one ``ConfigError`` per problem, each naming its file and 
 
 from __future__ import annotations
 
+import enum
 import os
 import reprlib
 import sys
@@ -23,7 +24,15 @@ import attrs
 import yaml
 
 from kisflow import _faasref, _pool
-from kisflow.config import ConnConfig, FlowConfig, FlowFunctionParam, FuncConfig, GlobalConfig
+from kisflow.config import (
+    ConnConfig,
+    FlowConfig,
+    FlowFunctionParam,
+    FuncConfig,
+    GlobalConfig,
+    YamlField,
+    yaml_fields,
+)
 from kisflow.errors import ConfigError, KisFlowError
 from kisflow.flow import Flow
 from kisflow.modes import Mode
@@ -39,91 +48,62 @@ KISTYPES = ("flow", "func", "conn", "global")
 _SUFFIXES = (".yml", ".yaml")
 _FILE_CONNECTOR_TYPES = ("sqlite", "jsonl")
 
-# Each kind of file: key -> the check its value must pass. Nested sections are checked
-# by their own tables. Keys outside these tables are reported (a typo must not be
-# silently ignored, as KisFlow's Go YAML decoder does).
 _Check = Callable[[Any], str | None]
 
 
-def _is_str(v: Any) -> str | None:
+def _is_reference(v: Any) -> str | None:
+    """``faas`` is checked further when it is resolved (``_faasref``)."""
     return None if isinstance(v, str) else "must be a string"
 
 
-def _is_name(v: Any) -> str | None:
-    if not isinstance(v, str):
-        return "must be a string"
-    return None if v.strip() else "must not be empty"
+@attrs.frozen
+class _Table:
+    """The loader's checks of one YAML section, derived from its config class's schema.
+
+    ``keys`` are all its keys in schema order; ``checks`` holds the plain ones (the
+    "known keys" a report lists), ``sections`` the nested ones with their own tables and
+    whether they are a list of mappings. Keys outside the table are reported: a typo
+    must not be silently ignored, as KisFlow's Go YAML decoder does.
+    """
+
+    keys: tuple[str, ...]
+    checks: dict[str, _Check]
+    sections: dict[str, tuple[_Table, bool]]
+    required: tuple[str, ...]
 
 
-def _is_count(v: Any) -> str | None:
-    if isinstance(v, bool) or not isinstance(v, int):
-        return "must be an integer"
-    return None if v >= 0 else "must be >= 0"
+def _table(cls: type[Any], extra: Mapping[str, _Check] | None = None) -> _Table:
+    """The table of ``cls``'s YAML keys (``extra``: keys the loader reads itself)."""
+    fields = yaml_fields(cls)
+    checks = {f.name: f.key.check for f in fields if f.key.check is not None}
+    sections = {
+        f.name: (_table(f.key.section), f.key.many) for f in fields if f.key.section is not None
+    }
+    required = tuple(f.name for f in fields if f.required)
+    extra = extra or {}
+    return _Table(
+        keys=(*(f.name for f in fields), *extra),
+        checks={**checks, **extra},
+        sections=sections,
+        required=required,
+    )
 
 
-def _is_bool(v: Any) -> str | None:
-    return None if isinstance(v, bool) else "must be true or false"
-
-
-def _is_mapping(v: Any) -> str | None:
-    if v is None:
-        return None
-    if not isinstance(v, Mapping):
-        return "must be a mapping of key: value"
-    if not all(isinstance(k, str | int | float | bool) for k in v):
-        return "keys must be plain scalars (strings or numbers)"
-    return None
-
-
-def _is_names(v: Any) -> str | None:
-    if v is None:
-        return None
-    if not isinstance(v, list) or not all(isinstance(x, str) for x in v):
-        return "must be a list of names"
-    return None
-
-
-def _is_status(v: Any) -> str | None:
-    if isinstance(v, bool) or v not in (0, 1):
-        return "must be 1 (enabled) or 0 (disabled)"
-    return None
-
-
-def _is_fmode(v: Any) -> str | None:
-    try:
-        Mode.parse(v)
-    except ConfigError:
-        return "must be one of " + ", ".join(m.value for m in Mode)
-    if isinstance(v, Mode):  # pragma: no cover - YAML cannot produce a Mode
-        return None
-    return None
-
-
-_FLOW: dict[str, _Check] = {"flow_name": _is_name, "status": _is_status}
-_FLOWS_ITEM: dict[str, _Check] = {"fname": _is_name, "params": _is_mapping}
-_FUNC: dict[str, _Check] = {"fname": _is_name, "fmode": _is_fmode, "faas": _is_str}
-_SOURCE: dict[str, _Check] = {"name": _is_str, "must": _is_names}
-_OPTION: dict[str, _Check] = {
-    "cname": _is_str,
-    "retry_times": _is_count,
-    "return_duration": _is_count,
-    "default_params": _is_mapping,
+_KINDS: dict[str, type[Any]] = {
+    "flow": FlowConfig,
+    "func": FuncConfig,
+    "conn": ConnConfig,
+    "global": GlobalConfig,
 }
-_CONN: dict[str, _Check] = {
-    "cname": _is_name,
-    "addrs": _is_str,
-    "type": _is_str,
-    "key": _is_str,
-    "params": _is_mapping,
-    "load": _is_names,
-    "save": _is_names,
+"""The config class each ``kistype`` holds; its fields are the file's keys."""
+
+_LOADER_KEYS: dict[str, dict[str, _Check]] = {"func": {"faas": _is_reference}}
+"""Keys the loader reads itself, outside the schema: ``faas`` is resolved, not kept."""
+
+_TABLES: dict[str, _Table] = {
+    kind: _table(cls, _LOADER_KEYS.get(kind)) for kind, cls in _KINDS.items()
 }
-_GLOBAL: dict[str, _Check] = {
-    "prometheus_enable": _is_bool,
-    "prometheus_listen": _is_bool,
-    "prometheus_serve": _is_str,
-}
-_REQUIRED = {"flow": ("flow_name",), "func": ("fname", "fmode"), "conn": ("cname",), "global": ()}
+"""Each kind of file's checks, derived once from the config classes' schema."""
 
 
 class _Problems:
@@ -235,30 +215,54 @@ def _read_yaml(path: Path, problems: _Problems) -> Any:
 
 def _check_section(
     data: Mapping[Any, Any],
-    table: Mapping[str, _Check],
+    table: _Table,
     path: Path,
     prefix: str,
     problems: _Problems,
     *,
     ignore: tuple[str, ...] = (),
-    required: tuple[str, ...] = (),
 ) -> bool:
+    """Report every problem of one section (and its nested ones); True when none."""
     before = len(problems)
     for key in data:
-        if key in ignore:
+        if key in ignore or key in table.sections:
             continue
-        if not isinstance(key, str) or key not in table:
-            known = ", ".join(sorted(table))
+        if not isinstance(key, str) or key not in table.checks:
+            known = ", ".join(sorted(table.checks))
             problems.add(path, f"{prefix}{key}", f"is not a known key; known keys: {known}")
-    for key in required:
+    for key in table.required:
         if key not in data:
             problems.add(path, f"{prefix}{key}", "is missing")
-    for key, check in table.items():
+    for key, check in table.checks.items():
         if key in data:
             why = check(data[key])
             if why is not None:
                 problems.add(path, f"{prefix}{key}", f"{why}, got {_show(data[key])}")
+    for key, (sub, many) in table.sections.items():
+        value = data.get(key)
+        if value is None:
+            continue
+        if many:
+            _check_items(value, sub, path, f"{prefix}{key}", problems)
+        elif not isinstance(value, dict):
+            problems.add(path, f"{prefix}{key}", f"must be a mapping, got {_show(value)}")
+        else:
+            _check_section(value, sub, path, f"{prefix}{key}.", problems)
     return len(problems) == before
+
+
+def _check_items(value: Any, table: _Table, path: Path, key: str, problems: _Problems) -> None:
+    """Report every problem of a list of mappings such as ``flows``."""
+    if not isinstance(value, list):
+        shape = "{" + ", ".join(table.keys) + "}"
+        problems.add(path, key, f"must be a list of {shape}, got {_show(value)}")
+        return
+    needs = f" with {', '.join(table.required)}" if table.required else ""
+    for i, item in enumerate(value):
+        if not isinstance(item, dict):
+            problems.add(path, f"{key}[{i}]", f"must be a mapping{needs}, got {_show(item)}")
+        else:
+            _check_section(item, table, path, f"{key}[{i}].", problems)
 
 
 _REPR = reprlib.Repr()
@@ -286,53 +290,16 @@ def _parse(path: Path, data: dict[Any, Any], problems: _Problems) -> tuple[str, 
         )
         return None
     kind = kistype.lower()
-    table = {"flow": _FLOW, "func": _FUNC, "conn": _CONN, "global": _GLOBAL}[kind]
-    nested = {"flow": ("flows",), "func": ("source", "option")}.get(kind, ())
-    ok = _check_section(
-        data, table, path, "", problems, ignore=("kistype", *nested), required=_REQUIRED[kind]
-    )
-    if kind == "flow":
-        ok = _check_flows(data.get("flows"), path, problems) and ok
-    if kind == "func":
-        for section, sub in (("source", _SOURCE), ("option", _OPTION)):
-            value = data.get(section)
-            if value is None:
-                continue
-            if not isinstance(value, dict):
-                problems.add(path, section, f"must be a mapping, got {_show(value)}")
-                ok = False
-            else:
-                ok = _check_section(value, sub, path, f"{section}.", problems) and ok
-    if not ok:
+    if not _check_section(data, _TABLES[kind], path, "", problems, ignore=("kistype",)):
         return None
     fields = {k: v for k, v in data.items() if k != "kistype"}
     faas = fields.pop("faas", None)
-    cls = {"flow": FlowConfig, "func": FuncConfig, "conn": ConnConfig, "global": GlobalConfig}[kind]
     try:
-        config = cls(**fields)
+        config = _KINDS[kind](**fields)
     except (ConfigError, TypeError) as exc:  # the checks above should catch these first
         problems.add(path, getattr(exc, "key", None), str(exc), exc)
         return None
     return kind, _Entry(path=path, config=config, faas=faas)
-
-
-def _check_flows(value: Any, path: Path, problems: _Problems) -> bool:
-    if value is None:
-        return True
-    if not isinstance(value, list):
-        problems.add(path, "flows", f"must be a list of {{fname, params}}, got {_show(value)}")
-        return False
-    ok = True
-    for i, item in enumerate(value):
-        if not isinstance(item, dict):
-            problems.add(path, f"flows[{i}]", f"must be a mapping with fname, got {_show(item)}")
-            ok = False
-            continue
-        ok = (
-            _check_section(item, _FLOWS_ITEM, path, f"flows[{i}].", problems, required=("fname",))
-            and ok
-        )
-    return ok
 
 
 def _name_of(kind: str, config: Any) -> str:
@@ -511,7 +478,7 @@ def _resolve_references(
             continue
         try:
             fn = _faasref.resolve(entry.faas, allow_imports=allow_imports)
-        except _faasref.ReferenceError_ as exc:
+        except ConfigError as exc:
             problems.add(entry.path, "faas", str(exc), exc.__cause__)
             continue
         existing = pool.get_faas(fname)
@@ -639,55 +606,57 @@ def _list_lines(key: str, values: tuple[str, ...], indent: int) -> list[str]:
     return [f"{pad}{key}:"] + [f"{pad}    - {_inline(v)}" for v in values]
 
 
+def _key_lines(field: YamlField, value: Any, indent: int) -> list[str]:
+    """One key as KisFlow writes it: nested sections and lists indented by four."""
+    pad, name = " " * indent, field.name
+    if field.key.section is not None and field.key.many:
+        if not value:
+            return [f"{pad}{name}: []"]
+        lines = [f"{pad}{name}:"]
+        for item in value:  # "    - " starts the item's first key; the others align to it
+            first, *rest = _section_lines(item, indent + 6)
+            lines += [f"{pad}    - {first.lstrip()}", *rest]
+        return lines
+    if field.key.section is not None:
+        return [f"{pad}{name}:", *_section_lines(value, indent + 4)]
+    if isinstance(value, Mapping):
+        return _mapping_lines(name, value, indent)
+    if isinstance(value, tuple):
+        return _list_lines(name, value, indent)
+    if isinstance(value, enum.Enum):
+        value = value.value
+    return [f"{pad}{name}: {_inline(value)}"]
+
+
+def _section_lines(config: Any, indent: int) -> list[str]:
+    """Every YAML key of ``config``'s schema, by rank then declaration order."""
+    fields = sorted(yaml_fields(type(config)), key=lambda f: f.key.rank)
+    return [line for f in fields for line in _key_lines(f, getattr(config, f.name), indent)]
+
+
+def _config_yaml(kind: str, config: Any) -> str:
+    """A config as the text of a ``kistype: <kind>`` file."""
+    return "\n".join([f"kistype: {kind}", *_section_lines(config, 0)]) + "\n"
+
+
 def flow_yaml(config: FlowConfig) -> str:
     """A flow config as KisFlow's ``flow-<name>.yaml`` text."""
-    lines = [
-        "kistype: flow",
-        f"status: {config.status}",
-        f"flow_name: {_inline(config.flow_name)}",
-    ]
-    if not config.flows:
-        lines.append("flows: []")
-    else:
-        lines.append("flows:")
-        for item in config.flows:
-            lines.append(f"    - fname: {_inline(item.fname)}")
-            lines.extend(_mapping_lines("params", item.params, 6))
-    return "\n".join(lines) + "\n"
+    return _config_yaml("flow", config)
 
 
 def func_yaml(config: FuncConfig) -> str:
-    """A function config as KisFlow's ``func-<fname>.yaml`` text."""
-    o = config.option
-    lines = [
-        "kistype: func",
-        f"fname: {_inline(config.fname)}",
-        f"fmode: {config.fmode.value}",
-        "source:",
-        f"    name: {_inline(config.source.name)}",
-        *_list_lines("must", config.source.must, 4),
-        "option:",
-        f"    cname: {_inline(o.cname)}",
-        f"    retry_times: {o.retry_times}",
-        f"    return_duration: {o.return_duration}",
-        *_mapping_lines("default_params", o.default_params, 4),
-    ]
-    return "\n".join(lines) + "\n"
+    """A function config as KisFlow's ``func-<fname>.yaml`` text (``conn`` is its own file)."""
+    return _config_yaml("func", config)
 
 
 def conn_yaml(config: ConnConfig) -> str:
     """A connector config as KisFlow's ``conn-<cname>.yaml`` text."""
-    lines = [
-        "kistype: conn",
-        f"cname: {_inline(config.cname)}",
-        f"addrs: {_inline(config.addrs)}",
-        f"type: {_inline(config.type)}",
-        f"key: {_inline(config.key)}",
-        *_mapping_lines("params", config.params, 0),
-        *_list_lines("load", config.load, 0),
-        *_list_lines("save", config.save, 0),
-    ]
-    return "\n".join(lines) + "\n"
+    return _config_yaml("conn", config)
+
+
+def global_yaml(config: GlobalConfig) -> str:
+    """The global config as KisFlow's ``kistype: global`` file text."""
+    return _config_yaml("global", config)
 
 
 def _file_name(prefix: str, name: str) -> str:

@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import attrs
 import hypothesis.strategies as st
 import pytest
 import yaml
@@ -17,8 +18,17 @@ from hypothesis import HealthCheck, given, settings
 from prometheus_client.parser import text_string_to_metric_families
 
 import kisflow as kf
+from kisflow import _faasref, configfile
 from kisflow._pool import Pool
-from kisflow.configfile import conn_yaml, export_config, flow_yaml, func_yaml, load_config_dir
+from kisflow.config import YamlKey, yaml_fields, yaml_key
+from kisflow.configfile import (
+    conn_yaml,
+    export_config,
+    flow_yaml,
+    func_yaml,
+    global_yaml,
+    load_config_dir,
+)
 from kisflow.testing import isolated_pool
 
 RESOURCES = Path(__file__).resolve().parent / "resources"
@@ -563,6 +573,17 @@ class TestFaasReferences:
             load_config_dir(tmp_path / "conf", allow_imports=True)
         assert ("func.yml", "faas") in problems(info.value)
 
+    @pytest.mark.parametrize(
+        ("ref", "allow"),
+        [("no colon", True), ("os:getcwd", False), ("refmod_missing_kf:f", True), ("os:sep", True)],
+    )
+    def test_resolve_raises_only_config_errors(self, ref: str, allow: bool) -> None:
+        """An unusable reference is a ConfigError keyed ``faas``; no private class leaks."""
+        with pytest.raises(kf.ConfigError) as info:
+            _faasref.resolve(ref, allow_imports=allow)
+        assert type(info.value) is kf.ConfigError
+        assert info.value.key == "faas"
+
 
 NAMES = st.text(alphabet=string.ascii_letters + string.digits + "_-", min_size=1, max_size=12)
 SCALARS = (
@@ -639,6 +660,165 @@ class TestRoundTrip:
         assert again.config == flow.config
         assert [s.config for s in again.stages] == funcs
         assert [dict(s.flow_params) for s in again.stages] == [i.params for i in config.flows]
+
+
+# One config of each kind with every field that has a default set to something else.
+EVERY_FIELD_SET: dict[str, Any] = {
+    "flow": kf.FlowConfig(
+        flow_name="F",
+        status=0,
+        flows=[kf.FlowFunctionParam(fname="f", params={"p": [1, "x"], "on": "yes"})],
+    ),
+    "func": kf.FuncConfig(
+        fname="f",
+        fmode="Save",
+        source=kf.Source(name="src", must=("id", "Off")),
+        option=kf.FuncOption(
+            cname="c", retry_times=2, return_duration=50, default_params={"d": {"n": 1.5}}
+        ),
+    ),
+    "conn": kf.ConnConfig(
+        cname="c",
+        addrs="127.0.0.1:6379",
+        type="redis",
+        key="k",
+        params={"db": 1},
+        load=("g",),
+        save=("f",),
+    ),
+    "global": kf.GlobalConfig(
+        prometheus_enable=True, prometheus_listen=True, prometheus_serve="0.0.0.0:20004"
+    ),
+}
+WRITERS: dict[str, Any] = {
+    "flow": flow_yaml,
+    "func": func_yaml,
+    "conn": conn_yaml,
+    "global": global_yaml,
+}
+NOT_YAML_FIELDS: dict[type, list[str]] = {kf.FuncConfig: ["conn"]}
+"""Fields that are no YAML key, on purpose."""
+LOADER_KEYS: dict[type, list[str]] = {kf.FuncConfig: ["faas"]}
+"""YAML keys the loader reads itself, outside the config classes."""
+
+
+def schema_keys(cls: type) -> list[str]:
+    """The class's YAML keys as its attrs fields list them, in declaration order."""
+    return [f.name for f in attrs.fields(cls) if f.name not in NOT_YAML_FIELDS.get(cls, [])]
+
+
+def nested(config: Any, name: str) -> list[Any]:
+    """The configs held by a field: [the section], its list's items, or [] for a value."""
+    value = getattr(config, name)
+    if attrs.has(type(value)):
+        return [value]
+    if isinstance(value, tuple) and value and attrs.has(type(value[0])):
+        return list(value)
+    return []
+
+
+def default_of(field: attrs.Attribute[Any]) -> Any:
+    """The value a field has when it is not given."""
+    factory = getattr(field.default, "factory", None)  # an attrs.Factory
+    return factory() if callable(factory) else field.default
+
+
+def load_file(path: Path) -> Any:
+    """The config one file holds, read by the loader's per-file step (checks, build)."""
+    found = configfile._Problems()
+    parsed = configfile._parse(path, yaml.safe_load(path.read_text(encoding="utf-8")), found)
+    assert parsed is not None, [str(p) for p in found.items]
+    return parsed[1].config
+
+
+class TestSchema:
+    """The attrs classes are the one schema: the loader's tables and the writers follow it."""
+
+    def test_every_field_declares_whether_it_is_a_yaml_key(self) -> None:
+        for cls in {type(c) for c in self.every_config()}:
+            missing = [f.name for f in attrs.fields(cls) if "yaml" not in f.metadata]
+            assert missing == [], f"{cls.__name__}: add metadata=yaml_key(...) or NOT_YAML"
+
+    def test_every_field_with_a_default_is_set_in_the_round_trip_configs(self) -> None:
+        """So the round trip covers every key: a new field must get a value above."""
+        at_default = [
+            f"{type(c).__name__}.{f.name}"
+            for c in self.every_config()
+            for f in attrs.fields(type(c))
+            if f.name in schema_keys(type(c))
+            and f.default is not attrs.NOTHING
+            and getattr(c, f.name) == default_of(f)
+        ]
+        assert at_default == []
+
+    @pytest.mark.parametrize("kind", list(EVERY_FIELD_SET))
+    def test_the_loader_knows_exactly_the_schema_keys(self, kind: str) -> None:
+        self.check_table(EVERY_FIELD_SET[kind], configfile._TABLES[kind])
+
+    def check_table(self, config: Any, table: Any) -> None:
+        cls = type(config)
+        assert list(table.keys) == schema_keys(cls) + LOADER_KEYS.get(cls, []), cls.__name__
+        assert sorted([*table.checks, *table.sections]) == sorted(table.keys)
+        assert list(table.required) == [
+            n for n in schema_keys(cls) if attrs.fields_dict(cls)[n].default is attrs.NOTHING
+        ]
+        for name, (sub, _many) in table.sections.items():
+            self.check_table(nested(config, name)[0], sub)
+
+    @pytest.mark.parametrize("kind", list(EVERY_FIELD_SET))
+    def test_the_writer_writes_exactly_the_schema_keys(self, kind: str) -> None:
+        doc = yaml.safe_load(WRITERS[kind](EVERY_FIELD_SET[kind]))
+        assert next(iter(doc)) == "kistype"
+        assert doc.pop("kistype") == kind
+        self.check_written(EVERY_FIELD_SET[kind], doc)
+
+    def check_written(self, config: Any, doc: dict[str, Any]) -> None:
+        cls = type(config)
+        rank = {f.name: f.key.rank for f in yaml_fields(cls)}
+        assert list(doc) == sorted(schema_keys(cls), key=lambda n: rank[n]), cls.__name__
+        for name in doc:
+            items = nested(config, name)
+            written = doc[name] if isinstance(doc[name], list) else [doc[name]]
+            if items:
+                assert len(written) == len(items)
+                for item, item_doc in zip(items, written, strict=True):
+                    self.check_written(item, item_doc)
+
+    @pytest.mark.parametrize("kind", list(EVERY_FIELD_SET))
+    def test_load_export_load_keeps_every_field(self, kind: str, tmp_path: Path) -> None:
+        text = WRITERS[kind](EVERY_FIELD_SET[kind])
+        first = load_file(write(tmp_path, "first.yml", text))
+        assert first == EVERY_FIELD_SET[kind]
+        again = WRITERS[kind](first)
+        assert load_file(write(tmp_path, "again.yml", again)) == first
+        assert again == text
+
+    def test_a_field_without_yaml_metadata_is_refused(self) -> None:
+        @attrs.frozen
+        class Forgotten:
+            named: str = attrs.field(metadata=yaml_key(lambda v: None))
+            forgotten: int = 0
+
+        with pytest.raises(TypeError, match=r"Forgotten\.forgotten has no YAML metadata"):
+            yaml_fields(Forgotten)
+
+    @pytest.mark.parametrize(
+        "kwargs",
+        [{}, {"check": lambda v: None, "section": kf.Source}, {"check": str, "many": True}],
+    )
+    def test_a_yaml_key_is_a_value_or_a_section(self, kwargs: dict[str, Any]) -> None:
+        with pytest.raises(TypeError):
+            YamlKey(**kwargs)
+
+    def every_config(self) -> list[Any]:
+        """The round-trip configs and every config nested in them, at any depth."""
+        out: list[Any] = []
+        todo = list(EVERY_FIELD_SET.values())
+        while todo:
+            config = todo.pop()
+            out.append(config)
+            todo += [item for name in schema_keys(type(config)) for item in nested(config, name)]
+        return out
 
 
 class TestEnableMetrics:
