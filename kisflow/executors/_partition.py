@@ -1,43 +1,29 @@
-"""Partitions and flow payloads: what the process pool and Dask ship to their workers.
-
-A worker process has none of the driver's registrations: a flow that carries only
-function names fails there. ``FlowPayload`` therefore holds the flow definition
-(FlowConfig, each stage's FuncConfig and params) together with its FaaS, connector init
-and CaaS callables, explicitly cloudpickled; a worker rebuilds the flow once in an
-isolated pool and caches it by the payload's digest.
+"""Partitions, and the worker's side of running one: what the process pool and Dask ship.
 
 Workers are sent partition *descriptions* (``Partition.spec``: an index, a path, a
 query) and turn them into rows with ``load``; rows never travel through the executor.
-While a partition runs, ``current_partition()`` names it, so a Save stage can make its
-writes idempotent per partition (see docs/dask.md).
+While a partition runs, ``current_partition()`` names it (through
+``kisflow._context.PARTITION``), so a Save stage can make its writes idempotent per
+partition (see docs/dask.md). The flow itself travels as a ``FlowPayload``
+(``kisflow.executors._ship``).
 """
 
 from __future__ import annotations
 
-import contextvars
-import hashlib
 import os
 import socket
-import sys
-import sysconfig
-import threading
 import time
 import traceback
-import types
 import typing
 from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import attrs
-import cachetools
 
-from kisflow.errors import KisFlowError, MissingExtraError, PartitionError
-from kisflow.executors.stream import run_batch
+from kisflow import _context
+from kisflow.errors import KisFlowError, PartitionError
+from kisflow.executors._ship import FlowPayload, dumps, flow_of, loads
 from kisflow.result import RunEnd
-
-if TYPE_CHECKING:
-    from kisflow.flow import Flow
 
 __all__ = [
     "FlowPayload",
@@ -45,6 +31,7 @@ __all__ = [
     "PartitionResult",
     "collect",
     "current_partition",
+    "dumps",
     "make_partitions",
     "run_partition",
 ]
@@ -78,18 +65,14 @@ class PartitionResult:
     """``host:pid`` of the process that ran it."""
 
 
-_CURRENT: contextvars.ContextVar[Partition | None] = contextvars.ContextVar(
-    "kisflow_partition", default=None
-)
-
-
 def current_partition() -> Partition | None:
     """The partition being run by an executor in this context, or None outside one.
 
     A Save stage uses ``current_partition().key`` to write each partition exactly once:
     in one transaction, skip (or replace) rows already recorded for that key.
     """
-    return _CURRENT.get()
+    part: Partition | None = _context.current_partition()
+    return part
 
 
 def make_partitions(
@@ -101,148 +84,6 @@ def make_partitions(
             yield spec
         else:
             yield Partition(index=index, key=key(spec) if key else str(index), spec=spec)
-
-
-def _cloudpickle() -> Any:
-    try:
-        import cloudpickle
-    except ImportError as exc:
-        raise MissingExtraError("dask", "cloudpickle") from exc
-    return cloudpickle
-
-
-_STDLIB = {sysconfig.get_paths()["stdlib"], sysconfig.get_paths()["platstdlib"]}
-_INSTALLED = {sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]}
-_by_value_lock = threading.Lock()
-
-
-def _needs_by_value(fn: Any) -> types.ModuleType | None:
-    """The module to pickle by value: one a worker may not import (tests, scripts)."""
-    name = getattr(fn, "__module__", None)
-    if not name or name == "__main__" or name.split(".")[0] == "kisflow":
-        return None
-    module = sys.modules.get(name)
-    if module is None:
-        return None  # cloudpickle pickles what it cannot import by value anyway
-    path = getattr(module, "__file__", None)
-    if path is None:
-        # Built into the interpreter, or made at run time (exec, notebooks): only the
-        # latter is missing on a worker.
-        return None if name in sys.builtin_module_names else module
-    real = os.path.realpath(path)
-    for root in _STDLIB | _INSTALLED:
-        if real.startswith(os.path.realpath(root) + os.sep):
-            return None
-    return module
-
-
-def _resolved(fn: Any) -> dict[str, Any] | None:
-    """The FaaS's type hints resolved here, where its module's names are known."""
-    try:
-        return typing.get_type_hints(fn)
-    except Exception:
-        return None
-
-
-@contextmanager
-def _pickling_by_value(fns: Iterable[Any]) -> Iterator[None]:
-    cp = _cloudpickle()
-    with _by_value_lock:
-        registered = []
-        for fn in fns:
-            module = _needs_by_value(fn)
-            if module is not None and module.__name__ not in cp.list_registry_pickle_by_value():
-                cp.register_pickle_by_value(module)
-                registered.append(module)
-        try:
-            yield
-        finally:
-            for module in registered:
-                cp.unregister_pickle_by_value(module)
-
-
-def dumps(obj: Any, callables: Iterable[Any] = ()) -> bytes:
-    """Cloudpickle ``obj``, by value for the modules of ``callables`` a worker lacks."""
-    cp = _cloudpickle()
-    with _pickling_by_value(callables):
-        data: bytes = cp.dumps(obj)
-    return data
-
-
-@attrs.frozen
-class FlowPayload:
-    """A flow's definition and callables, cloudpickled for a worker that has neither."""
-
-    flow: str
-    data: bytes = attrs.field(repr=False)
-    digest: str
-
-    @classmethod
-    def of(cls, flow: Flow) -> FlowPayload:
-        """Capture ``flow``: check it (FaaS present, types fit), then pickle it."""
-        flow.validate()
-        pool = flow.pool
-        faas: dict[str, tuple[Callable[..., Any], Any, dict[str, Any] | None]] = {}
-        inits: dict[str, Callable[..., Any]] = {}
-        caas: list[tuple[str, str, Any, Callable[..., Any]]] = []
-        for stage in flow.stages:
-            spec = pool.get_faas(stage.name)
-            # None: a Save/Load on a built-in connector (validate() checked it), whose
-            # default FaaS the rebuilt flow finds on the worker as it does here.
-            if spec is not None:
-                faas[stage.name] = (spec.fn, spec.signature.output_type, _resolved(spec.fn))
-            cname = stage.config.option.cname
-            if cname and stage.config.conn is not None:
-                init = pool.get_caas_init(cname)
-                if init is not None:
-                    inits[cname] = init
-                found = pool.get_caas(cname, stage.name, stage.mode)
-                if found is not None:
-                    caas.append((cname, stage.name, stage.mode, found.fn))
-        definition = {
-            "config": flow.config,
-            "max_steps": flow._d.max_steps,
-            "stages": [(s.config, dict(s.flow_params)) for s in flow.stages],
-            "faas": faas,
-            "inits": inits,
-            "caas": caas,
-        }
-        callables = [f for f, _, _ in faas.values()] + list(inits.values())
-        callables += [c[3] for c in caas]
-        data = dumps(definition, callables)
-        return cls(flow=flow.name, data=data, digest=hashlib.sha256(data).hexdigest())
-
-
-_built: cachetools.LRUCache[str, Flow] = cachetools.LRUCache(maxsize=32)
-"""Flows rebuilt in this worker process, by payload digest (bounded: workers live long)."""
-_built_lock = threading.Lock()
-
-
-def _flow_of(payload: FlowPayload) -> Flow:
-    """The flow rebuilt from ``payload`` in this process (built once, then cached)."""
-    with _built_lock:
-        flow = _built.get(payload.digest)
-        if flow is not None:
-            return flow
-        from kisflow._pool import Pool
-        from kisflow.flow import Flow
-
-        d = _cloudpickle().loads(payload.data)
-        pool = Pool()
-        for name, (fn, output, hints) in d["faas"].items():
-            if hints is not None and isinstance(fn, types.FunctionType):
-                fn.__annotations__ = hints
-            pool.faas(name, fn, output=output, replace=True)
-        for cname, init in d["inits"].items():
-            pool.caas_init(cname, init, replace=True)
-        for cname, fname, mode, fn in d["caas"]:
-            pool.caas(cname, fname, mode, fn, replace=True)
-        flow = Flow(d["config"], pool=pool, max_steps=d["max_steps"])
-        for func_config, params in d["stages"]:
-            flow.append_function(func_config, params)
-        flow.validate()
-        _built[payload.digest] = flow
-        return flow
 
 
 @attrs.frozen
@@ -285,18 +126,18 @@ def run_partition(
 def _run_partition(
     payload: FlowPayload, load: bytes, partition: Partition, ctx: Any, keep_output: bool
 ) -> PartitionResult | _Failure:
-    token = _CURRENT.set(partition)
+    token = _context.PARTITION.set(partition)
     stage: str | None = None
     try:
-        flow = _flow_of(payload)
-        loader = _cloudpickle().loads(load)
+        flow = flow_of(payload)
+        loader = loads(load)
         started = time.perf_counter()
         try:
             rows = loader(partition.spec)
         except Exception as exc:
             raise _LoadFailed(exc) from exc
         batch = list(rows)
-        result = run_batch(flow, batch, ctx)
+        result = flow.run(batch, ctx=ctx)
         return PartitionResult(
             partition=partition,
             ended=result.ended,
@@ -321,9 +162,10 @@ def _run_partition(
                     message = message[len(prefix) :].lstrip(": ")
                 if exc.__cause__ is not None:
                     cause = exc.__cause__
+        shipped: bytes | None
         try:
-            shipped: bytes | None = dumps(cause)
-            _cloudpickle().loads(shipped)
+            shipped = dumps(cause)
+            loads(shipped)  # kisflow's own errors, among others, do not come back
         except Exception:
             shipped = None
         return _Failure(
@@ -335,7 +177,7 @@ def _run_partition(
             remote_traceback="".join(traceback.format_exception(exc)),
         )
     finally:
-        _CURRENT.reset(token)
+        _context.PARTITION.reset(token)
 
 
 class _LoadFailed(Exception):
@@ -348,7 +190,7 @@ def raise_failure(failure: _Failure) -> typing.NoReturn:
     """Raise a worker's failure as a ``PartitionError`` chained to the original error."""
     cause: BaseException
     if failure.cause is not None:
-        cause = _cloudpickle().loads(failure.cause)
+        cause = loads(failure.cause)
     else:
         cause = RemoteTraceback(failure.remote_traceback)
     if not isinstance(cause, RemoteTraceback):
@@ -365,7 +207,7 @@ def raise_failure(failure: _Failure) -> typing.NoReturn:
 
 def unwrap(data: bytes) -> PartitionResult:
     """A worker's return value as a result, raising it as ``PartitionError`` if it failed."""
-    value = _cloudpickle().loads(data)
+    value = loads(data)
     if isinstance(value, _Failure):
         raise_failure(value)
     assert isinstance(value, PartitionResult)
