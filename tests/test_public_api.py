@@ -105,7 +105,6 @@ class TestExecutorsApi:
             "FlowPayload",
             "Partition",
             "PartitionResult",
-            "RemoteTraceback",
             "Stream",
             "StreamSummary",
             "current_partition",

@@ -13,7 +13,6 @@ from kisflow.executors._partition import (
     FlowPayload,
     Partition,
     PartitionResult,
-    RemoteTraceback,
     current_partition,
 )
 from kisflow.executors.parallel import process_pool, run_partitions
@@ -31,7 +30,6 @@ __all__ = [
     "FlowPayload",
     "Partition",
     "PartitionResult",
-    "RemoteTraceback",
     "Stream",
     "StreamSummary",
     "current_partition",

@@ -4,8 +4,8 @@ Workers are sent partition *descriptions* (``Partition.spec``: an index, a path,
 query) and turn them into rows with ``load``; rows never travel through the executor.
 While a partition runs, ``current_partition()`` names it (through
 ``kisflow._context.PARTITION``), so a Save stage can make its writes idempotent per
-partition (see docs/dask.md). The flow itself travels as a ``FlowPayload``
-(``kisflow.executors._ship``).
+partition (see docs/dask.md). A worker's error comes back as a value (``_Failure``)
+that the caller raises as a ``PartitionError``.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from typing import Any
 import attrs
 
 from kisflow import _context
-from kisflow.errors import KisFlowError, PartitionError
+from kisflow.errors import KisFlowError, PartitionError, StageExecutionError
 from kisflow.executors._ship import FlowPayload, dumps, flow_of, loads
 from kisflow.result import RunEnd
 
@@ -33,7 +33,10 @@ __all__ = [
     "current_partition",
     "dumps",
     "make_partitions",
+    "result_of",
     "run_partition",
+    "settle",
+    "unwrap",
 ]
 
 
@@ -93,13 +96,29 @@ class _Failure:
     partition: Partition
     flow: str
     stage: str | None
+    error: str
+    """The class name of the error raised on the worker."""
     message: str
+    """What went wrong, without the flow and stage (the caller adds them)."""
     cause: bytes | None
     remote_traceback: str
+    worker: str
 
 
-class RemoteTraceback(Exception):
-    """The traceback of an error raised on a worker, chained below the caller's error."""
+class _RemoteTraceback(Exception):
+    """The traceback of an error raised on a worker, chained below the caller's error.
+
+    Only ever a ``__cause__`` of a ``PartitionError``, when the worker's own error did
+    not travel back; it is never raised on its own.
+    """
+
+
+class _LoadFailed(Exception):
+    """``load`` raised on the worker; holds its error."""
+
+    def __init__(self, original: Exception) -> None:
+        self.original = original
+        super().__init__(str(original))
 
 
 def _where() -> str:
@@ -115,86 +134,105 @@ def run_partition(
 ) -> bytes:
     """Run on a worker: rebuild the flow, load the partition's rows, run, summarise.
 
-    Returns the cloudpickled ``PartitionResult`` (row classes the worker only knows by
-    value travel back that way) or, on error, a failure: errors come back as a value,
-    so the executor neither retries a deterministic failure nor needs to unpickle
-    kisflow's exceptions.
+    Returns the cloudpickled ``PartitionResult`` (row classes the worker only knows by value travel
+    back that way) or, on error, a failure: errors come back as a value, so the
+    executor neither retries a deterministic failure nor needs to unpickle kisflow's
+    exceptions.
     """
-    return dumps(_run_partition(payload, load, partition, ctx, keep_output))
+    token = _context.PARTITION.set(partition)
+    try:
+        return dumps(_run_partition(payload, load, partition, ctx, keep_output))
+    finally:
+        _context.PARTITION.reset(token)
 
 
 def _run_partition(
-    payload: FlowPayload, load: bytes, partition: Partition, ctx: Any, keep_output: bool
+    payload: FlowPayload,
+    load: bytes,
+    partition: Partition,
+    ctx: Any,
+    keep_output: bool,
 ) -> PartitionResult | _Failure:
-    token = _context.PARTITION.set(partition)
-    stage: str | None = None
     try:
         flow = flow_of(payload)
         loader = loads(load)
         started = time.perf_counter()
         try:
-            rows = loader(partition.spec)
+            rows = list(loader(partition.spec))
         except Exception as exc:
             raise _LoadFailed(exc) from exc
-        batch = list(rows)
-        result = flow.run(batch, ctx=ctx)
+        result = flow.run(rows, ctx=ctx)
         return PartitionResult(
             partition=partition,
             ended=result.ended,
             stopped_at=result.stopped_at,
-            rows_in=len(batch),
+            rows_in=len(rows),
             rows_out=len(result.output),
             output=list(result.output) if keep_output else None,
             duration=time.perf_counter() - started,
             worker=_where(),
         )
     except Exception as exc:
-        cause: BaseException = exc
-        if isinstance(exc, _LoadFailed):
-            cause = exc.original
-            message = f"load raised {type(cause).__name__}: {cause}"
-        else:
-            message = str(exc)
-            if isinstance(exc, KisFlowError):
-                stage = getattr(exc, "stage", None)
-                prefix = f"flow {payload.flow!r} stage {stage!r}"
-                if message.startswith(prefix):
-                    message = message[len(prefix) :].lstrip(": ")
-                if exc.__cause__ is not None:
-                    cause = exc.__cause__
-        shipped: bytes | None
-        try:
-            shipped = dumps(cause)
-            loads(shipped)  # kisflow's own errors, among others, do not come back
-        except Exception:
-            shipped = None
-        return _Failure(
-            partition=partition,
-            flow=payload.flow,
-            stage=stage,
-            message=message,
-            cause=shipped,
-            remote_traceback="".join(traceback.format_exception(exc)),
-        )
-    finally:
-        _context.PARTITION.reset(token)
+        return _failure(payload.flow, partition, exc)
 
 
-class _LoadFailed(Exception):
-    def __init__(self, original: Exception) -> None:
-        self.original = original
-        super().__init__(str(original))
+def _failure(flow: str, partition: Partition, exc: Exception) -> _Failure:
+    """``exc`` as a value: its class, stage and location-free message, its cause."""
+    error, stage, message = _describe(exc)
+    cause: BaseException = exc
+    if isinstance(exc, _LoadFailed):
+        cause = exc.original
+    elif isinstance(exc, KisFlowError) and exc.__cause__ is not None:
+        cause = exc.__cause__
+    shipped: bytes | None
+    try:
+        shipped = dumps(cause)
+        loads(shipped)  # kisflow's own errors, among others, do not come back
+    except Exception:
+        shipped = None
+    return _Failure(
+        partition=partition,
+        flow=flow,
+        stage=stage,
+        error=error,
+        message=message,
+        cause=shipped,
+        remote_traceback="".join(traceback.format_exception(exc)),
+        worker=_where(),
+    )
 
 
-def raise_failure(failure: _Failure) -> typing.NoReturn:
+def _describe(exc: Exception) -> tuple[str, str | None, str]:
+    """The error's class name, its stage and what happened, from its attributes.
+
+    A stage's FaaS raising (``StageExecutionError``) and ``load`` raising are told from
+    their cause; kisflow's other errors keep their whole message, which says where.
+    """
+    stage = getattr(exc, "stage", None) if isinstance(exc, KisFlowError) else None
+    if isinstance(exc, _LoadFailed):
+        original = exc.original
+        name = type(original).__name__
+        return name, None, f"load raised {name}: {original}"
+    if isinstance(exc, StageExecutionError) and exc.__cause__ is not None:
+        cause = exc.__cause__
+        tries = f" (after {exc.attempts} attempts)" if exc.attempts > 1 else ""
+        return type(exc).__name__, stage, f"raised {type(cause).__name__}: {cause}{tries}"
+    return type(exc).__name__, stage, f"{type(exc).__name__}: {exc}"
+
+
+def _raise_failure(failure: _Failure) -> typing.NoReturn:
     """Raise a worker's failure as a ``PartitionError`` chained to the original error."""
-    cause: BaseException
+    cause: BaseException | None = None
     if failure.cause is not None:
-        cause = loads(failure.cause)
+        try:
+            cause = loads(failure.cause)
+        except Exception:
+            cause = None
+    note = f"remote traceback ({failure.error} on {failure.worker}):\n{failure.remote_traceback}"
+    if isinstance(cause, BaseException):
+        cause.add_note(note)
     else:
-        cause = RemoteTraceback(failure.remote_traceback)
-    if not isinstance(cause, RemoteTraceback):
-        cause.add_note(f"remote traceback:\n{failure.remote_traceback}")
+        cause = _RemoteTraceback(note)
     where = f" stage {failure.stage!r}" if failure.stage else ""
     raise PartitionError(
         f"flow {failure.flow!r}{where} failed on partition {failure.partition.key!r} "
@@ -205,13 +243,18 @@ def raise_failure(failure: _Failure) -> typing.NoReturn:
     ) from cause
 
 
-def unwrap(data: bytes) -> PartitionResult:
-    """A worker's return value as a result, raising it as ``PartitionError`` if it failed."""
-    value = loads(data)
+def result_of(value: Any) -> PartitionResult:
+    """A worker's unpickled return value as a result; a failure is raised as PartitionError."""
     if isinstance(value, _Failure):
-        raise_failure(value)
-    assert isinstance(value, PartitionResult)
+        _raise_failure(value)
+    if not isinstance(value, PartitionResult):
+        raise TypeError(f"a worker returned {type(value).__name__}, not a PartitionResult")
     return value
+
+
+def unwrap(data: bytes) -> PartitionResult:
+    """A worker's return value (bytes) as a result, raising PartitionError if it failed."""
+    return result_of(loads(data))
 
 
 def settle(flow: str, partition: Partition, get: Callable[[], bytes]) -> PartitionResult:
