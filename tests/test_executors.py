@@ -1,14 +1,24 @@
-"""Tests for the executors' shared parts: the worker entry point's failures, run here."""
+"""Tests for the executors' shared parts: the worker entry point and the windowed loop."""
 
 from __future__ import annotations
 
+import concurrent.futures
+import threading
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 import kisflow as kf
-from kisflow.executors import Partition, PartitionResult
-from kisflow.executors._partition import FlowPayload, dumps, run_partition, unwrap
+from kisflow.executors import Partition, PartitionResult, run_partitions
+from kisflow.executors._partition import (
+    FlowPayload,
+    dumps,
+    make_partitions,
+    run_partition,
+    unwrap,
+)
+from kisflow.executors._scheduler import run_window
 
 
 def rows_of(spec: Any) -> Any:
@@ -98,3 +108,126 @@ class TestWorkerFailures:
         assert str(info.value).endswith("(index 3): load raised OSError: gone")
         assert info.value.stage is None
         assert isinstance(info.value.__cause__, OSError)
+
+
+@pytest.fixture
+def threads() -> Iterator[concurrent.futures.ThreadPoolExecutor]:
+    """Threads standing in for worker processes: the same calls, no start-up."""
+    with concurrent.futures.ThreadPoolExecutor(2) as pool:
+        yield pool
+
+
+def _double_flow() -> kf.Flow:
+    @kf.faas("Double")
+    def double(flow: kf.Flow, rows: list[int]) -> None:
+        flow.commit_row_batch(r * 2 for r in rows)
+
+    return kf.FlowBuilder("double").calculate("Double").build()
+
+
+def _spans(n: int) -> list[tuple[int, int]]:
+    return [(i * 10, i * 10 + 10) for i in range(n)]
+
+
+def _range(span: tuple[int, int]) -> range:
+    return range(*span)
+
+
+class TestSchedulerWindow:
+    """The loop the process pool and Dask share: in order, bounded, every error a KisFlowError."""
+
+    def test_results_in_partition_order_whatever_the_finish_order(self, threads: Any) -> None:
+        results = run_partitions(
+            _double_flow(), _spans(7), load=_range, keep_output=True, executor=threads
+        )
+        assert [r.partition.index for r in results] == list(range(7))
+        assert [x for r in results for x in (r.output or [])] == [i * 2 for i in range(70)]
+
+    def test_at_most_window_partitions_are_submitted_ahead(self) -> None:
+        submitted: list[int] = []
+        done: list[int] = []
+
+        class Backend:
+            def submit(self, partition: Partition) -> concurrent.futures.Future[bytes]:
+                submitted.append(partition.index)
+                assert len(submitted) - len(done) <= 3
+                future: concurrent.futures.Future[bytes] = concurrent.futures.Future()
+                future.set_result(_result_bytes(partition))
+                return future
+
+            def wait(self, running: Any) -> Any:
+                return [next(iter(running))]
+
+            def result(self, future: Any) -> bytes:
+                return bytes(future.result())
+
+            def release(self, future: Any) -> None:
+                done.append(1)
+
+            def stop(self, running: Any) -> None:
+                assert not running
+
+        parts = list(make_partitions(range(10)))
+        results = run_window(
+            "f", parts, Backend(), 3, on_result=None, on_error=None, progress=False
+        )
+        assert [r.partition.index for r in results] == list(range(10))
+        assert submitted == list(range(10))
+
+    def test_a_failing_callback_is_a_run_error(self, threads: Any) -> None:
+        def on_result(result: PartitionResult) -> None:
+            raise ValueError("my callback")
+
+        with pytest.raises(kf.RunError, match="flow 'double': on_result raised ValueError"):
+            run_partitions(
+                _double_flow(), _spans(2), load=_range, executor=threads, on_result=on_result
+            )
+
+    def test_a_failing_key_function_is_a_run_error(self, threads: Any) -> None:
+        def key(spec: Any) -> str:
+            raise LookupError("no key")
+
+        with pytest.raises(kf.RunError, match="reading the partitions raised LookupError"):
+            run_partitions(_double_flow(), _spans(2), load=_range, key=key, executor=threads)
+
+    def test_an_unpicklable_load_is_a_config_error(self, threads: Any) -> None:
+        lock = threading.Lock()
+
+        def load(span: Any) -> list[Any]:
+            with lock:
+                return []
+
+        with pytest.raises(kf.ConfigError, match="flow 'double': load cannot be sent"):
+            run_partitions(_double_flow(), _spans(2), load=load, executor=threads)
+
+    def test_a_shut_down_executor_is_a_partition_error(self) -> None:
+        pool = concurrent.futures.ThreadPoolExecutor(1)
+        pool.shutdown()
+        with pytest.raises(kf.PartitionError, match="could not submit partition '0'") as info:
+            run_partitions(_double_flow(), _spans(2), load=_range, executor=pool)
+        assert isinstance(info.value.__cause__, RuntimeError)
+
+    def test_a_shut_down_executor_with_on_error_reports_every_partition(self) -> None:
+        pool = concurrent.futures.ThreadPoolExecutor(1)
+        pool.shutdown()
+        errors: list[kf.PartitionError] = []
+        results = run_partitions(
+            _double_flow(), _spans(3), load=_range, executor=pool, on_error=errors.append
+        )
+        assert results == []
+        assert [e.partition for e in errors] == ["0", "1", "2"]
+
+
+def _result_bytes(partition: Partition) -> bytes:
+    return dumps(
+        PartitionResult(
+            partition=partition,
+            ended=kf.RunEnd.COMPLETED,
+            stopped_at=None,
+            rows_in=0,
+            rows_out=0,
+            output=None,
+            duration=0.0,
+            worker="here",
+        )
+    )

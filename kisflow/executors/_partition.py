@@ -29,13 +29,11 @@ __all__ = [
     "FlowPayload",
     "Partition",
     "PartitionResult",
-    "collect",
     "current_partition",
     "dumps",
     "make_partitions",
     "result_of",
     "run_partition",
-    "settle",
     "unwrap",
 ]
 
@@ -255,46 +253,3 @@ def result_of(value: Any) -> PartitionResult:
 def unwrap(data: bytes) -> PartitionResult:
     """A worker's return value (bytes) as a result, raising PartitionError if it failed."""
     return result_of(loads(data))
-
-
-def settle(flow: str, partition: Partition, get: Callable[[], bytes]) -> PartitionResult:
-    """The result of a finished task (``get`` is its ``future.result``), or PartitionError.
-
-    A task that returned a failure, or that the executor lost (its worker process died,
-    too often for Dask), raises ``PartitionError`` naming flow and partition.
-    """
-    try:
-        data = get()
-    except Exception as exc:  # BrokenProcessPool, distributed.KilledWorker, ...
-        raise PartitionError(
-            f"flow {flow!r} failed on partition {partition.key!r} (index "
-            f"{partition.index}): {type(exc).__name__}: {exc}",
-            flow=flow,
-            stage=None,
-            partition=partition.key,
-        ) from exc
-    return unwrap(data)
-
-
-def collect(
-    flow: str,
-    partition: Partition,
-    get: Callable[[], bytes],
-    results: dict[int, PartitionResult],
-    bar: Any,
-    on_result: Callable[[PartitionResult], None] | None,
-    on_error: Callable[[PartitionError], None] | None,
-) -> None:
-    """Settle one finished task for an executor: keep its result (and report it), or hand
-    its ``PartitionError`` to ``on_error``; without ``on_error`` the error is raised."""
-    try:
-        value = settle(flow, partition, get)
-    except PartitionError as err:
-        if on_error is None:
-            raise
-        on_error(err)
-        return
-    results[value.partition.index] = value
-    bar.update(1)
-    if on_result is not None:
-        on_result(value)

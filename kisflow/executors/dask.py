@@ -14,23 +14,21 @@ crash still runs its Save stage again: make Save idempotent with
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable
 from typing import TYPE_CHECKING, Any
 
 from loguru import logger
 
-from kisflow.errors import MissingExtraError, PartitionError
+from kisflow.errors import MissingExtraError, PartitionError, RunError
 from kisflow.executors._partition import (
-    FlowPayload,
     Partition,
     PartitionResult,
-    collect,
     current_partition,
-    dumps,
     make_partitions,
     run_partition,
 )
-from kisflow.progress import progress_bar
+from kisflow.executors._scheduler import run_window
+from kisflow.executors._ship import FlowPayload, shippable
 
 if TYPE_CHECKING:
     from distributed import Client
@@ -68,6 +66,66 @@ def _check_saturation(cluster: Any, flow: str) -> None:
         )
 
 
+def _threads(cluster: Any, flow: str) -> int:
+    """The cluster's worker threads (at least 1): the default window."""
+    try:
+        threads: int = sum(cluster.nthreads().values())
+    except Exception as exc:  # a closed client, a scheduler that went away
+        raise RunError(
+            f"flow {flow!r}: cannot reach the Dask cluster: {type(exc).__name__}: {exc}",
+            flow=flow,
+        ) from exc
+    return max(1, threads)
+
+
+class _DaskBackend:
+    """The scheduler's view of a Dask client: futures consumed through ``as_completed``."""
+
+    def __init__(
+        self,
+        cluster: Any,
+        distributed: Any,
+        flow: str,
+        args: tuple[FlowPayload, bytes, Any, bool],
+    ) -> None:
+        self.cluster = cluster
+        self.args = args
+        self.prefix = f"kisflow-{flow}-{uuid.uuid4().hex[:8]}"
+        self.pending = distributed.as_completed()
+
+    def submit(self, partition: Partition) -> Any:
+        payload, loader, ctx, keep_output = self.args
+        future = self.cluster.submit(
+            run_partition,
+            payload,
+            loader,
+            partition,
+            ctx,
+            keep_output,
+            key=f"{self.prefix}-{partition.index}",
+            pure=False,
+            retries=0,
+        )
+        self.pending.add(future)
+        return future
+
+    def wait(self, running: Collection[Any]) -> Iterable[Any]:
+        return (next(self.pending),)
+
+    def result(self, future: Any) -> bytes:
+        data: bytes = future.result()
+        return data
+
+    def release(self, future: Any) -> None:
+        # Release at once: a result held here is one the scheduler would recompute
+        # (re-running its Save stage) if its worker died.
+        future.release()
+
+    def stop(self, running: Collection[Any]) -> None:
+        for future in running:
+            future.cancel()
+
+
 def run_partitions(
     client: Client,
     flow: Flow,
@@ -103,55 +161,24 @@ def run_partitions(
         PartitionError: a partition failed (or killed workers too often) and there is no
             ``on_error``; names flow, stage and partition, chained to the original
             error. Partitions not yet started are cancelled.
+        ConfigError: ``load`` or a stage's function does not pickle (before any
+            partition starts).
+        RunError: ``partitions``, ``key``, ``on_result`` or ``on_error`` raised.
         MissingExtraError: ``kisflow[dask]`` is not installed.
     """
     distributed = _distributed()
     payload = FlowPayload.of(flow)
-    loader = dumps(load, [load])
+    loader = shippable(flow.name, "load", load, [load], key="load")
     cluster: Any = client
     _check_saturation(cluster, flow.name)
-    window = max_in_flight or max(1, sum(cluster.nthreads().values()))
-    run_id = uuid.uuid4().hex[:8]
-    todo = iter(make_partitions(partitions, key))
-    results: dict[int, PartitionResult] = {}
-    running: dict[Any, Partition] = {}
-    pending = distributed.as_completed()
-    bar = progress_bar(desc=f"{flow.name} partitions", enabled=progress)
-
-    def submit() -> bool:
-        part = next(todo, None)
-        if part is None:
-            return False
-        future = cluster.submit(
-            run_partition,
-            payload,
-            loader,
-            part,
-            ctx,
-            keep_output,
-            key=f"kisflow-{flow.name}-{run_id}-{part.index}",
-            pure=False,
-            retries=0,
-        )
-        running[future] = part
-        pending.add(future)
-        return True
-
-    try:
-        for _ in range(window):
-            if not submit():
-                break
-        for future in pending:
-            part = running.pop(future)
-            try:
-                collect(flow.name, part, future.result, results, bar, on_result, on_error)
-            finally:
-                # Release at once: a result held here is one the scheduler would
-                # recompute (re-running its Save stage) if its worker died.
-                future.release()
-            submit()
-    finally:
-        for future in running:
-            future.cancel()
-        bar.close()
-    return [results[i] for i in sorted(results)]
+    window = max_in_flight or _threads(cluster, flow.name)
+    backend = _DaskBackend(cluster, distributed, flow.name, (payload, loader, ctx, keep_output))
+    return run_window(
+        flow.name,
+        make_partitions(partitions, key),
+        backend,
+        window,
+        on_result=on_result,
+        on_error=on_error,
+        progress=progress,
+    )

@@ -11,25 +11,25 @@ from __future__ import annotations
 import concurrent.futures
 import multiprocessing
 import os
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable
 from typing import TYPE_CHECKING, Any
 
 from kisflow.errors import ConfigError, PartitionError
 from kisflow.executors._partition import (
-    FlowPayload,
     Partition,
     PartitionResult,
-    collect,
-    dumps,
     make_partitions,
     run_partition,
 )
-from kisflow.progress import progress_bar
+from kisflow.executors._scheduler import run_window
+from kisflow.executors._ship import FlowPayload, shippable
 
 if TYPE_CHECKING:
     from kisflow.flow import Flow
 
 __all__ = ["process_pool", "run_partitions"]
+
+_Future = concurrent.futures.Future[bytes]
 
 
 def process_pool(workers: int | None = None) -> concurrent.futures.ProcessPoolExecutor:
@@ -43,6 +43,44 @@ def process_pool(workers: int | None = None) -> concurrent.futures.ProcessPoolEx
     return concurrent.futures.ProcessPoolExecutor(
         max_workers=n, mp_context=multiprocessing.get_context("spawn")
     )
+
+
+class _PoolBackend:
+    """The scheduler's view of a ``concurrent.futures`` process pool."""
+
+    def __init__(
+        self,
+        pool: concurrent.futures.Executor,
+        payload: FlowPayload,
+        loader: bytes,
+        ctx: Any,
+        keep_output: bool,
+    ) -> None:
+        self.pool = pool
+        self.args = (payload, loader)
+        self.ctx = ctx
+        self.keep_output = keep_output
+
+    def submit(self, partition: Partition) -> _Future:
+        payload, loader = self.args
+        return self.pool.submit(
+            run_partition, payload, loader, partition, self.ctx, self.keep_output
+        )
+
+    def wait(self, running: Collection[_Future]) -> Iterable[_Future]:
+        done, _ = concurrent.futures.wait(running, return_when=concurrent.futures.FIRST_COMPLETED)
+        return done
+
+    def result(self, future: _Future) -> bytes:
+        return future.result()
+
+    def release(self, future: _Future) -> None:
+        """Nothing to release: a finished local future holds no remote state."""
+
+    def stop(self, running: Collection[_Future]) -> None:
+        for future in running:
+            future.cancel()
+        concurrent.futures.wait(running)
 
 
 def run_partitions(
@@ -80,37 +118,26 @@ def run_partitions(
         PartitionError: a partition failed (and no ``on_error``); names flow, stage and
             partition, chained to the original error. Partitions not yet started are
             cancelled.
+        ConfigError: ``load`` or a stage's function does not pickle (before any
+            partition starts).
+        RunError: ``partitions``, ``key``, ``on_result`` or ``on_error`` raised.
     """
     payload = FlowPayload.of(flow)
-    loader = dumps(load, [load])
+    loader = shippable(flow.name, "load", load, [load], key="load")
     own = executor is None
     pool = process_pool(workers) if executor is None else executor
     window = 2 * getattr(pool, "_max_workers", os.cpu_count() or 1)
-    results: dict[int, PartitionResult] = {}
-    todo = iter(make_partitions(partitions, key))
-    running: dict[concurrent.futures.Future[Any], Partition] = {}
-    bar = progress_bar(desc=f"{flow.name} partitions", enabled=progress)
+    backend = _PoolBackend(pool, payload, loader, ctx, keep_output)
     try:
-        while True:
-            while len(running) < window:
-                part = next(todo, None)
-                if part is None:
-                    break
-                future = pool.submit(run_partition, payload, loader, part, ctx, keep_output)
-                running[future] = part
-            if not running:
-                break
-            done, _ = concurrent.futures.wait(
-                running, return_when=concurrent.futures.FIRST_COMPLETED
-            )
-            for future in done:
-                part = running.pop(future)
-                collect(flow.name, part, future.result, results, bar, on_result, on_error)
+        return run_window(
+            flow.name,
+            make_partitions(partitions, key),
+            backend,
+            window,
+            on_result=on_result,
+            on_error=on_error,
+            progress=progress,
+        )
     finally:
-        for future in running:
-            future.cancel()
-        concurrent.futures.wait(running)
-        bar.close()
         if own:
             pool.shutdown(wait=True, cancel_futures=True)
-    return [results[i] for i in sorted(results)]
