@@ -80,17 +80,25 @@ class TestWorkerFailures:
         assert "rejected row 7: odd" in message
         assert info.value.stage == "Reject"
 
-    def test_an_error_that_does_not_unpickle_is_a_private_traceback(self) -> None:
-        @kf.faas("Reject")
-        def reject(flow: kf.Flow, rows: list[int]) -> None:
-            flow.dead_letter(rows[0], "odd")
+    def test_an_error_that_does_not_pickle_is_a_private_traceback(self) -> None:
+        class Holding(Exception):
+            """An error holding what cannot travel (a lock)."""
 
-        flow = kf.FlowBuilder("f").calculate("Reject").build()
-        with pytest.raises(kf.PartitionError) as info:
+            def __init__(self) -> None:
+                super().__init__("held")
+                self.lock = threading.Lock()
+
+        @kf.faas("Hold")
+        def hold(flow: kf.Flow, rows: list[int]) -> None:
+            raise Holding
+
+        flow = kf.FlowBuilder("f").calculate("Hold").build()
+        with pytest.raises(kf.PartitionError, match=r"raised Holding: held$") as info:
             as_partition(flow, [7])
         cause = info.value.__cause__
         assert type(cause).__name__ == "_RemoteTraceback"
-        assert "RowRejectedError" in str(cause)
+        assert "remote traceback (StageExecutionError on " in str(cause)
+        assert "Holding: held" in str(cause)
         assert not hasattr(kf.executors, "RemoteTraceback")
 
     def test_load_error(self) -> None:
