@@ -19,6 +19,7 @@ from kisflow.executors._partition import (
     unwrap,
 )
 from kisflow.executors._scheduler import run_window
+from kisflow.options import RunOptions
 
 
 def rows_of(spec: Any) -> Any:
@@ -239,3 +240,119 @@ def _result_bytes(partition: Partition) -> bytes:
             worker="here",
         )
     )
+
+
+def _odd_rejecting_flow() -> kf.Flow:
+    """Rejects odd rows to the dead letters and tags the rest with the ctx."""
+
+    @kf.faas("EvenOnly")
+    def even_only(ctx: Any, flow: kf.Flow, rows: list[int]) -> None:
+        for row in rows:
+            if row % 2:
+                flow.dead_letter(row, "odd")
+            else:
+                flow.commit_row(f"{ctx}:{row}")
+
+    return kf.FlowBuilder("evens").calculate("EvenOnly").build()
+
+
+class TestRunOptions:
+    """``options=`` reaches every partition's run; what cannot travel fails up front."""
+
+    def test_ctx_and_jsonl_dead_letters_reach_the_workers(
+        self, threads: Any, tmp_path: Any
+    ) -> None:
+        path = tmp_path / "dead.jsonl"
+        options = RunOptions(ctx="opt", dead_letters=str(path))
+        results = run_partitions(
+            _odd_rejecting_flow(),
+            [[0, 1], [2, 3]],
+            load=rows_of,
+            options=options,
+            keep_output=True,
+            executor=threads,
+        )
+        assert [r.output for r in results] == [["opt:0"], ["opt:2"]]
+        letters = kf.deadletter.JsonlSink(path).read()
+        assert sorted(letter["row"] for letter in letters) == [1, 3]
+
+    def test_ctx_keyword_overrides_the_options(self, threads: Any) -> None:
+        results = run_partitions(
+            _double_ctx_flow(),
+            [[1]],
+            load=rows_of,
+            ctx="kw",
+            options=RunOptions(ctx="opt"),
+            keep_output=True,
+            executor=threads,
+        )
+        assert results[0].output == ["kw:1"]
+
+    def test_max_steps_reach_the_workers(self, threads: Any) -> None:
+        @kf.faas("Again")
+        def again(flow: kf.Flow, rows: list[int]) -> None:
+            flow.commit_row_batch(rows)
+            flow.next(kf.actions.jump_func("Again"))
+
+        flow = kf.FlowBuilder("loop").calculate("Again").build()
+        with pytest.raises(kf.PartitionError, match="step limit of 3") as info:
+            run_partitions(
+                flow, [[1]], load=rows_of, options=RunOptions(max_steps=3), executor=threads
+            )
+        assert info.value.stage == "Again"
+
+    def test_a_list_sink_is_refused_before_anything_runs(self, threads: Any) -> None:
+        with pytest.raises(kf.ConfigError, match="in-memory list") as info:
+            run_partitions(
+                _odd_rejecting_flow(),
+                [[1]],
+                load=_never,
+                options=RunOptions(dead_letters=[]),
+                executor=threads,
+            )
+        assert info.value.key == "dead_letters"
+
+    def test_an_unpicklable_sink_is_named_before_anything_runs(self, threads: Any) -> None:
+        lock = threading.Lock()
+
+        def keep(letter: Any) -> None:
+            with lock:
+                pass
+
+        with pytest.raises(kf.ConfigError, match=r"dead_letters CallableSink\('.*keep'\)"):
+            run_partitions(
+                _odd_rejecting_flow(),
+                [[1]],
+                load=_never,
+                options=RunOptions(dead_letters=keep),
+                executor=threads,
+            )
+
+    def test_an_unpicklable_ctx_is_named_before_anything_runs(self, threads: Any) -> None:
+        with pytest.raises(kf.ConfigError, match="flow 'evens': ctx <unlocked") as info:
+            run_partitions(
+                _odd_rejecting_flow(),
+                [[1]],
+                load=_never,
+                ctx=threading.Lock(),
+                executor=threads,
+            )
+        assert info.value.key == "ctx"
+
+    def test_options_must_be_run_options(self, threads: Any) -> None:
+        with pytest.raises(kf.ConfigError, match=r"options must be a kisflow\.RunOptions"):
+            run_partitions(
+                _double_flow(), [[1]], load=rows_of, options={"ctx": 1}, executor=threads
+            )
+
+
+def _double_ctx_flow() -> kf.Flow:
+    @kf.faas("Tag")
+    def tag(ctx: Any, flow: kf.Flow, rows: list[int]) -> None:
+        flow.commit_row_batch(f"{ctx}:{r}" for r in rows)
+
+    return kf.FlowBuilder("tag").calculate("Tag").build()
+
+
+def _never(spec: Any) -> list[Any]:
+    raise AssertionError("no partition should start")

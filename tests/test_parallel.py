@@ -17,6 +17,7 @@ import pytest
 
 import kisflow as kf
 from kisflow.executors import current_partition, process_pool, run_partitions
+from kisflow.options import RunOptions
 
 
 @pytest.fixture(scope="module")
@@ -338,3 +339,31 @@ class TestBuiltinSqliteSave:
         assert counts == {0: 250, 250: 250, 500: 250, 750: 250}
         assert ids == list(range(1000))
         assert ledger == [("builtin-save", "Store", str(k)) for k in range(4)]
+
+
+class TestRunOptionsOnWorkers:
+    """``options=`` travels to the worker processes: ctx, step limit and dead letters."""
+
+    def test_options_reach_every_worker(self, procs: Any, tmp_path: Path) -> None:
+        @kf.faas("OddsAway")
+        def odds_away(ctx: str, flow: kf.Flow, rows: list[int]) -> None:
+            for row in rows:
+                if row % 2:
+                    flow.dead_letter(row, "odd")
+                else:
+                    flow.commit_row(f"{ctx}:{row}")
+
+        flow = kf.FlowBuilder("odds").calculate("OddsAway").build()
+        path = tmp_path / "dead.jsonl"
+        options = RunOptions(ctx="opt", dead_letters=path, max_steps=5)
+        results = run_partitions(
+            flow,
+            SPANS[:2],
+            load=lambda s: range(s[0], s[0] + 4),
+            options=options,
+            keep_output=True,
+            executor=procs,
+        )
+        assert [r.output for r in results] == [["opt:0", "opt:2"], ["opt:250", "opt:252"]]
+        rows = sorted(letter["row"] for letter in kf.deadletter.JsonlSink(path).read())
+        assert rows == [1, 3, 251, 253]

@@ -4,8 +4,9 @@ Workers are sent partition *descriptions* (``Partition.spec``: an index, a path,
 query) and turn them into rows with ``load``; rows never travel through the executor.
 While a partition runs, ``current_partition()`` names it (through
 ``kisflow._context.PARTITION``), so a Save stage can make its writes idempotent per
-partition (see docs/dask.md). A worker's error comes back as a value (``_Failure``)
-that the caller raises as a ``PartitionError``.
+partition (see docs/dask.md). A run's options travel packed once by ``pack_options``;
+a worker's error comes back as a value (``_Failure``) that the caller raises as a
+``PartitionError``.
 """
 
 from __future__ import annotations
@@ -21,8 +22,10 @@ from typing import Any
 import attrs
 
 from kisflow import _context
-from kisflow.errors import KisFlowError, PartitionError, StageExecutionError
-from kisflow.executors._ship import FlowPayload, dumps, flow_of, loads
+from kisflow.deadletter import JsonlSink, ListSink
+from kisflow.errors import ConfigError, KisFlowError, PartitionError, StageExecutionError
+from kisflow.executors._ship import FlowPayload, dumps, flow_of, loads, shippable
+from kisflow.options import RunOptions
 from kisflow.result import RunEnd
 
 __all__ = [
@@ -32,6 +35,7 @@ __all__ = [
     "current_partition",
     "dumps",
     "make_partitions",
+    "pack_options",
     "result_of",
     "run_partition",
     "unwrap",
@@ -88,8 +92,64 @@ def make_partitions(
 
 
 @attrs.frozen
+class _Settings:
+    """The per-run options a worker runs each partition with."""
+
+    ctx: Any = None
+    max_steps: int | None = None
+    dead_letters: Any = None
+    """A sink, or the path of a ``JsonlSink`` (its lock does not pickle; rebuilt there)."""
+
+
+def pack_options(flow: str, options: RunOptions) -> bytes:
+    """The options' ctx, max_steps and dead-letter sink, pickled once for every worker.
+
+    Observers are not shipped: they observe runs in their own process.
+
+    Raises:
+        ConfigError: the ctx or the sink does not pickle, or the sink is an in-memory
+            list (each worker would fill its own copy); before any partition starts.
+    """
+    sink: Any = options.dead_letters
+    if isinstance(sink, ListSink):
+        raise ConfigError(
+            f"flow {flow!r}: dead_letters {sink!r} is an in-memory list, which each worker "
+            f"process would fill a copy of; give a JSONL path or a sink that writes to a "
+            f"store the workers share",
+            key="dead_letters",
+        )
+    if isinstance(sink, JsonlSink):
+        sink = sink.path
+    _check_pickles(flow, "ctx", options.ctx)
+    _check_pickles(flow, "dead_letters", sink)
+    settings = _Settings(ctx=options.ctx, max_steps=options.max_steps, dead_letters=sink)
+    return dumps(settings, _by_value(options.ctx, sink))
+
+
+def _by_value(*objs: Any) -> list[Any]:
+    """The objects (and a callable sink's function) whose modules may be missing there."""
+    found = [o for o in objs if o is not None]
+    found += [fn for o in found if (fn := getattr(o, "fn", None)) is not None]
+    return found
+
+
+def _check_pickles(flow: str, name: str, value: Any) -> None:
+    """Raise ``ConfigError`` unless ``value`` survives the trip to a worker and back."""
+    if value is None:
+        return
+    what = f"{name} {value!r}"
+    data = shippable(flow, what, value, _by_value(value), key=name)
+    try:
+        loads(data)
+    except Exception as exc:  # a __reduce__ that fails on the way back
+        raise ConfigError(
+            f"flow {flow!r}: {what} does not unpickle: {type(exc).__name__}: {exc}", key=name
+        ) from exc
+
+
+@attrs.frozen
 class _Failure:
-    """A partition's error, sent back as a value (KisFlowErrors do not unpickle)."""
+    """A partition's error, sent back as a value (an exception may not unpickle there)."""
 
     partition: Partition
     flow: str
@@ -127,19 +187,20 @@ def run_partition(
     payload: FlowPayload,
     load: bytes,
     partition: Partition,
-    ctx: Any = None,
+    options: bytes | None = None,
     keep_output: bool = False,
 ) -> bytes:
     """Run on a worker: rebuild the flow, load the partition's rows, run, summarise.
 
-    Returns the cloudpickled ``PartitionResult`` (row classes the worker only knows by value travel
+    ``options`` is what ``pack_options`` made (None: the flow's defaults). Returns the
+    cloudpickled ``PartitionResult`` (row classes the worker only knows by value travel
     back that way) or, on error, a failure: errors come back as a value, so the
     executor neither retries a deterministic failure nor needs to unpickle kisflow's
     exceptions.
     """
     token = _context.PARTITION.set(partition)
     try:
-        return dumps(_run_partition(payload, load, partition, ctx, keep_output))
+        return dumps(_run_partition(payload, load, partition, options, keep_output))
     finally:
         _context.PARTITION.reset(token)
 
@@ -148,18 +209,24 @@ def _run_partition(
     payload: FlowPayload,
     load: bytes,
     partition: Partition,
-    ctx: Any,
+    options: bytes | None,
     keep_output: bool,
 ) -> PartitionResult | _Failure:
     try:
         flow = flow_of(payload)
+        settings: _Settings = _Settings() if options is None else loads(options)
         loader = loads(load)
         started = time.perf_counter()
         try:
             rows = list(loader(partition.spec))
         except Exception as exc:
             raise _LoadFailed(exc) from exc
-        result = flow.run(rows, ctx=ctx)
+        result = flow.run(
+            rows,
+            ctx=settings.ctx,
+            max_steps=settings.max_steps,
+            dead_letters=settings.dead_letters,
+        )
         return PartitionResult(
             partition=partition,
             ended=result.ended,
@@ -185,7 +252,7 @@ def _failure(flow: str, partition: Partition, exc: Exception) -> _Failure:
     shipped: bytes | None
     try:
         shipped = dumps(cause)
-        loads(shipped)  # kisflow's own errors, among others, do not come back
+        loads(shipped)  # kisflow's errors need keyword arguments to unpickle, say
     except Exception:
         shipped = None
     return _Failure(

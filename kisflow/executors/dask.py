@@ -25,10 +25,12 @@ from kisflow.executors._partition import (
     PartitionResult,
     current_partition,
     make_partitions,
+    pack_options,
     run_partition,
 )
 from kisflow.executors._scheduler import run_window
 from kisflow.executors._ship import FlowPayload, shippable
+from kisflow.options import RunOptions, merge
 
 if TYPE_CHECKING:
     from distributed import Client
@@ -86,7 +88,7 @@ class _DaskBackend:
         cluster: Any,
         distributed: Any,
         flow: str,
-        args: tuple[FlowPayload, bytes, Any, bool],
+        args: tuple[FlowPayload, bytes, bytes, bool],
     ) -> None:
         self.cluster = cluster
         self.args = args
@@ -94,13 +96,13 @@ class _DaskBackend:
         self.pending = distributed.as_completed()
 
     def submit(self, partition: Partition) -> Any:
-        payload, loader, ctx, keep_output = self.args
+        payload, loader, options, keep_output = self.args
         future = self.cluster.submit(
             run_partition,
             payload,
             loader,
             partition,
-            ctx,
+            options,
             keep_output,
             key=f"{self.prefix}-{partition.index}",
             pure=False,
@@ -134,6 +136,7 @@ def run_partitions(
     load: Callable[[Any], Iterable[Any]],
     key: Callable[[Any], str] | None = None,
     ctx: Any = None,
+    options: RunOptions | None = None,
     keep_output: bool = False,
     max_in_flight: int | None = None,
     on_result: Callable[[PartitionResult], None] | None = None,
@@ -148,7 +151,11 @@ def run_partitions(
         load: turns a description into rows; runs on the worker (cloudpickled).
         key: a stable key per description (default: its index); a Save stage reads it
             from ``current_partition().key`` to write each partition once.
-        ctx: passed to every FaaS that takes a context (must pickle).
+        ctx: passed to every FaaS that takes a context (must pickle); overrides
+            ``options.ctx``.
+        options: the run's ``RunOptions``; its ctx, max_steps and dead-letter sink go
+            to every partition's run (they must pickle; a list sink is refused, a
+            JSONL path must be one the workers share). Observers stay in this process.
         keep_output: send each partition's output rows back (off: counts only).
         max_in_flight: tasks handed to the cluster at once (default: its thread count).
         on_result: called in the caller as each partition finishes (any order).
@@ -161,18 +168,19 @@ def run_partitions(
         PartitionError: a partition failed (or killed workers too often) and there is no
             ``on_error``; names flow, stage and partition, chained to the original
             error. Partitions not yet started are cancelled.
-        ConfigError: ``load`` or a stage's function does not pickle (before any
-            partition starts).
+        ConfigError: the options' ctx or sink cannot be sent to the workers (before
+            any partition starts).
         RunError: ``partitions``, ``key``, ``on_result`` or ``on_error`` raised.
         MissingExtraError: ``kisflow[dask]`` is not installed.
     """
     distributed = _distributed()
     payload = FlowPayload.of(flow)
+    packed = pack_options(flow.name, merge(options, ctx=ctx))
     loader = shippable(flow.name, "load", load, [load], key="load")
     cluster: Any = client
     _check_saturation(cluster, flow.name)
     window = max_in_flight or _threads(cluster, flow.name)
-    backend = _DaskBackend(cluster, distributed, flow.name, (payload, loader, ctx, keep_output))
+    backend = _DaskBackend(cluster, distributed, flow.name, (payload, loader, packed, keep_output))
     return run_window(
         flow.name,
         make_partitions(partitions, key),

@@ -19,10 +19,12 @@ from kisflow.executors._partition import (
     Partition,
     PartitionResult,
     make_partitions,
+    pack_options,
     run_partition,
 )
 from kisflow.executors._scheduler import run_window
 from kisflow.executors._ship import FlowPayload, shippable
+from kisflow.options import RunOptions, merge
 
 if TYPE_CHECKING:
     from kisflow.flow import Flow
@@ -53,18 +55,18 @@ class _PoolBackend:
         pool: concurrent.futures.Executor,
         payload: FlowPayload,
         loader: bytes,
-        ctx: Any,
+        options: bytes,
         keep_output: bool,
     ) -> None:
         self.pool = pool
         self.args = (payload, loader)
-        self.ctx = ctx
+        self.options = options
         self.keep_output = keep_output
 
     def submit(self, partition: Partition) -> _Future:
         payload, loader = self.args
         return self.pool.submit(
-            run_partition, payload, loader, partition, self.ctx, self.keep_output
+            run_partition, payload, loader, partition, self.options, self.keep_output
         )
 
     def wait(self, running: Collection[_Future]) -> Iterable[_Future]:
@@ -90,6 +92,7 @@ def run_partitions(
     load: Callable[[Any], Iterable[Any]],
     key: Callable[[Any], str] | None = None,
     ctx: Any = None,
+    options: RunOptions | None = None,
     keep_output: bool = False,
     workers: int | None = None,
     executor: concurrent.futures.ProcessPoolExecutor | None = None,
@@ -104,7 +107,11 @@ def run_partitions(
             to ``load`` in a worker process, which returns the partition's rows.
         load: turns a description into rows; runs in the worker.
         key: a stable key per description (default: its index), see ``current_partition``.
-        ctx: passed to every FaaS that takes a context (must pickle).
+        ctx: passed to every FaaS that takes a context (must pickle); overrides
+            ``options.ctx``.
+        options: the run's ``RunOptions``; its ctx, max_steps and dead-letter sink go
+            to every partition's run (they must pickle; a list sink is refused, a
+            JSONL path is written by every worker). Observers stay in this process.
         keep_output: send each partition's output rows back (off: counts only).
         workers: processes to start when no ``executor`` is given (default: all cores).
         executor: a pool from ``process_pool()`` to reuse (it is left running).
@@ -118,16 +125,17 @@ def run_partitions(
         PartitionError: a partition failed (and no ``on_error``); names flow, stage and
             partition, chained to the original error. Partitions not yet started are
             cancelled.
-        ConfigError: ``load`` or a stage's function does not pickle (before any
-            partition starts).
+        ConfigError: the options' ctx or sink cannot be sent to the workers (before
+            any partition starts).
         RunError: ``partitions``, ``key``, ``on_result`` or ``on_error`` raised.
     """
     payload = FlowPayload.of(flow)
+    packed = pack_options(flow.name, merge(options, ctx=ctx))
     loader = shippable(flow.name, "load", load, [load], key="load")
     own = executor is None
     pool = process_pool(workers) if executor is None else executor
     window = 2 * getattr(pool, "_max_workers", os.cpu_count() or 1)
-    backend = _PoolBackend(pool, payload, loader, ctx, keep_output)
+    backend = _PoolBackend(pool, payload, loader, packed, keep_output)
     try:
         return run_window(
             flow.name,
