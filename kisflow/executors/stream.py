@@ -5,6 +5,12 @@ each batch as one ordinary run of the flow and yield its ``RunResult`` in source
 At most ``max_in_flight`` batches are read and not yet yielded, so memory is bounded by
 ``batch_size * max_in_flight`` rows whatever the source's length.
 
+Both cut the source with one ``_BatchWindow`` (a sync source is read in bulk, an async
+one row by row) and hand results out through one accounting path (``_Base``): counters,
+progress bar and the error note naming the batch.
+A stream needs of its flow only a name and ``run``/``arun`` (``StreamFlow``), so this
+module sits below ``kisflow.flow``, which builds streams.
+
 Stopping is always between batches, never inside one, so a Save stage never sees half a
 batch: ``stop()`` (from any thread), Ctrl-C (SIGINT, when the stream runs in the main
 thread) or cancelling the task of an ``AsyncStream`` let the batches in flight finish,
@@ -30,7 +36,7 @@ from collections.abc import (
     Iterable,
     Iterator,
 )
-from typing import TYPE_CHECKING, Any, TextIO
+from typing import TYPE_CHECKING, Any, Protocol, TextIO
 
 import attrs
 from loguru import logger
@@ -43,12 +49,11 @@ from kisflow.result import RunResult
 if TYPE_CHECKING:
     from tqdm import tqdm
 
-    from kisflow.flow import Flow
-
 __all__ = [
     "DEFAULT_BATCH_SIZE",
     "AsyncStream",
     "Stream",
+    "StreamFlow",
     "StreamSummary",
     "run_jsonl_stream",
 ]
@@ -57,59 +62,116 @@ DEFAULT_BATCH_SIZE = 10_000
 """Rows per micro-batch when none is given: large enough to amortise a run's set-up."""
 
 
-def _check_sizes(flow: Flow, batch_size: int, max_in_flight: int) -> None:
+class StreamFlow(Protocol):
+    """What a stream needs of a flow (``kisflow.Flow`` is one): a name and its runs."""
+
+    @property
+    def name(self) -> str:
+        """The flow's name, for messages and logs."""
+
+    def run(
+        self, rows: Iterable[Any], /, *, ctx: Any, max_steps: int | None, dead_letters: Any
+    ) -> RunResult:
+        """Run the flow once on ``rows``."""
+
+    async def arun(
+        self, rows: Iterable[Any], /, *, ctx: Any, max_steps: int | None, dead_letters: Any
+    ) -> RunResult:
+        """Run the flow once on ``rows`` on the running event loop."""
+
+
+def _check_sizes(flow: str, batch_size: int, max_in_flight: int) -> None:
     if not isinstance(batch_size, int) or batch_size < 1:
         raise ConfigError(
-            f"flow {flow.name!r}: stream batch_size must be a positive int, got {batch_size!r}",
+            f"flow {flow!r}: stream batch_size must be a positive int, got {batch_size!r}",
             key="batch_size",
         )
     if not isinstance(max_in_flight, int) or max_in_flight < 1:
         raise ConfigError(
-            f"flow {flow.name!r}: stream max_in_flight must be a positive int, "
-            f"got {max_in_flight!r}",
+            f"flow {flow!r}: stream max_in_flight must be a positive int, got {max_in_flight!r}",
             key="max_in_flight",
         )
 
 
-def run_batch(flow: Flow, batch: list[Any], ctx: Any = None) -> RunResult:
-    """Run ``flow`` once on ``batch`` (the layers are freed as soon as the run ends)."""
-    return flow.run(batch, ctx=ctx)
+@attrs.frozen
+class _Slot:
+    """Where a batch sits in the source: its number (from 0), first row and size."""
+
+    index: int
+    first: int
+    size: int
+
+    def note(self, exc: BaseException) -> None:
+        """Say on ``exc`` which batch and source rows it came from."""
+        exc.add_note(
+            f"in stream batch {self.index} (source rows {self.first}..{self.first + self.size - 1})"
+        )
 
 
-async def _arun_batch(flow: Flow, batch: list[Any], ctx: Any) -> RunResult:
-    return await flow.arun(batch, ctx=ctx)
+class _BatchWindow:
+    """Cuts a source into numbered batches of at most ``size`` rows: both streams' reader.
+
+    Rows go in in bulk (``fill``, from a sync iterator) or one at a time (``add``, from
+    an async one); ``cut`` hands out the rows gathered so far with their ``_Slot``.
+    """
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._rows: list[Any] = []
+        self._index = 0
+        self._first = 0
+
+    def add(self, row: Any) -> bool:
+        """Take one row; True when the batch is full."""
+        self._rows.append(row)
+        return len(self._rows) >= self.size
+
+    def fill(self, rows: Iterator[Any]) -> None:
+        """Take rows until the batch is full or ``rows`` ends.
+
+        If reading raises (a Ctrl-C cutting a blocked read short), the rows read before
+        stay in the batch.
+        """
+        self._rows.extend(itertools.islice(rows, self.size - len(self._rows)))
+
+    async def afill(self, rows: AsyncIterator[Any]) -> None:
+        """Take rows from an async iterator until the batch is full or it ends."""
+        if len(self._rows) >= self.size:
+            return
+        async for row in rows:
+            if self.add(row):
+                break
+
+    def cut(self) -> tuple[_Slot, list[Any]] | None:
+        """The batch gathered so far and its slot, or None when nothing was read."""
+        rows = self._rows
+        if not rows:
+            return None
+        slot = _Slot(self._index, self._first, len(rows))
+        self._index += 1
+        self._first += len(rows)
+        self._rows = []
+        return slot, rows
 
 
 class _ReadInterrupted(BaseException):
     """Raised by the SIGINT handler to cut short a read blocked in the source."""
 
 
-def _batch_note(number: int, first_row: int, size: int) -> str:
-    return f"in stream batch {number} (source rows {first_row}..{first_row + size - 1})"
-
-
-async def _take(source: AsyncIterator[Any], n: int) -> list[Any]:
-    batch: list[Any] = []
-    async for row in source:
-        batch.append(row)
-        if len(batch) >= n:
-            break
-    return batch
-
-
 class _Base:
-    """What the sync and async streams share: counters, stop flag and progress bar."""
+    """What the sync and async streams share: ctx, counters, stop flag, bar, results."""
 
     def __init__(
         self,
-        flow: Flow,
+        flow: StreamFlow,
+        source: Iterable[Any] | AsyncIterable[Any],
         *,
         batch_size: int,
         max_in_flight: int,
         ctx: Any,
         progress: bool | None,
     ) -> None:
-        _check_sizes(flow, batch_size, max_in_flight)
+        _check_sizes(flow.name, batch_size, max_in_flight)
         self.flow = flow
         self.batch_size = batch_size
         self.max_in_flight = max_in_flight
@@ -120,6 +182,8 @@ class _Base:
         """Batches finished and handed out so far."""
         self.interrupted = False
         """True when the stream ended early through ``stop()``, Ctrl-C or cancellation."""
+        self._source = source
+        self._window = _BatchWindow(batch_size)
         self._stop = threading.Event()
         self._progress = progress
         self._bar: tqdm[Any] | None = None
@@ -133,15 +197,25 @@ class _Base:
         """Whether a stop was asked for."""
         return self._stop.is_set()
 
+    def _run(self, rows: list[Any]) -> RunResult:
+        """One batch, run in this thread."""
+        return self.flow.run(rows, ctx=self.ctx, max_steps=None, dead_letters=None)
+
+    async def _arun(self, rows: list[Any]) -> RunResult:
+        """One batch, run on the event loop."""
+        return await self.flow.arun(rows, ctx=self.ctx, max_steps=None, dead_letters=None)
+
     def _open_bar(self) -> None:
         if self._bar is None:
             self._bar = progress_bar(desc=self.flow.name, enabled=self._progress)
 
-    def _done(self, rows: int) -> None:
-        self.rows_done += rows
+    def _deliver(self, slot: _Slot, result: RunResult) -> RunResult:
+        """Count a finished batch as it is handed out."""
+        self.rows_done += slot.size
         self.batches_done += 1
         if self._bar is not None:
-            self._bar.update(rows)
+            self._bar.update(slot.size)
+        return result
 
     def _finish(self) -> None:
         if self._bar is not None:
@@ -167,7 +241,7 @@ class Stream(_Base, Iterator[RunResult]):
 
     def __init__(
         self,
-        flow: Flow,
+        flow: StreamFlow,
         source: Iterable[Any] | AsyncIterable[Any],
         *,
         batch_size: int = DEFAULT_BATCH_SIZE,
@@ -180,9 +254,13 @@ class Stream(_Base, Iterator[RunResult]):
         if options is not None and ctx is None:
             ctx = options.ctx
         super().__init__(
-            flow, batch_size=batch_size, max_in_flight=max_in_flight, ctx=ctx, progress=progress
+            flow,
+            source,
+            batch_size=batch_size,
+            max_in_flight=max_in_flight,
+            ctx=ctx,
+            progress=progress,
         )
-        self._source = source
         self._handle_sigint = handle_sigint
         self._reading = False
         self._gen: Generator[RunResult, None, None] | None = None
@@ -215,43 +293,48 @@ class Stream(_Base, Iterator[RunResult]):
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def _batches(self) -> Generator[list[Any], None, None]:
-        source = self._source
-        size = self.batch_size
-        if isinstance(source, AsyncIterable):
+    def _batches(self) -> Generator[tuple[_Slot, list[Any]], None, None]:
+        """The source's batches until it ends or a stop is asked for."""
+        if isinstance(self._source, AsyncIterable):
+            yield from self._batches_of_async(self._source)
+            return
+        it = iter(self._source)
+        while not self._stop.is_set():
+            self._reading = True
             try:
-                asyncio.get_running_loop()
-            except RuntimeError:
+                self._window.fill(it)
+            except _ReadInterrupted:
                 pass
-            else:
-                raise RunError(
-                    f"flow {self.flow.name!r}: flow.stream() over an async source was "
-                    f"iterated inside a running event loop; use 'async for ... in "
-                    f"flow.astream(source)'",
-                    flow=self.flow.name,
-                )
-            runner = asyncio.Runner()
-            try:
-                ait = aiter(source)
-                while not self._stop.is_set() and (batch := runner.run(_take(ait, size))):
-                    yield batch
             finally:
-                runner.close()
+                self._reading = False
+            batch = self._window.cut()
+            if batch is None:
+                return
+            yield batch
+
+    def _batches_of_async(
+        self, source: AsyncIterable[Any]
+    ) -> Generator[tuple[_Slot, list[Any]], None, None]:
+        """An async source read on a private event loop, one batch at a time."""
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            pass
         else:
-            it = iter(source)
+            raise RunError(
+                f"flow {self.flow.name!r}: flow.stream() over an async source was "
+                f"iterated inside a running event loop; use 'async for ... in "
+                f"flow.astream(source)'",
+                flow=self.flow.name,
+            )
+        with asyncio.Runner() as runner:
+            ait = aiter(source)
             while not self._stop.is_set():
-                chunk: list[Any] = []
-                self._reading = True
-                try:
-                    # extend() keeps the rows read before a Ctrl-C cut a blocked read short.
-                    chunk.extend(itertools.islice(it, size))
-                except _ReadInterrupted:
-                    pass
-                finally:
-                    self._reading = False
-                if not chunk:
+                runner.run(self._window.afill(ait))
+                batch = self._window.cut()
+                if batch is None:
                     return
-                yield chunk
+                yield batch
 
     def _generate(self) -> Generator[RunResult, None, None]:
         self._open_bar()
@@ -264,27 +347,21 @@ class Stream(_Base, Iterator[RunResult]):
             self._finish()
 
     def _serial(self) -> Iterator[RunResult]:
-        first = 0
-        for number, batch in enumerate(self._batches()):
+        for slot, rows in self._batches():
             try:
-                result = run_batch(self.flow, batch, self.ctx)
+                result = self._run(rows)
             except KisFlowError as exc:
-                exc.add_note(_batch_note(number, first, len(batch)))
+                slot.note(exc)
                 raise
-            size = len(batch)
-            del batch
-            first += size
-            self._done(size)
-            yield result
+            del rows
+            yield self._deliver(slot, result)
             if self._stop.is_set():
                 break
 
     def _threaded(self) -> Iterator[RunResult]:
-        pending: collections.deque[tuple[int, int, int, concurrent.futures.Future[RunResult]]]
+        pending: collections.deque[tuple[_Slot, concurrent.futures.Future[RunResult]]]
         pending = collections.deque()
         batches = self._batches()
-        first = 0
-        number = 0
         with concurrent.futures.ThreadPoolExecutor(
             self.max_in_flight, thread_name_prefix=f"kisflow-stream-{self.flow.name}"
         ) as pool:
@@ -294,24 +371,20 @@ class Stream(_Base, Iterator[RunResult]):
                         batch = next(batches, None)
                         if batch is None:
                             break
-                        future = pool.submit(run_batch, self.flow, batch, self.ctx)
-                        pending.append((number, first, len(batch), future))
-                        number += 1
-                        first += len(batch)
+                        pending.append((batch[0], pool.submit(self._run, batch[1])))
                         del batch
                     if not pending:
                         break
-                    n, start, size, future = pending.popleft()
+                    slot, future = pending.popleft()
                     try:
                         result = future.result()
                     except KisFlowError as exc:
-                        exc.add_note(_batch_note(n, start, size))
+                        slot.note(exc)
                         raise
-                    self._done(size)
-                    yield result
+                    yield self._deliver(slot, result)
             finally:
                 # Never abandon a batch half-run: cancel those not started, wait for the rest.
-                for *_, future in pending:
+                for _, future in pending:
                     future.cancel()
                 batches.close()
 
@@ -353,7 +426,7 @@ class AsyncStream(_Base, AsyncIterator[RunResult]):
 
     def __init__(
         self,
-        flow: Flow,
+        flow: StreamFlow,
         source: Iterable[Any] | AsyncIterable[Any],
         *,
         batch_size: int = DEFAULT_BATCH_SIZE,
@@ -365,9 +438,13 @@ class AsyncStream(_Base, AsyncIterator[RunResult]):
         if options is not None and ctx is None:
             ctx = options.ctx
         super().__init__(
-            flow, batch_size=batch_size, max_in_flight=max_in_flight, ctx=ctx, progress=progress
+            flow,
+            source,
+            batch_size=batch_size,
+            max_in_flight=max_in_flight,
+            ctx=ctx,
+            progress=progress,
         )
-        self._source = source
         self._gen: AsyncGenerator[RunResult, None] | None = None
 
     def __aiter__(self) -> AsyncStream:
@@ -386,55 +463,56 @@ class AsyncStream(_Base, AsyncIterator[RunResult]):
         else:
             self.interrupted = True
 
-    async def _batches(self) -> AsyncGenerator[list[Any], None]:
+    async def _batches(self) -> AsyncGenerator[tuple[_Slot, list[Any]], None]:
+        """The source's batches until it ends (the caller checks for a stop)."""
         source = self._source
-        size = self.batch_size
+        window = self._window
         if isinstance(source, AsyncIterable):
             ait = aiter(source)
-            while batch := await _take(ait, size):
+            while True:
+                await window.afill(ait)
+                if (batch := window.cut()) is None:
+                    return
                 yield batch
         else:
             it = iter(source)
-            while batch := list(itertools.islice(it, size)):
+            while True:
+                window.fill(it)
+                if (batch := window.cut()) is None:
+                    return
                 yield batch
 
     async def _generate(self) -> AsyncGenerator[RunResult, None]:
         self._open_bar()
-        pending: collections.deque[tuple[int, int, int, asyncio.Task[RunResult]]]
+        pending: collections.deque[tuple[_Slot, asyncio.Task[RunResult]]]
         pending = collections.deque()
         batches = self._batches()
-        first = 0
-        number = 0
         try:
             while True:
                 while len(pending) < self.max_in_flight and not self._stop.is_set():
                     batch = await anext(batches, None)
                     if batch is None:
                         break
-                    task = asyncio.create_task(_arun_batch(self.flow, batch, self.ctx))
-                    pending.append((number, first, len(batch), task))
-                    number += 1
-                    first += len(batch)
+                    pending.append((batch[0], asyncio.create_task(self._arun(batch[1]))))
                     del batch
                 if not pending:
                     break
-                n, start, size, task = pending[0]
+                slot, task = pending[0]
                 try:
                     result = await asyncio.shield(task)
                 except KisFlowError as exc:
                     pending.popleft()
-                    exc.add_note(_batch_note(n, start, size))
+                    slot.note(exc)
                     raise
                 pending.popleft()
-                self._done(size)
-                yield result
+                yield self._deliver(slot, result)
         except asyncio.CancelledError:
             self._stop.set()
             raise
         finally:
             # Let started batches finish so no Save stage is left with half a batch.
             if pending:
-                await asyncio.gather(*(t for *_, t in pending), return_exceptions=True)
+                await asyncio.gather(*(t for _, t in pending), return_exceptions=True)
             await batches.aclose()
             self._finish()
 
@@ -449,7 +527,7 @@ class StreamSummary:
     interrupted: bool
 
 
-def _decode_lines(flow: Flow, lines: Iterable[str], source: str) -> Iterator[Any]:
+def _decode_lines(flow: StreamFlow, lines: Iterable[str], source: str) -> Iterator[Any]:
     for number, line in enumerate(lines, 1):
         text = line.strip()
         if not text:
@@ -465,7 +543,7 @@ def _decode_lines(flow: Flow, lines: Iterable[str], source: str) -> Iterator[Any
 
 
 def run_jsonl_stream(
-    flow: Flow,
+    flow: StreamFlow,
     lines: Iterable[str],
     out: TextIO,
     *,
