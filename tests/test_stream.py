@@ -20,7 +20,10 @@ import attrs
 import pytest
 
 import kisflow as kf
+from kisflow import observers
 from kisflow.executors import AsyncStream, Stream, run_jsonl_stream
+from kisflow.observers import Observer
+from kisflow.options import RunOptions
 
 
 def _double_flow(name: str = "double") -> kf.Flow:
@@ -557,3 +560,132 @@ class TestInFlight:
 
         assert asyncio.run(main()) == list(range(80))
         assert active["most"] == 4
+
+
+class BatchLog(Observer):
+    """Records every ``batch_done`` it sees."""
+
+    def __init__(self) -> None:
+        self.seen: list[tuple[str, int, list[Any]]] = []
+
+    def batch_done(self, flow: str, batch: int, result: kf.RunResult) -> None:
+        self.seen.append((flow, batch, list(result.output)))
+
+
+def _tag_flow() -> kf.Flow:
+    @kf.faas("TagOdd")
+    def tag_odd(ctx: Any, flow: kf.Flow, rows: list[int]) -> None:
+        for row in rows:
+            if row % 2:
+                flow.dead_letter(row, "odd")
+            else:
+                flow.commit_row(f"{ctx}:{row}")
+
+    return kf.FlowBuilder("tag").calculate("TagOdd").build()
+
+
+class TestStreamOptions:
+    """``options=`` reaches every batch's run, sync and async; ``ctx=`` overrides it."""
+
+    def test_sync_stream_runs_every_batch_with_the_options(self) -> None:
+        letters: list[Any] = []
+        options = RunOptions(ctx="opt", dead_letters=letters, max_steps=5)
+        stream = Stream(_tag_flow(), range(6), batch_size=4, options=options)
+        assert [r.output for r in stream] == [["opt:0", "opt:2"], ["opt:4"]]
+        assert [letter.row for letter in letters] == [1, 3, 5]
+        assert stream.ctx == "opt"
+
+    def test_ctx_keyword_overrides_the_options(self) -> None:
+        stream = Stream(_tag_flow(), [0], options=RunOptions(ctx="opt", dead_letters=[]), ctx="kw")
+        assert [r.output for r in stream] == [["kw:0"]]
+        assert stream.options.ctx == "kw"
+
+    def test_async_stream_runs_every_batch_with_the_options(self) -> None:
+        letters: list[Any] = []
+        options = RunOptions(ctx="a", dead_letters=letters)
+
+        async def main() -> list[list[Any]]:
+            stream = AsyncStream(_tag_flow(), range(5), batch_size=2, options=options)
+            return [r.output async for r in stream]
+
+        assert asyncio.run(main()) == [["a:0"], ["a:2"], ["a:4"]]
+        assert [letter.row for letter in letters] == [1, 3]
+
+    def test_max_steps_apply_to_each_batch(self) -> None:
+        @kf.faas("Again")
+        def again(flow: kf.Flow, rows: list[int]) -> None:
+            flow.commit_row_batch(rows)
+            flow.next(kf.actions.jump_func("Again"))
+
+        flow = kf.FlowBuilder("loop").calculate("Again").build()
+        stream = Stream(flow, range(3), options=RunOptions(max_steps=2))
+        with pytest.raises(kf.FlowLoopError, match="step limit of 2"):
+            list(stream)
+
+    def test_options_must_be_run_options(self) -> None:
+        with pytest.raises(kf.ConfigError, match=r"options must be a kisflow\.RunOptions"):
+            Stream(_double_flow(), [1], options={"ctx": 1})
+
+
+class TestBatchDoneObservers:
+    """Observers hear ``batch_done(flow, batch, result)`` for each batch handed out."""
+
+    def test_process_wide_and_per_stream_observers(self) -> None:
+        everywhere, mine = BatchLog(), BatchLog()
+        with observers.observing(everywhere):
+            stream = Stream(
+                _double_flow(), range(5), batch_size=2, options=RunOptions(observers=mine)
+            )
+            results = [r.output for r in stream]
+        expected = [("double", 1, [0, 2]), ("double", 2, [4, 6]), ("double", 3, [8])]
+        assert everywhere.seen == mine.seen == expected
+        assert results == [out for _, _, out in expected]
+
+    def test_threaded_and_async_streams_tell_in_order(self) -> None:
+        log = BatchLog()
+        options = RunOptions(observers=(log,))
+        assert (
+            len(
+                list(
+                    Stream(
+                        _double_flow(), range(30), batch_size=7, max_in_flight=3, options=options
+                    )
+                )
+            )
+            == 5
+        )
+
+        async def main() -> int:
+            stream = AsyncStream(
+                _double_flow(), range(9), batch_size=4, max_in_flight=2, options=options
+            )
+            return len([r async for r in stream])
+
+        assert asyncio.run(main()) == 3
+        assert [n for _, n, _ in log.seen] == [1, 2, 3, 4, 5, 1, 2, 3]
+
+    def test_a_failing_observer_does_not_stop_the_stream(self) -> None:
+        class Broken(Observer):
+            def batch_done(self, flow: str, batch: int, result: kf.RunResult) -> None:
+                raise RuntimeError("observer bug")
+
+        log = BatchLog()
+        stream = Stream(
+            _double_flow(), range(4), batch_size=2, options=RunOptions(observers=(Broken(), log))
+        )
+        assert len(list(stream)) == 2
+        assert [n for _, n, _ in log.seen] == [1, 2]
+
+    def test_a_failed_batch_is_not_told(self) -> None:
+        @kf.faas("FailSecond")
+        def fail_second(flow: kf.Flow, rows: list[int]) -> None:
+            if 2 in rows:
+                raise ValueError("no")
+            flow.commit_row_batch(rows)
+
+        log = BatchLog()
+        flow = kf.FlowBuilder("f2").calculate("FailSecond").build()
+        stream = Stream(flow, range(6), batch_size=2, options=RunOptions(observers=log))
+        with pytest.raises(kf.StageExecutionError):
+            list(stream)
+        assert [n for _, n, _ in log.seen] == [1]

@@ -7,7 +7,7 @@ At most ``max_in_flight`` batches are read and not yet yielded, so memory is bou
 
 Both cut the source with one ``_BatchWindow`` (a sync source is read in bulk, an async
 one row by row) and hand results out through one accounting path (``_Base``): counters,
-progress bar and the error note naming the batch.
+progress bar, the error note naming the batch, and the ``batch_done`` observer event.
 A stream needs of its flow only a name and ``run``/``arun`` (``StreamFlow``), so this
 module sits below ``kisflow.flow``, which builds streams.
 
@@ -41,8 +41,10 @@ from typing import TYPE_CHECKING, Any, Protocol, TextIO
 import attrs
 from loguru import logger
 
+from kisflow import observers
 from kisflow.connectors._base import to_json_text
 from kisflow.errors import ConfigError, KisFlowError, RunError
+from kisflow.options import RunOptions, merge
 from kisflow.progress import progress_bar
 from kisflow.result import RunResult
 
@@ -67,7 +69,7 @@ class StreamFlow(Protocol):
 
     @property
     def name(self) -> str:
-        """The flow's name, for messages and logs."""
+        """The flow's name, for messages, logs and observers."""
 
     def run(
         self, rows: Iterable[Any], /, *, ctx: Any, max_steps: int | None, dead_letters: Any
@@ -159,7 +161,7 @@ class _ReadInterrupted(BaseException):
 
 
 class _Base:
-    """What the sync and async streams share: ctx, counters, stop flag, bar, results."""
+    """What the sync and async streams share: options, counters, stop flag, bar, results."""
 
     def __init__(
         self,
@@ -168,14 +170,15 @@ class _Base:
         *,
         batch_size: int,
         max_in_flight: int,
-        ctx: Any,
+        options: RunOptions,
         progress: bool | None,
     ) -> None:
         _check_sizes(flow.name, batch_size, max_in_flight)
         self.flow = flow
         self.batch_size = batch_size
         self.max_in_flight = max_in_flight
-        self.ctx = ctx
+        self.options = options
+        """The options every batch runs with (``ctx=`` given to the stream included)."""
         self.rows_done = 0
         """Source rows of the batches finished and handed out so far."""
         self.batches_done = 0
@@ -188,6 +191,15 @@ class _Base:
         self._progress = progress
         self._bar: tqdm[Any] | None = None
 
+    @property
+    def ctx(self) -> Any:
+        """The ``ctx`` every batch's FaaS get (``options.ctx``)."""
+        return self.options.ctx
+
+    @ctx.setter
+    def ctx(self, value: Any) -> None:
+        self.options = self.options.replace(ctx=value)
+
     def stop(self) -> None:
         """Ask the stream to end after the batches in flight (thread-safe)."""
         self._stop.set()
@@ -199,22 +211,29 @@ class _Base:
 
     def _run(self, rows: list[Any]) -> RunResult:
         """One batch, run in this thread."""
-        return self.flow.run(rows, ctx=self.ctx, max_steps=None, dead_letters=None)
+        o = self.options
+        return self.flow.run(rows, ctx=o.ctx, max_steps=o.max_steps, dead_letters=o.dead_letters)
 
     async def _arun(self, rows: list[Any]) -> RunResult:
         """One batch, run on the event loop."""
-        return await self.flow.arun(rows, ctx=self.ctx, max_steps=None, dead_letters=None)
+        o = self.options
+        return await self.flow.arun(
+            rows, ctx=o.ctx, max_steps=o.max_steps, dead_letters=o.dead_letters
+        )
 
     def _open_bar(self) -> None:
         if self._bar is None:
             self._bar = progress_bar(desc=self.flow.name, enabled=self._progress)
 
     def _deliver(self, slot: _Slot, result: RunResult) -> RunResult:
-        """Count a finished batch as it is handed out."""
+        """Count a finished batch and tell the observers, as it is handed out."""
         self.rows_done += slot.size
         self.batches_done += 1
         if self._bar is not None:
             self._bar.update(slot.size)
+        watching = observers.active() + self.options.observers
+        if watching:
+            observers.notify(watching, "batch_done", self.flow.name, slot.index + 1, result)
         return result
 
     def _finish(self) -> None:
@@ -236,7 +255,8 @@ class Stream(_Base, Iterator[RunResult]):
 
     Iterate it to get each batch's ``RunResult`` in source order. With
     ``max_in_flight > 1`` batches run on that many threads (useful when stages wait
-    on I/O); results still come out in order.
+    on I/O); results still come out in order. ``options`` (a ``RunOptions``) applies to
+    every batch; ``ctx=`` overrides its ``ctx``.
     """
 
     def __init__(
@@ -249,16 +269,14 @@ class Stream(_Base, Iterator[RunResult]):
         ctx: Any = None,
         progress: bool | None = None,
         handle_sigint: bool = True,
-        options: Any = None,
+        options: RunOptions | None = None,
     ) -> None:
-        if options is not None and ctx is None:
-            ctx = options.ctx
         super().__init__(
             flow,
             source,
             batch_size=batch_size,
             max_in_flight=max_in_flight,
-            ctx=ctx,
+            options=merge(options, ctx=ctx),
             progress=progress,
         )
         self._handle_sigint = handle_sigint
@@ -421,7 +439,8 @@ class AsyncStream(_Base, AsyncIterator[RunResult]):
 
     Up to ``max_in_flight`` batches run concurrently on the caller's event loop (sync
     stages in threads, async stages awaited). Cancelling the consuming task lets the
-    batches in flight finish before ``CancelledError`` propagates.
+    batches in flight finish before ``CancelledError`` propagates. ``options`` and
+    ``ctx=`` are those of ``Stream``.
     """
 
     def __init__(
@@ -433,16 +452,14 @@ class AsyncStream(_Base, AsyncIterator[RunResult]):
         max_in_flight: int = 1,
         ctx: Any = None,
         progress: bool | None = None,
-        options: Any = None,
+        options: RunOptions | None = None,
     ) -> None:
-        if options is not None and ctx is None:
-            ctx = options.ctx
         super().__init__(
             flow,
             source,
             batch_size=batch_size,
             max_in_flight=max_in_flight,
-            ctx=ctx,
+            options=merge(options, ctx=ctx),
             progress=progress,
         )
         self._gen: AsyncGenerator[RunResult, None] | None = None
@@ -553,6 +570,7 @@ def run_jsonl_stream(
     progress: bool | None = None,
     source: str = "<input>",
     on_result: Callable[[RunResult], None] | None = None,
+    options: RunOptions | None = None,
 ) -> StreamSummary:
     """Stream JSON lines through ``flow`` and write each output row as a JSON line.
 
@@ -561,6 +579,7 @@ def run_jsonl_stream(
     Rows are written as the built-in connectors write them (attrs and dataclass rows as
     objects); ``on_result`` sees each batch's result after its rows are written (for
     per-stage summaries), and should not keep it if memory is to stay bounded.
+    ``options`` (with ``ctx=`` overriding its ctx) applies to every batch.
 
     Raises:
         RunError: a line is not JSON (naming ``source`` and the line number), or a
@@ -573,6 +592,7 @@ def run_jsonl_stream(
         max_in_flight=max_in_flight,
         ctx=ctx,
         progress=progress,
+        options=options,
     )
     rows_out = 0
     for result in stream:
