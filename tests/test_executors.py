@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import ast
 import concurrent.futures
+import graphlib
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -356,3 +361,83 @@ def _double_ctx_flow() -> kf.Flow:
 
 def _never(spec: Any) -> list[Any]:
     raise AssertionError("no partition should start")
+
+
+_HEAVY = (
+    "kisflow.executors._partition",
+    "kisflow.executors._scheduler",
+    "kisflow.executors._ship",
+    "kisflow.executors.parallel",
+    "kisflow.executors.dask",
+    "cloudpickle",
+    "dask",
+    "distributed",
+)
+"""What only a partition run needs: never loaded by importing kisflow or a stream."""
+
+
+def _loaded_after(statement: str) -> list[str]:
+    """The modules of ``_HEAVY`` a fresh interpreter holds after ``statement``."""
+    code = f"import sys\n{statement}\nprint(' '.join(m for m in {_HEAVY!r} if m in sys.modules))"
+    proc = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
+    )
+    return proc.stdout.split()
+
+
+def _imports(path: Path) -> set[str]:
+    """Every kisflow module ``path`` imports: top level, in functions, under TYPE_CHECKING.
+
+    ``from a import b`` counts as importing ``a`` and ``a.b`` (kisflow uses no relative
+    imports).
+    """
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            assert node.level == 0, f"{path}: a relative import"
+            assert node.module
+            found.add(node.module)
+            found.update(f"{node.module}.{alias.name}" for alias in node.names)
+    return {m for m in found if m.startswith("kisflow")}
+
+
+EXECUTORS = Path(kf.__file__).parent / "executors"
+
+
+class TestLayering:
+    """The executors load lazily and sit in layers: no cycle, streams below the flow."""
+
+    def test_importing_kisflow_loads_no_partition_machinery(self) -> None:
+        # Holds while kisflow/__init__.py imports only the lazy kisflow.executors and
+        # kisflow.dask (it imports both today); an eager import there breaks it.
+        assert _loaded_after("import kisflow") == []
+
+    def test_importing_executors_or_a_stream_loads_no_partition_machinery(self) -> None:
+        assert _loaded_after("import kisflow.executors") == []
+        assert _loaded_after("import kisflow.executors.stream") == []
+        assert _loaded_after("from kisflow.executors import Stream, AsyncStream") == []
+
+    def test_public_names_still_resolve(self) -> None:
+        for name in kf.executors.__all__:
+            assert getattr(kf.executors, name) is not None, name
+        assert kf.executors.current_partition() is None
+        assert kf.dask.run_partitions is kf.executors.dask.run_partitions
+        assert kf.dask.SATURATION_CONFIG == {"distributed.scheduler.worker-saturation": 1.0}
+        with pytest.raises(AttributeError):
+            kf.executors.RemoteTraceback
+
+    def test_streams_never_import_the_flow(self) -> None:
+        imported = _imports(EXECUTORS / "stream.py")
+        assert not {m for m in imported if m == "kisflow.flow" or m.startswith("kisflow.flow.")}
+        assert "kisflow._run" not in imported
+
+    def test_no_import_cycle_among_the_executors(self) -> None:
+        modules = {
+            ("kisflow.executors" if p.stem == "__init__" else f"kisflow.executors.{p.stem}"): p
+            for p in EXECUTORS.glob("*.py")
+        }
+        graph = {name: _imports(path) & modules.keys() - {name} for name, path in modules.items()}
+        order = list(graphlib.TopologicalSorter(graph).static_order())  # raises on a cycle
+        assert set(order) == set(modules)

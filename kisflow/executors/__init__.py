@@ -4,25 +4,31 @@
   endless source with bounded memory and a clean stop.
 - ``run_async`` (``await flow.arun``): the async driver.
 - ``run_partitions``: partitions of a large input on a local process pool;
-  ``kisflow.dask.run_partitions`` does the same on a Dask cluster.
+  ``kisflow.executors.dask.run_partitions`` (alias ``kisflow.dask``) does the same on a
+  Dask cluster.
 - ``current_partition``: which partition a stage is running, for idempotent saves.
+
+Each name is imported on first use, so ``import kisflow.executors`` loads neither the
+process pool nor cloudpickle until a partition run is asked for.
 """
 
-from kisflow.executors._async import run_async
-from kisflow.executors._partition import (
-    FlowPayload,
-    Partition,
-    PartitionResult,
-    current_partition,
-)
-from kisflow.executors.parallel import process_pool, run_partitions
-from kisflow.executors.stream import (
-    DEFAULT_BATCH_SIZE,
-    AsyncStream,
-    Stream,
-    StreamSummary,
-    run_jsonl_stream,
-)
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from kisflow.executors._async import run_async
+    from kisflow.executors._partition import Partition, PartitionResult, current_partition
+    from kisflow.executors._ship import FlowPayload
+    from kisflow.executors.parallel import process_pool, run_partitions
+    from kisflow.executors.stream import (
+        DEFAULT_BATCH_SIZE,
+        AsyncStream,
+        Stream,
+        StreamSummary,
+        run_jsonl_stream,
+    )
 
 __all__ = [
     "DEFAULT_BATCH_SIZE",
@@ -38,3 +44,38 @@ __all__ = [
     "run_jsonl_stream",
     "run_partitions",
 ]
+
+_HOME = {
+    "DEFAULT_BATCH_SIZE": "stream",
+    "AsyncStream": "stream",
+    "FlowPayload": "_ship",
+    "Partition": "_partition",
+    "PartitionResult": "_partition",
+    "Stream": "stream",
+    "StreamSummary": "stream",
+    "current_partition": "_partition",
+    "process_pool": "parallel",
+    "run_async": "_async",
+    "run_jsonl_stream": "stream",
+    "run_partitions": "parallel",
+}
+"""The submodule each public name lives in."""
+
+_SUBMODULES = frozenset({"dask", "parallel", "stream"})
+"""Public submodules, also reachable as attributes before anything imported them."""
+
+
+def __getattr__(name: str) -> Any:
+    """Import a public name's (or a public submodule's) module on first use."""
+    if name in _SUBMODULES:
+        return importlib.import_module(f"{__name__}.{name}")
+    home = _HOME.get(name)
+    if home is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{home}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__, *_SUBMODULES})
