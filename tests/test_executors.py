@@ -410,8 +410,8 @@ class TestLayering:
     """The executors load lazily and sit in layers: no cycle, streams below the flow."""
 
     def test_importing_kisflow_loads_no_partition_machinery(self) -> None:
-        # Holds while kisflow/__init__.py imports only the lazy kisflow.executors and
-        # kisflow.dask (it imports both today); an eager import there breaks it.
+        # Needs kisflow/__init__.py to leave kisflow.executors and kisflow.dask to its
+        # __getattr__ (both are lazy themselves too): an eager import there breaks it.
         assert _loaded_after("import kisflow") == []
 
     def test_importing_executors_or_a_stream_loads_no_partition_machinery(self) -> None:
