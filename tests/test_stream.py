@@ -641,6 +641,16 @@ class TestBatchDoneObservers:
         assert everywhere.seen == mine.seen == expected
         assert results == [out for _, _, out in expected]
 
+    def test_flow_stream_passes_its_options_on(self) -> None:
+        log = BatchLog()
+        letters: list[Any] = []
+        stream = _tag_flow().stream(
+            range(4), kf.RunOptions(ctx="o", observers=log), batch_size=2, dead_letters=letters
+        )
+        assert [r.output for r in stream] == [["o:0"], ["o:2"]]
+        assert [n for _, n, _ in log.seen] == [1, 2]
+        assert [letter.row for letter in letters] == [1, 3]
+
     def test_threaded_and_async_streams_tell_in_order(self) -> None:
         log = BatchLog()
         options = RunOptions(observers=(log,))
