@@ -226,7 +226,7 @@ class Connector:
             self.init()
             store = self.store()
             if store is not None:
-                return store.call(stage, args, flow=flow)
+                return store.call(stage, args)
             raise ConnectorError(
                 f"connector {self.config.cname!r} has no caas for function {stage.name!r} "
                 f"in mode {stage.mode.value}; register one with "
