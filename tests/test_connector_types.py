@@ -356,6 +356,23 @@ class TestStoreErrors:
         assert info.value.retryable is False
         assert info.value.__class__ is kf.ConnectorError
 
+    def test_a_factory_that_raises_is_a_connector_error(self) -> None:
+        def broken(config: kf.ConnConfig) -> Store:
+            raise ValueError(f"cannot serve {config.key!r}")
+
+        kf.pool.connector_type("broken", broken)
+        conn = kf.ConnConfig(cname="b", type="broken", addrs="x", key="people")
+        flow = kf.FlowBuilder("broken").save("StoreRows", conn=conn).build()
+        with pytest.raises(kf.ConnectorError, match="failed to make its store") as info:
+            flow.run(ROWS)
+        assert (info.value.connector, info.value.type, info.value.retryable) == (
+            "b",
+            "broken",
+            False,
+        )
+        assert isinstance(info.value.__cause__, ValueError)
+        assert str(info.value.__cause__) == "cannot serve 'people'"
+
 
 ENTRY_MODULE = """\
 from kisflow.connector import ConnectorType
