@@ -145,7 +145,7 @@ def main() -> None:
 def validate(conf_dir: Path, faas_files: tuple[Path, ...], allow_imports: bool) -> None:
     """Check every config file and report all problems at once.
 
-    An unregistered FaaS is a problem (Save/Load stages on a built-in connector need
+    An unregistered FaaS is a problem (Save/Load stages on a registered connector type need
     none). Prints the flows found; exits 1 when anything is wrong.
     """
     config = _load(conf_dir, faas_files, allow_imports, check_faas=True)

@@ -46,7 +46,6 @@ KISTYPES = ("flow", "func", "conn", "global")
 """The values of ``kistype``, one per kind of config file."""
 
 _SUFFIXES = (".yml", ".yaml")
-_FILE_CONNECTOR_TYPES = ("sqlite", "jsonl")
 
 _Check = Callable[[Any], str | None]
 
@@ -312,9 +311,16 @@ def _name_of(kind: str, config: Any) -> str:
     return "global"
 
 
-def _absolute_addrs(conn: ConnConfig, path: Path) -> ConnConfig:
-    """A file connector's relative ``addrs``, made relative to its conn file's folder."""
-    if conn.type.strip().lower() not in _FILE_CONNECTOR_TYPES or not conn.addrs:
+def _absolute_addrs(conn: ConnConfig, path: Path, pool: _pool.Pool) -> ConnConfig:
+    """A file connector's relative ``addrs``, made relative to its conn file's folder.
+
+    Which types take a file is the registry's say (``ConnectorType.file_path``), so a
+    pool's own or an installed type resolves its path as the built-ins do.
+    """
+    from kisflow.connector import find_type
+
+    conn_type = find_type(conn.type, pool)
+    if conn_type is None or not conn_type.file_path or not conn.addrs:
         return conn
     addr = Path(conn.addrs).expanduser()
     if addr.is_absolute():
@@ -348,7 +354,7 @@ def load_config_dir(
         allow_imports: let a func config name its FaaS as ``faas: module:function``
             (importing runs code, so it is off by default).
         check_faas: report functions with no FaaS registered (Save/Load stages on a
-            built-in connector need none); off lets you register FaaS after loading.
+            registered connector type need none); off lets you register FaaS after loading.
 
     Returns:
         The flows built and every config read, by name.
@@ -390,7 +396,7 @@ def load_config_dir(
             problems.add(file, key, f"defines {what}; it is already defined in {first.path}")
             continue
         if kind == "conn":
-            entry = attrs.evolve(entry, config=_absolute_addrs(entry.config, file))
+            entry = attrs.evolve(entry, config=_absolute_addrs(entry.config, file, target))
         seen[kind][name] = entry
 
     conns = _link_connectors(seen, problems)
@@ -501,7 +507,7 @@ def _check_faas(
     pool: _pool.Pool,
     problems: _Problems,
 ) -> None:
-    from kisflow.connectors import is_builtin_type
+    from kisflow.connector import find_type
 
     for flow_name, entry in seen["flow"].items():
         if not entry.config.enabled:
@@ -515,9 +521,9 @@ def _check_faas(
             if (
                 func.fmode in (Mode.SAVE, Mode.LOAD)
                 and func.conn is not None
-                and is_builtin_type(func.conn.type)
+                and find_type(func.conn.type, pool) is not None
             ):
-                continue
+                continue  # a registered connector type serves it (kisflow._plan's default)
             problems.add(
                 entry.path,
                 f"flows[{i}].fname",

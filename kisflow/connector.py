@@ -24,7 +24,7 @@ from loguru import logger
 
 from kisflow import _state
 from kisflow.config import ConnConfig
-from kisflow.errors import ConfigError, ConnectorError
+from kisflow.errors import ConfigError, ConnectorError, KisFlowError
 
 if TYPE_CHECKING:
     from kisflow.connectors._base import StageLike, Store
@@ -206,11 +206,31 @@ class Connector:
             self._initialised = True
 
     def _make_store(self) -> Store | None:
-        """The store of this connector's registered type (made once), or None."""
+        """The store of this connector's registered type (made once), or None.
+
+        Raises:
+            ConnectorError: the type's factory refused the config; a factory's own
+                exception (a bug in a third-party type) is chained to one.
+            KisFlowError: as the factory raised it (``MissingExtraError``, ...).
+        """
         if self._store is None:
             conn_type = find_type(self.config.type, self.pool)
             if conn_type is not None:
-                self._store = conn_type.factory(self.config)
+                try:
+                    self._store = conn_type.factory(self.config)
+                except KisFlowError:
+                    raise
+                except Exception as exc:
+                    c = self.config
+                    raise ConnectorError(
+                        f"connector {c.cname!r} ({c.type} at {c.addrs!r}): connector type "
+                        f"{conn_type.name!r} failed to make its store: "
+                        f"{type(exc).__name__}: {exc}",
+                        connector=c.cname,
+                        type=c.type,
+                        address=c.addrs,
+                        retryable=False,
+                    ) from exc
         return self._store
 
     def store(self) -> Store | None:
@@ -226,7 +246,7 @@ class Connector:
             self.init()
             store = self.store()
             if store is not None:
-                return store.call(stage, args, flow=flow)
+                return store.call(stage, args)
             raise ConnectorError(
                 f"connector {self.config.cname!r} has no caas for function {stage.name!r} "
                 f"in mode {stage.mode.value}; register one with "

@@ -14,15 +14,29 @@ type        ``addrs``                     ``key``
 ``redis``   ``host:port`` or redis:// URL list or stream name (extra: redis)
 ``jsonl``   file path                     (unused)
 ==========  ============================  ==========================================
+
+Each registers itself as a ``ConnectorType`` (``register_default``), just as a
+third-party type registers with ``kisflow.pool.connector_type`` or an entry point in
+group ``kisflow.connectors``. A type's store subclasses ``Store``; ``SaveMark``,
+``to_record`` and ``plain_value`` are what such a store needs (docs/connectors.md).
 """
 
 from __future__ import annotations
 
+from kisflow import _state
 from kisflow.config import ConnConfig
 from kisflow.connector import ConnectorType, register_default
-from kisflow.connectors._base import BuiltinConnector, Store
+from kisflow.connectors._base import BuiltinConnector, SaveMark, Store, plain_value, to_record
 
-__all__ = ["BUILTIN_TYPES", "BuiltinConnector", "Store", "is_builtin_type"]
+__all__ = [
+    "BUILTIN_TYPES",
+    "BuiltinConnector",
+    "SaveMark",
+    "Store",
+    "is_builtin_type",
+    "plain_value",
+    "to_record",
+]
 
 
 def _sqlite(config: ConnConfig) -> Store:
@@ -62,5 +76,10 @@ for _type in BUILTIN_TYPES:
 
 
 def is_builtin_type(type_name: str) -> bool:
-    """Whether a connector ``type`` is one of the built-ins (case-insensitive)."""
-    return type_name.strip().lower() in {t.name for t in BUILTIN_TYPES}
+    """Whether a connector ``type`` (any case) is served by a built-in, as registered.
+
+    The engine asks the registry (``kisflow.connector.find_type``) instead: any
+    registered type serves Save and Load stages the same way.
+    """
+    found = _state.connector_types.get(type_name.strip().lower())
+    return any(found is t for t in BUILTIN_TYPES)

@@ -1,4 +1,10 @@
-"""What every built-in connector shares: retries, params, and turning rows into records."""
+"""What every connector type's store shares: the ``Store`` base, marks and row helpers.
+
+A connector type (built-in or third-party) is one ``Store`` subclass and a factory
+registered with ``kisflow.pool.connector_type``. Nothing here knows the engine's
+internals: what a Save needs to be idempotent (flow, stage, partition, call number)
+comes from the context variables the engine sets (``kisflow._context``).
+"""
 
 from __future__ import annotations
 
@@ -13,6 +19,7 @@ from typing import Any, ClassVar, Protocol
 
 import attrs
 
+from kisflow import _context
 from kisflow.config import ConnConfig
 from kisflow.errors import ConnectorError
 from kisflow.modes import Mode
@@ -36,7 +43,6 @@ __all__ = [
     "BuiltinConnector",
     "Store",
     "SaveMark",
-    "Unreachable",
     "plain_value",
     "save_mark",
     "to_json_text",
@@ -68,7 +74,7 @@ class SaveMark:
 class _Calls:
     """Where a stage is in its Save calls: which execution, attempt and call."""
 
-    step: int | None
+    step: int
     attempt: int
     execution: int = 1
     call: int = 0
@@ -80,29 +86,27 @@ _CALLS: contextvars.ContextVar[tuple[Any, dict[tuple[str, str], _Calls]] | None]
 """Save calls made so far per (flow, stage) in the partition this context is running."""
 
 
-def save_mark(flow: Any, stage: str) -> SaveMark | None:
-    """The mark of this Save call in the partition an executor is running, or None outside.
+def save_mark(stage: str) -> SaveMark | None:
+    """The mark of this Save call, or None outside an executor's partition or a run.
 
-    ``flow`` is the flow facade the stage was given (its run tells executions and
-    retries apart) or a flow name. The first call of a stage in a partition is marked
-    with the partition's key. A stage that calls its connector again in the same
-    attempt (a FaaS saving in chunks) gets ``key#2``, ``key#3``...; a retried attempt
-    counts from the start again; a stage run again by an action gets ``key@2#1``...
-    A rerun makes the same calls in the same order, so each is saved once.
+    Read from the engine's context: the partition (or batch) an executor is running
+    and the current run (its flow name, step and attempt). The first call of a stage in
+    a partition is marked with the partition's key. A stage that calls its connector
+    again in the same attempt (a FaaS saving in chunks) gets ``key#2``, ``key#3``...; a
+    retried attempt counts from the start again; a stage run again by an action gets
+    ``key@2#1``... A rerun makes the same calls in the same order, so each is saved once.
     """
-    from kisflow.executors._partition import current_partition
-
-    part = current_partition()
+    part = _context.current_partition()
     if part is None:
         return None
+    run = _context.current_run()
+    if run is None:
+        return None  # a store called outside a run: no flow to name the mark after
     state = _CALLS.get()
     if state is None or state[0] is not part:
         state = (part, {})
         _CALLS.set(state)
-    name = flow if isinstance(flow, str) else str(getattr(flow, "name", "") or "")
-    run = getattr(flow, "_run", None)
-    step: int | None = getattr(run, "steps", None)
-    attempt: int = getattr(run, "attempt", 1)
+    name, step, attempt = run.flow_name, run.steps, run.attempt
     calls = state[1].get((name, stage))
     if calls is None:
         calls = state[1][(name, stage)] = _Calls(step, attempt)
@@ -112,16 +116,12 @@ def save_mark(flow: Any, stage: str) -> SaveMark | None:
     elif calls.attempt != attempt:
         calls.attempt, calls.call = attempt, 0
     calls.call += 1
-    key = part.key
+    key = str(part.key)
     if calls.execution > 1:
         key = f"{key}@{calls.execution}#{calls.call}"
     elif calls.call > 1:
         key = f"{key}#{calls.call}"
     return SaveMark(flow=name, stage=stage, partition=key)
-
-
-class Unreachable(Exception):
-    """Raised by an implementation when its store cannot be reached (worth a retry)."""
 
 
 def plain_value(row: Any) -> Any:
@@ -154,38 +154,75 @@ def to_json_text(value: Any) -> str:
 
 
 class Store(abc.ABC):
-    """A connector type's store: serves the Save and Load calls of the stages bound to it.
+    """The store behind a connector type: serves the Save and Load stages bound to it.
 
-    Subclasses implement ``save`` and ``load`` and raise ``Unreachable`` (chained to the
-    store's error) when the store cannot be reached; ``call`` retries those as the stage's
-    ``option.retry_times`` / ``return_duration`` say, then raises ``ConnectorError``.
+    A connector type is a ``Store`` subclass plus a factory ``(ConnConfig) -> Store``
+    (the subclass itself is one), registered with ``kisflow.pool.connector_type(name,
+    factory)`` or by an installed package's entry point in group ``kisflow.connectors``.
+    A conn config's ``type:`` names it; its Save and Load stages then need no FaaS
+    (docs/connectors.md, "Adding a connector type"). To write one, implement:
+
+    - ``save(rows, params, mark) -> int``: store ``rows``, return how many were stored.
+      ``mark`` is None, or a ``SaveMark`` (flow, stage, partition key) when an executor
+      runs the Save as part of a partition: record the mark together with the rows (one
+      transaction) and, when it is already recorded, store nothing and return 0, so a
+      partition an executor reruns is stored once.
+    - ``load(params) -> list``: the rows read (``where_limit`` parses ``where``/``limit``).
+    - ``check()`` (optional): check ``self.config`` (the default asks for ``addrs``).
+
+    ``params`` are the connector's ``params`` overlaid by the stage's (and, for a Load,
+    by the mapping a FaaS passes to ``conn.call``). The store is made when a run first
+    uses the connector (never by validate, graph or export), so ``__init__`` and
+    ``check`` must open nothing. Fail with ``raise self.error(message)`` for what fails
+    the same way on every attempt (a bad row, bad params: not retried), and with
+    ``raise self.unreachable(exc) from exc`` when the store cannot be reached: the engine
+    then retries the stage as its ``option.retry_times`` / ``return_duration`` say. Both
+    are ``kisflow.ConnectorError``; any other exception is a bug in the store, which a run
+    retries like a FaaS error and reports as ``StageExecutionError``.
     """
 
     type_name: ClassVar[str] = ""
+    """The type's name in messages (default: the conn config's ``type``)."""
 
     def __init__(self, config: ConnConfig) -> None:
         self.config = config
         self.check()
 
     def check(self) -> None:
-        """Check the config (and import the extra); called once, at connector init."""
+        """Check the config (and import an extra); called once, when the store is made.
+
+        Raises:
+            ConnectorError: the config cannot work (made with ``self.error``).
+        """
         if not self.config.addrs:
             raise self.error("has no addrs; set it to where the store lives")
 
     def error(self, message: str, *, retryable: bool = False) -> ConnectorError:
         """A ``ConnectorError`` naming this connector, its type and its address.
 
-        Only an unreachable store is ``retryable``: a bad row or bad params fail the same
-        way on every attempt, so the engine does not retry them.
+        Only an unreachable store is ``retryable`` (see ``unreachable``): a bad row or bad
+        params fail the same way on every attempt, so the engine does not retry them.
         """
         c = self.config
         return ConnectorError(
-            f"connector {c.cname!r} ({self.type_name} at {c.addrs!r}) {message}",
+            f"connector {c.cname!r} ({self.type_name or c.type} at {c.addrs!r}) {message}",
             connector=c.cname,
             type=c.type,
             address=c.addrs,
             retryable=retryable,
         )
+
+    def unreachable(self, cause: BaseException | str) -> ConnectorError:
+        """The retryable ``ConnectorError`` saying the store cannot be reached now.
+
+        Raise it chained to the store's own error, ``raise self.unreachable(exc) from
+        exc``: the engine retries the stage's attempt as a whole, so a Save retried after
+        it never stores part of its rows twice.
+        """
+        error = self.error(f"cannot reach its store: {cause}", retryable=True)
+        if isinstance(cause, BaseException):
+            error.__cause__ = cause
+        return error
 
     @abc.abstractmethod
     def save(
@@ -201,19 +238,17 @@ class Store(abc.ABC):
     def load(self, params: Mapping[str, Any]) -> list[Any]:
         """Read rows (``params`` may hold ``where`` and ``limit``)."""
 
-    def call(self, stage: StageLike, args: Any, flow: Any = None) -> Any:
+    def call(self, stage: StageLike, args: Any) -> Any:
         """Serve ``conn.call(flow, args)`` for ``stage``: Save stores, Load reads.
 
-        For Save, ``args`` are the rows to store (None: the stage's input is not known
-        here, so nothing); for Load, an optional mapping of params overriding the
-        connector's and the stage's. ``flow`` (the flow facade, or its name) keys
-        the partition ledger when an executor runs the Save (see ``save_mark``).
+        For Save, ``args`` are the rows to store (None: nothing) and the mark comes from
+        the engine's context (see ``save_mark``); for Load, an optional mapping of params
+        overriding the connector's and the stage's.
         """
         params: dict[str, Any] = {**self.config.params, **stage.params}
         if stage.mode is Mode.SAVE:
             rows = [] if args is None else list(args)
-            mark = save_mark(flow, stage.name)
-            return self._once(stage, lambda: self.save(rows, params, mark))
+            return self.save(rows, params, save_mark(stage.name))
         if stage.mode is Mode.LOAD:
             if args is not None:
                 if not isinstance(args, Mapping):
@@ -222,25 +257,11 @@ class Store(abc.ABC):
                         f"mapping of params"
                     )
                 params.update(args)
-            return self._once(stage, lambda: self.load(params))
+            return self.load(params)
         raise self.error(
             f"serves only Save and Load stages, not {stage.name!r} ({stage.mode.value}); "
             f"register a caas for it"
         )
-
-    def _once(self, stage: StageLike, op: Any) -> Any:
-        """Run one store operation; an unreachable store becomes ``ConnectorError``.
-
-        Retries are the engine's (``option.retry_times``, ``return_duration`` backoff),
-        so a Save stage's attempt is retried as a whole and never saves twice in part.
-        """
-        try:
-            return op()
-        except Unreachable as exc:
-            cause = exc.__cause__ or exc
-            raise self.error(
-                f"cannot reach its store for stage {stage.name!r}: {cause}", retryable=True
-            ) from cause
 
     # -- helpers shared by the table stores ----------------------------------------------
 

@@ -13,13 +13,9 @@ import json
 import math
 from typing import Any
 
-__all__ = ["KINDS", "ColumnMismatch", "check_value", "kind_of", "kind_of_decltype"]
+__all__ = ["KINDS", "fit_value", "kind_of", "kind_of_decltype"]
 
 KINDS = ("BOOLEAN", "INTEGER", "REAL", "TEXT", "BLOB", "JSON", "ANY")
-
-
-class ColumnMismatch(Exception):
-    """A value does not fit its column's kind."""
 
 
 def kind_of(value: Any) -> str:
@@ -43,27 +39,26 @@ def kind_of_decltype(decltype: str) -> str:
     return t if t in KINDS else "ANY"
 
 
-def check_value(kind: str, value: Any) -> Any:
-    """``value`` checked against ``kind`` (int -> float in REAL, buffers -> bytes).
-
-    Raises:
-        ColumnMismatch: saying what the column holds and what the value is.
+def fit_value(kind: str, value: Any) -> tuple[Any, str | None]:
+    """``value`` as a ``kind`` column stores it (int -> float in REAL, buffers -> bytes),
+    and None; or, when it does not fit, what is wrong (the caller raises its own
+    ``ConnectorError`` naming row, field and table).
     """
     if value is None:
-        return None
+        return None, None
     ok: bool
     if kind == "BOOLEAN":
         ok = isinstance(value, bool)
     elif kind == "INTEGER":
         ok = isinstance(value, int) and not isinstance(value, bool)
         if ok and not -(2**63) <= value < 2**63:
-            raise ColumnMismatch(f"integer {value} does not fit in 64 bits")
+            return value, f"integer {value} does not fit in 64 bits"
     elif kind == "REAL":
         ok = isinstance(value, int | float) and not isinstance(value, bool)
         if ok:
             value = float(value)
             if math.isnan(value):
-                raise ColumnMismatch("NaN cannot be stored (it reads back as NULL)")
+                return value, "NaN cannot be stored (it reads back as NULL)"
     elif kind == "TEXT":
         ok = isinstance(value, str)
     elif kind == "BLOB":
@@ -74,10 +69,10 @@ def check_value(kind: str, value: Any) -> Any:
         try:
             json.dumps(value, allow_nan=False)
         except (TypeError, ValueError) as exc:
-            raise ColumnMismatch(f"value {value!r} is not JSON data: {exc}") from exc
-        return value
+            return value, f"value {value!r} is not JSON data: {exc}"
+        return value, None
     else:  # ANY: what the database takes as it is
         ok = isinstance(value, int | float | str | bytes)
     if not ok:
-        raise ColumnMismatch(f"the column holds {kind} values, got {type(value).__name__}")
-    return value
+        return value, f"the column holds {kind} values, got {type(value).__name__}"
+    return value, None

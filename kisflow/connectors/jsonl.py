@@ -24,9 +24,8 @@ from typing import Any
 
 from kisflow.connectors._base import (
     LEDGER,
-    BuiltinConnector,
     SaveMark,
-    Unreachable,
+    Store,
     matches,
     to_json_text,
 )
@@ -34,7 +33,7 @@ from kisflow.connectors._base import (
 __all__ = ["JSONLConnector"]
 
 
-class JSONLConnector(BuiltinConnector):
+class JSONLConnector(Store):
     """Rows as lines of JSON in a file (no server, no extra)."""
 
     type_name = "jsonl"
@@ -85,7 +84,7 @@ class JSONLConnector(BuiltinConnector):
                     _append(self.path, data)
                     _write(ledger, {"done": key})
         except OSError as exc:
-            raise Unreachable(str(exc)) from exc
+            raise self.unreachable(exc) from exc
         except (_BadLedger, UnicodeDecodeError) as exc:
             raise self.error(
                 f"cannot use its partition ledger {str(self.ledger_path)!r}: {exc}; it is "
@@ -115,7 +114,7 @@ class JSONLConnector(BuiltinConnector):
         except UnicodeDecodeError as exc:
             raise self.error(f"file {str(self.path)!r} is not UTF-8 text: {exc}") from exc
         except OSError as exc:
-            raise Unreachable(str(exc)) from exc
+            raise self.unreachable(exc) from exc
         out: list[Any] = []
         for lineno, line in enumerate(text.splitlines(), start=1):
             if limit is not None and len(out) >= limit:

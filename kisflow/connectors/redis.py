@@ -19,9 +19,8 @@ from typing import Any
 
 from kisflow.connectors._base import (
     LEDGER,
-    BuiltinConnector,
     SaveMark,
-    Unreachable,
+    Store,
     matches,
     to_json_text,
 )
@@ -31,7 +30,7 @@ __all__ = ["RedisConnector"]
 _STRUCTURES = ("list", "stream")
 
 
-class RedisConnector(BuiltinConnector):
+class RedisConnector(Store):
     """Rows as JSON values in a Redis list or stream."""
 
     type_name = "redis"
@@ -108,7 +107,7 @@ class RedisConnector(BuiltinConnector):
                 elif not self._save_once(pipe, structure, values, mark):
                     return 0
         except (redis.ConnectionError, redis.TimeoutError) as exc:
-            raise Unreachable(str(exc)) from exc
+            raise self.unreachable(exc) from exc
         except redis.RedisError as exc:
             raise self.error(f"failed to save to {self.config.key!r}: {exc}") from exc
         return len(values)
@@ -157,7 +156,7 @@ class RedisConnector(BuiltinConnector):
                         fields.get("row", "null") for _id, fields in client.xrange(self.config.key)
                     ]
         except (redis.ConnectionError, redis.TimeoutError) as exc:
-            raise Unreachable(str(exc)) from exc
+            raise self.unreachable(exc) from exc
         except redis.RedisError as exc:
             raise self.error(f"failed to load from {self.config.key!r}: {exc}") from exc
         out: list[Any] = []

@@ -16,8 +16,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from kisflow.connectors._base import LEDGER, BuiltinConnector, SaveMark, Unreachable
-from kisflow.connectors._table import ColumnMismatch, check_value, kind_of
+from kisflow.connectors._base import LEDGER, SaveMark, Store
+from kisflow.connectors._table import fit_value, kind_of
 
 __all__ = ["ROWID", "SQLConnector"]
 
@@ -29,7 +29,7 @@ class _Replayed(Exception):
     """The partition was recorded by a concurrent save: roll back, write nothing."""
 
 
-class SQLConnector(BuiltinConnector):
+class SQLConnector(Store):
     """Rows in a table of any database SQLAlchemy reaches."""
 
     type_name = "sql"
@@ -146,7 +146,7 @@ class SQLConnector(BuiltinConnector):
         except _Replayed:
             return 0
         except sa.exc.OperationalError as exc:
-            raise Unreachable(str(exc)) from exc
+            raise self.unreachable(exc) from exc
         except sa.exc.SQLAlchemyError as exc:
             raise self.error(f"failed to save to table {self.config.key!r}: {exc}") from exc
         return len(records)
@@ -184,12 +184,12 @@ class SQLConnector(BuiltinConnector):
         return True
 
     def _check(self, kind: str, name: str, value: Any, index: int) -> Any:
-        try:
-            return check_value(kind, value)
-        except ColumnMismatch as exc:
+        value, problem = fit_value(kind, value)
+        if problem is not None:
             raise self.error(
-                f"cannot store row {index} field {name!r} in table {self.config.key!r}: {exc}"
-            ) from exc
+                f"cannot store row {index} field {name!r} in table {self.config.key!r}: {problem}"
+            )
+        return value
 
     def load(self, params: Mapping[str, Any]) -> list[Any]:
         import sqlalchemy as sa
@@ -217,6 +217,6 @@ class SQLConnector(BuiltinConnector):
                     query = query.limit(limit)
                 return [dict(row._mapping) for row in conn.execute(query)]
         except sa.exc.OperationalError as exc:
-            raise Unreachable(str(exc)) from exc
+            raise self.unreachable(exc) from exc
         except sa.exc.SQLAlchemyError as exc:
             raise self.error(f"failed to load from table {self.config.key!r}: {exc}") from exc

@@ -18,8 +18,8 @@ from contextlib import closing
 from pathlib import Path
 from typing import Any
 
-from kisflow.connectors._base import LEDGER, BuiltinConnector, SaveMark, Unreachable
-from kisflow.connectors._table import ColumnMismatch, check_value, kind_of, kind_of_decltype
+from kisflow.connectors._base import LEDGER, SaveMark, Store
+from kisflow.connectors._table import fit_value, kind_of, kind_of_decltype
 
 __all__ = ["SQLiteConnector", "quote_ident"]
 
@@ -31,7 +31,7 @@ def quote_ident(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
-class SQLiteConnector(BuiltinConnector):
+class SQLiteConnector(Store):
     """Rows in a table of an SQLite file (Python's own sqlite3: no server, no extra)."""
 
     type_name = "sqlite"
@@ -52,7 +52,7 @@ class SQLiteConnector(BuiltinConnector):
             path.parent.mkdir(parents=True, exist_ok=True)
             return sqlite3.connect(path, timeout=5.0, isolation_level=None)
         except (sqlite3.Error, OSError) as exc:
-            raise Unreachable(str(exc)) from exc
+            raise self.unreachable(exc) from exc
 
     def _columns(self, db: sqlite3.Connection) -> dict[str, str]:
         table = quote_ident(self.config.key)
@@ -78,7 +78,7 @@ class SQLiteConnector(BuiltinConnector):
                     raise
                 db.execute("COMMIT")
         except sqlite3.OperationalError as exc:
-            raise Unreachable(str(exc)) from exc
+            raise self.unreachable(exc) from exc
         except (sqlite3.Error, ValueError) as exc:
             raise self.error(f"failed to save to table {self.config.key!r}: {exc}") from exc
         return len(records)
@@ -118,12 +118,11 @@ class SQLiteConnector(BuiltinConnector):
             db.execute(f"INSERT INTO {table} ({cols}) VALUES ({marks})", values)
 
     def _encode(self, kind: str, name: str, value: Any, index: int) -> Any:
-        try:
-            value = check_value(kind, value)
-        except ColumnMismatch as exc:
+        value, problem = fit_value(kind, value)
+        if problem is not None:
             raise self.error(
-                f"cannot store row {index} field {name!r} in table {self.config.key!r}: {exc}"
-            ) from exc
+                f"cannot store row {index} field {name!r} in table {self.config.key!r}: {problem}"
+            )
         if value is None:
             return None
         if kind == "JSON":
@@ -166,7 +165,7 @@ class SQLiteConnector(BuiltinConnector):
                     for row in cursor.fetchall()
                 ]
         except sqlite3.OperationalError as exc:
-            raise Unreachable(str(exc)) from exc
+            raise self.unreachable(exc) from exc
         except sqlite3.Error as exc:
             raise self.error(f"failed to load from table {self.config.key!r}: {exc}") from exc
 
