@@ -161,7 +161,7 @@ def test_the_architecture_page_draws_every_module() -> None:
     # A line names its modules in its first column (continuation lines are indented).
     columns = [re.split(r" {2,}", line)[0] for line in diagram[1].splitlines()]
     names = {
-        name.strip().removesuffix(" (the package)")
+        name.strip().removesuffix(" (the package)").strip("()")
         for column in columns
         if column and not column.startswith(" ")
         for name in column.split("|")
