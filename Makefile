@@ -20,10 +20,12 @@ run: install
 	$(PY) examples/quickstart/main.py
 	$(PY) examples/yaml_sqlite/main.py
 
+# lint-imports checks the layers contract in pyproject.toml: no import cycle in kisflow/.
 lint: install
 	$(VENV)/bin/ruff check $(LINT_DIRS)
 	$(VENV)/bin/ruff format --check $(LINT_DIRS)
 	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports --no-cache
 
 # Debian packages the tests use: a real redis-server (the redis connector's tests start one
 # on a loopback port) and Graphviz's dot (`kisflow graph --format svg/png`).
