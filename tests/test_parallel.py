@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import concurrent.futures
+import json
 import os
 import sqlite3
 import sys
 import types
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import closing
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,7 @@ import attrs
 import pytest
 
 import kisflow as kf
+from kisflow.connectors import Store
 from kisflow.executors import current_partition, process_pool, run_partitions
 from kisflow.options import RunOptions
 
@@ -367,3 +369,29 @@ class TestRunOptionsOnWorkers:
         assert [r.output for r in results] == [["opt:0", "opt:2"], ["opt:250", "opt:252"]]
         rows = sorted(letter["row"] for letter in kf.deadletter.JsonlSink(path).read())
         assert rows == [1, 3, 251, 253]
+
+
+class FileStore(Store):
+    """A connector type known only to one pool: each Save appends its rows to ``addrs``."""
+
+    def save(self, rows: Sequence[Any], params: Mapping[str, Any], mark: Any = None) -> int:
+        with open(self.config.addrs, "a", encoding="utf-8") as f:
+            for row in rows:
+                f.write(json.dumps(row) + "\n")
+        return len(rows)
+
+    def load(self, params: Mapping[str, Any]) -> list[Any]:
+        return []
+
+
+class TestPoolConnectorTypesTravel:
+    """A type registered with kf.pool.connector_type reaches the workers with the flow."""
+
+    def test_a_save_on_a_pool_type_runs_on_the_workers(self, procs: Any, tmp_path: Path) -> None:
+        out = tmp_path / "rows.jsonl"
+        kf.pool.connector_type("filestore", FileStore)
+        conn = kf.ConnConfig(cname="fs", type="filestore", addrs=str(out), key="k")
+        flow = kf.FlowBuilder("ship").save("Keep", conn=conn).build()
+        results = run_partitions(flow, [[1, 2], [3]], load=list, executor=procs)
+        assert sorted(r.rows_out for r in results) == [1, 2]
+        assert sorted(json.loads(line) for line in out.read_text().splitlines()) == [1, 2, 3]

@@ -2,7 +2,8 @@
 
 - ``Stream`` / ``AsyncStream`` (``flow.stream``, ``flow.astream``): micro-batches over an
   endless source with bounded memory and a clean stop.
-- ``run_async`` (``await flow.arun``): the async driver.
+- ``run_async`` (``await flow.arun``): the async driver (it lives beside the sync one,
+  in ``kisflow._run``).
 - ``run_partitions``: partitions of a large input on a local process pool;
   ``kisflow.executors.dask.run_partitions`` (alias ``kisflow.dask``) does the same on a
   Dask cluster.
@@ -18,7 +19,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from kisflow.executors._async import run_async
+    from kisflow._run import run_async
     from kisflow.executors._partition import Partition, PartitionResult, current_partition
     from kisflow.executors._ship import FlowPayload
     from kisflow.executors.parallel import process_pool, run_partitions
@@ -55,7 +56,7 @@ _HOME = {
     "StreamSummary": "stream",
     "current_partition": "_partition",
     "process_pool": "parallel",
-    "run_async": "_async",
+    "run_async": "kisflow._run",
     "run_jsonl_stream": "stream",
     "run_partitions": "parallel",
 }
@@ -72,7 +73,8 @@ def __getattr__(name: str) -> Any:
     home = _HOME.get(name)
     if home is None:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"{__name__}.{home}"), name)
+    module = home if home.startswith("kisflow.") else f"{__name__}.{home}"
+    value = getattr(importlib.import_module(module), name)
     globals()[name] = value
     return value
 

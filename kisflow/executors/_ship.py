@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 import attrs
 import cachetools
 
+from kisflow._plan import is_default
 from kisflow.errors import ConfigError, KisFlowError, MissingExtraError
 
 if TYPE_CHECKING:
@@ -141,25 +142,28 @@ class FlowPayload:
             FunctionNotFoundError, FlowTypeError: the flow does not validate.
             ConfigError: one of its callables does not pickle.
         """
-        flow.validate()
-        pool = flow.pool
+        plan = flow.plan()
+        pool = plan.pool
         faas: dict[str, tuple[Callable[..., Any], Any, dict[str, Any] | None]] = {}
         inits: dict[str, Callable[..., Any]] = {}
         caas: list[tuple[str, str, Any, Callable[..., Any]]] = []
-        for stage in flow.stages:
-            spec = pool.get_faas(stage.name)
-            # None: a Save/Load on a built-in connector (validate() checked it), whose
-            # default FaaS the rebuilt flow finds on the worker as it does here.
-            if spec is not None:
+        conn_types: dict[str, Any] = {}
+        for stage, spec in zip(plan.stages, plan.specs, strict=True):
+            # A connector type's default Save/Load is found on the worker as it is here.
+            if not is_default(spec):
                 faas[stage.name] = (spec.fn, spec.signature.output_type, _resolved(spec.fn))
             cname = stage.config.option.cname
-            if cname and stage.config.conn is not None:
+            conn = stage.config.conn
+            if cname and conn is not None:
                 init = pool.get_caas_init(cname)
                 if init is not None:
                     inits[cname] = init
                 found = pool.get_caas(cname, stage.name, stage.mode)
                 if found is not None:
                     caas.append((cname, stage.name, stage.mode, found.fn))
+                own = pool.get_connector_type(conn.type) if conn.type else None
+                if own is not None:  # registered in this pool only: the worker needs it
+                    conn_types[own.name] = own
         definition = {
             "config": flow.config,
             "max_steps": flow._d.max_steps,
@@ -167,9 +171,10 @@ class FlowPayload:
             "faas": faas,
             "inits": inits,
             "caas": caas,
+            "conn_types": conn_types,
         }
         callables = [f for f, _, _ in faas.values()] + list(inits.values())
-        callables += [c[3] for c in caas]
+        callables += [c[3] for c in caas] + [t.factory for t in conn_types.values()]
         data = shippable(flow.name, "a stage's function or connector", definition, callables)
         return cls(flow=flow.name, data=data, digest=hashlib.sha256(data).hexdigest())
 
@@ -198,6 +203,8 @@ def flow_of(payload: FlowPayload) -> Flow:
             pool.caas_init(cname, init, replace=True)
         for cname, fname, mode, fn in d["caas"]:
             pool.caas(cname, fname, mode, fn, replace=True)
+        for conn_type in d["conn_types"].values():
+            pool.connector_type(conn_type, replace=True)
         flow = Flow(d["config"], pool=pool, max_steps=d["max_steps"])
         for func_config, params in d["stages"]:
             flow.append_function(func_config, params)
