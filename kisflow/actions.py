@@ -9,10 +9,15 @@
 ``abort``          stop the flow after this stage, without error
 =================  ==============================================================
 
-Actions given in one stage combine; they reset before the next stage.
+Actions given in one stage combine; they reset before the next stage. Adding an action
+is one field here (a flag, or a value where the later one wins when actions combine)
+and one branch in ``kisflow._run.Run._apply``, which decides what the stage's result is
+and where the run goes next.
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 import attrs
 
@@ -29,12 +34,18 @@ class Action:
     abort: bool = False
 
     def __or__(self, other: Action) -> Action:
-        return Action(
-            data_reuse=self.data_reuse or other.data_reuse,
-            force_entry_next=self.force_entry_next or other.force_entry_next,
-            jump_func=other.jump_func if other.jump_func is not None else self.jump_func,
-            abort=self.abort or other.abort,
-        )
+        """Both requests: flags are or-ed, a value (``jump_func``) is the later one's."""
+        merged: dict[str, Any] = {}
+        for field in _FIELDS:
+            mine, theirs = getattr(self, field.name), getattr(other, field.name)
+            if isinstance(mine, bool):
+                merged[field.name] = mine or theirs
+            else:
+                merged[field.name] = theirs if theirs is not None else mine
+        return Action(**merged)
+
+
+_FIELDS = attrs.fields(Action)
 
 
 data_reuse = Action(data_reuse=True)

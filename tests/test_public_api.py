@@ -112,6 +112,7 @@ class TestExecutorsApi:
             "run_async",
             "run_jsonl_stream",
             "run_partitions",
+            "running_partition",
         ]
 
     def test_dask_all(self) -> None:

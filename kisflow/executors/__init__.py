@@ -7,7 +7,8 @@
 - ``run_partitions``: partitions of a large input on a local process pool;
   ``kisflow.executors.dask.run_partitions`` (alias ``kisflow.dask``) does the same on a
   Dask cluster.
-- ``current_partition``: which partition a stage is running, for idempotent saves.
+- ``current_partition``: which partition a stage is running, for idempotent saves;
+  ``running_partition`` marks the runs of an executor of your own as a partition's.
 
 Each name is imported on first use, so ``import kisflow.executors`` loads neither the
 process pool nor cloudpickle until a partition run is asked for.
@@ -22,6 +23,7 @@ if TYPE_CHECKING:
     from kisflow._run import run_async
     from kisflow.executors._partition import Partition, PartitionResult, current_partition
     from kisflow.executors._ship import FlowPayload
+    from kisflow.executors.context import running_partition
     from kisflow.executors.parallel import process_pool, run_partitions
     from kisflow.executors.stream import (
         DEFAULT_BATCH_SIZE,
@@ -44,6 +46,7 @@ __all__ = [
     "run_async",
     "run_jsonl_stream",
     "run_partitions",
+    "running_partition",
 ]
 
 _HOME = {
@@ -59,6 +62,7 @@ _HOME = {
     "run_async": "kisflow._run",
     "run_jsonl_stream": "stream",
     "run_partitions": "parallel",
+    "running_partition": "context",
 }
 """The submodule each public name lives in."""
 
