@@ -39,6 +39,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 from kisflow import _context, _state
+from kisflow._aio import private_runner
 from kisflow._api import RunView
 from kisflow._pool import FaaSSpec
 from kisflow._signature import CallKind
@@ -654,21 +655,19 @@ class Run:
             raise _not_none(out)
 
     def _await(self, awaitable: Any) -> None:
-        try:
-            asyncio.get_running_loop()
-        except RuntimeError:
-            pass
-        else:
-            if inspect.iscoroutine(awaitable):
-                awaitable.close()
-            raise RunError(
-                f"flow {self.flow_name!r} stage {self.label(self.pos)} is async and "
-                f"flow.run() was called inside a running event loop; use 'await flow.arun()'",
-                flow=self.flow_name,
-                stage=self.stages[self.pos].name,
-            )
         if self._runner is None:
-            self._runner = asyncio.Runner()
+            try:
+                self._runner = private_runner(
+                    f"flow {self.flow_name!r} stage {self.label(self.pos)} is async and "
+                    f"flow.run() was called inside a running event loop; use "
+                    f"'await flow.arun()'",
+                    flow=self.flow_name,
+                    stage=self.stages[self.pos].name,
+                )
+            except RunError:
+                if inspect.iscoroutine(awaitable):
+                    awaitable.close()
+                raise
         self._runner.run(_as_coroutine(awaitable))
 
 

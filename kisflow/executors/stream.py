@@ -42,6 +42,7 @@ import attrs
 from loguru import logger
 
 from kisflow import observers
+from kisflow._aio import private_runner
 from kisflow.connectors._base import to_json_text
 from kisflow.errors import ConfigError, KisFlowError, RunError
 from kisflow.options import RunOptions, merge
@@ -334,18 +335,13 @@ class Stream(_Base, Iterator[RunResult]):
         self, source: AsyncIterable[Any]
     ) -> Generator[tuple[_Slot, list[Any]], None, None]:
         """An async source read on a private event loop, one batch at a time."""
-        try:
-            asyncio.get_running_loop()
-        except RuntimeError:
-            pass
-        else:
-            raise RunError(
-                f"flow {self.flow.name!r}: flow.stream() over an async source was "
-                f"iterated inside a running event loop; use 'async for ... in "
-                f"flow.astream(source)'",
-                flow=self.flow.name,
-            )
-        with asyncio.Runner() as runner:
+        runner = private_runner(
+            f"flow {self.flow.name!r}: flow.stream() over an async source was "
+            f"iterated inside a running event loop; use 'async for ... in "
+            f"flow.astream(source)'",
+            flow=self.flow.name,
+        )
+        with runner:
             ait = aiter(source)
             while not self._stop.is_set():
                 runner.run(self._window.afill(ait))
