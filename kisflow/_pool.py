@@ -1,4 +1,4 @@
-"""The pool: kisflow's one piece of process-wide state, owned by this module.
+"""The pool: the thread-safe registry of FaaS, flows, connector callbacks and types.
 
 It holds five routers, each behind its own lock: FaaS by function name, flows by flow
 name, connector init callbacks by connector name, CaaS by (connector, function, mode) and
