@@ -169,6 +169,10 @@ class _Totals:
         self.flow = flow
         self.batches = 0
         self.rows_out = 0
+        self.failed = False
+        """The command failed: the summary says so, not how the batches before it ended."""
+        self.interrupted = False
+        """Ctrl-C stopped the command."""
         self.ends: dict[str, int] = {}
         self.stopped_at: set[str] = set()
         # stage id -> [name, mode, calls, rows_in, rows_out, dead, retries, seconds]
@@ -193,16 +197,25 @@ class _Totals:
             cells[7] += s.duration
 
     def text(self) -> str:
-        """The summary printed on stderr: one line for the run, one per stage."""
-        if not self.ends:
+        """The summary printed on stderr: one line for the run, one per stage.
+
+        The first word says how the command ended: ``failed`` or ``interrupted`` when it
+        did, else how the batches' runs ended (``completed``, ``no_rows``...); the rows
+        and batches are those that finished.
+        """
+        if self.failed:
+            ended = "failed"
+        elif self.interrupted:
+            ended = "interrupted"
+        elif not self.ends:
             return f"flow {self.flow}: no batch ran"
-        if len(self.ends) == 1:
+        elif len(self.ends) == 1:
             ended = next(iter(self.ends))
         else:
             ended = ", ".join(f"{end} x{n}" for end, n in self.ends.items())
         head = f"flow {self.flow}: {ended}, {self.rows_out} rows out"
-        if self.batches != 1:
-            head += f" in {self.batches} batches"
+        if self.batches != 1 or self.failed or self.interrupted:
+            head += f" in {self.batches} batch{'es' if self.batches != 1 else ''}"
         if self.stopped_at:
             head += f" (stopped at {', '.join(sorted(self.stopped_at))})"
         lines = [head]
@@ -329,6 +342,13 @@ def run(
                 elif summary.batches == 0:
                     # No input rows: run once on none, so a flow that loads its rows runs.
                     on_result(_run_empty(flow, rows_out))
+            totals.interrupted = bool(interrupted)
+    except KeyboardInterrupt:
+        totals.interrupted = True
+        raise
+    except BaseException:
+        totals.failed = True
+        raise
     finally:
         click.echo(totals.text(), err=True)
         if started_metrics:

@@ -191,8 +191,11 @@ class TestRun:
             "run", kisflow_go_conf, "--flow", "StuAvg", "--faas", FAAS, stdin='{"a": 1}\n{bad\n'
         )
         assert proc.returncode == 2
-        assert "stdin line 2 is not JSON" in proc.stderr
-        assert "flow StuAvg: no batch ran" in proc.stderr
+        assert proc.stderr.splitlines()[-2:] == [
+            "flow StuAvg: failed, 0 rows out in 0 batches",
+            "kisflow: error: flow 'StuAvg': stdin line 2 is not JSON: Expecting property name "
+            "enclosed in double quotes at column 2; line was '{bad'",
+        ]
 
     def test_a_faas_file_that_raises(self, tmp_path: Path, kisflow_go_conf: Path) -> None:
         bad = tmp_path / "bad.py"
@@ -397,7 +400,11 @@ class TestRunStreaming:
             stdin=stdin,
         )
         assert proc.returncode == 2
-        assert "stdin line 5 is not JSON" in proc.stderr
+        assert proc.stderr.splitlines()[-1] == (
+            "kisflow: error: flow 'StuAvg': stdin line 5 is not JSON: Expecting value at "
+            "column 1; line was 'not json'"
+        )
+        assert "flow StuAvg: failed, 2 rows out in 1 batch" in proc.stderr.splitlines()
         # The batches before the bad line ran and their rows were written.
         assert len(proc.stdout.splitlines()) == 2
 
@@ -535,5 +542,8 @@ class TestRunInterrupt:
         assert [json.loads(line) for line in first] == [{"n": 0}, {"n": 2}]
         assert rest == ""
         assert proc.returncode == 130, err
-        assert "flow Flaky: completed, 2 rows out in 2 batches" in err
-        assert "interrupted: stopped after 2 rows in 2 batches" in err
+        assert "flow Flaky: interrupted, 2 rows out in 2 batches" in err.splitlines()
+        assert err.splitlines()[-1] == (
+            "kisflow: error: interrupted: stopped after 2 rows in 2 batches "
+            "(the batch under way finished)"
+        )
