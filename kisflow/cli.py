@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import contextlib
 import importlib.util
-import json
+import os
 import shutil
 import signal
 import subprocess
 import sys
+import sysconfig
 import threading
+import traceback
 import types
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -28,8 +30,8 @@ import kisflow.metrics
 from kisflow import __version__
 from kisflow.configfile import LoadedConfig, export_config, load_config_dir
 from kisflow.connectors._base import to_json_text
-from kisflow.errors import ConfigError, KisFlowError, RunError
-from kisflow.executors.stream import StreamSummary, run_jsonl_stream
+from kisflow.errors import ConfigError, KisFlowError
+from kisflow.executors.stream import InputLineError, StreamSummary, run_jsonl_stream
 from kisflow.flow import Flow
 from kisflow.progress import RunProgress
 from kisflow.result import RunResult
@@ -64,6 +66,64 @@ class _Failure(click.ClickException):
         click.echo(f"kisflow: error: {self.format_message()}", err=True)
 
 
+_KISFLOW_DIR = str(Path(__file__).resolve().parent) + os.sep
+_LIBRARY_DIRS = tuple(
+    str(Path(sysconfig.get_path(name)).resolve()) + os.sep
+    for name in ("purelib", "platlib", "stdlib", "platstdlib")
+)
+
+
+def _is_kisflow(filename: str) -> bool:
+    """Whether a frame's file is one of kisflow's own modules."""
+    return os.path.abspath(filename).startswith(_KISFLOW_DIR)
+
+
+def _is_users(filename: str) -> bool:
+    """Whether a frame's file is the user's code: not kisflow, the stdlib or an installed
+    package, nor code without a file (a frozen module, code cattrs generated)."""
+    if filename.startswith("<"):
+        return False
+    path = os.path.abspath(filename)
+    return not path.startswith(_KISFLOW_DIR) and not path.startswith(_LIBRARY_DIRS)
+
+
+def _user_frame(exc: BaseException) -> str | None:
+    """``file:line in function`` of the user's code an error came from, or None.
+
+    The error's chain is searched from its innermost cause out; in each traceback, the
+    frames inside kisflow's calls (after the first kisflow frame, so not the command
+    line's callers) are searched from the deepest up, for the first of the user's. A
+    ``SyntaxError`` names its own file and line.
+    """
+    chain: list[BaseException] = []
+    seen: set[int] = set()
+    error: BaseException | None = exc
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        chain.append(error)
+        error = error.__cause__ or (None if error.__suppress_context__ else error.__context__)
+    for error in reversed(chain):
+        if isinstance(error, SyntaxError) and error.filename and _is_users(error.filename):
+            return f"{error.filename}:{error.lineno}"
+        frames = [(frame.f_code, line) for frame, line in traceback.walk_tb(error.__traceback__)]
+        inside = [i for i, (code, _) in enumerate(frames) if _is_kisflow(code.co_filename)]
+        for code, line in reversed(frames[inside[0] if inside else 0 :]):
+            if _is_users(code.co_filename):
+                return f"{code.co_filename}:{line} in {code.co_name}"
+    return None
+
+
+def _describe(exc: BaseException, *, kind: bool = True) -> str:
+    """An error for stderr: ``Type: message``, its notes (the batch, input lines) and
+    the line of the user's code it came from, each on a line of its own."""
+    lines = [f"{type(exc).__name__}: {exc}" if kind else str(exc)]
+    lines += [f"  {note}" for note in getattr(exc, "__notes__", ())]
+    where = _user_frame(exc)
+    if where is not None:
+        lines.append(f"  at {where}")
+    return "\n".join(lines)
+
+
 def _import_faas_file(path: Path) -> None:
     """Run a Python file that registers FaaS/CaaS (its folder is importable meanwhile)."""
     name = f"kisflow_faas_{path.stem}_{abs(hash(str(path.resolve())))}"
@@ -76,9 +136,9 @@ def _import_faas_file(path: Path) -> None:
     try:
         spec.loader.exec_module(module)
     except KisFlowError as exc:
-        raise _Failure(f"--faas {path}: {exc}", EXIT_CONFIG) from exc
+        raise _Failure(f"--faas {path}: {_describe(exc, kind=False)}", EXIT_CONFIG) from exc
     except Exception as exc:
-        raise _Failure(f"--faas {path} raised {type(exc).__name__}: {exc}", EXIT_CONFIG) from exc
+        raise _Failure(f"--faas {path} raised {_describe(exc)}", EXIT_CONFIG) from exc
     finally:
         sys.path.remove(str(path.resolve().parent))
 
@@ -117,6 +177,7 @@ def _load(
 
 
 def _pick(config: LoadedConfig, name: str) -> Flow:
+    """The flow ``--flow`` names; a usage error naming the flows there are otherwise."""
     flow = config.flows.get(name)
     if flow is not None:
         return flow
@@ -267,10 +328,10 @@ def _start_metrics(config: LoadedConfig, choice: bool, address: str | None) -> b
 @click.option(
     "--input",
     "input_file",
-    type=click.File("r", encoding="utf-8"),
+    type=click.File("rb"),
     default="-",
     show_default=True,
-    help="JSON-lines rows for the flow's source ('-' is stdin).",
+    help="JSON-lines rows (UTF-8) for the flow's source ('-' is stdin).",
 )
 @click.option(
     "--batch-size",
@@ -297,7 +358,7 @@ def run(
     faas_files: tuple[Path, ...],
     allow_imports: bool,
     flow_name: str,
-    input_file: IO[str],
+    input_file: IO[bytes],
     batch_size: int,
     metrics: bool,
     metrics_address: str | None,
@@ -310,7 +371,8 @@ def run(
     """
     config = _load(conf_dir, faas_files, allow_imports, check_faas=True)
     flow = _pick(config, flow_name)
-    label = "stdin" if input_file.name == "<stdin>" else input_file.name
+    name = getattr(input_file, "name", "-")  # click's stdin may have no name
+    label = "stdin" if name in ("<stdin>", "-") else str(name)
     totals = _Totals(flow_name)
     rows_out = sys.stdout
     started_metrics = _start_metrics(config, metrics, metrics_address)
@@ -391,7 +453,7 @@ class _CtrlC:
 
 def _stream(
     flow: Flow,
-    lines: IO[str],
+    lines: IO[bytes],
     out: IO[str],
     batch_size: int,
     label: str,
@@ -408,29 +470,30 @@ def _stream(
             source=label,
             on_result=on_result,
         )
-    except RunError as exc:
-        if isinstance(exc.__cause__, json.JSONDecodeError):
-            # Bad input is a usage error; the message names the input and line number.
-            raise _Failure(str(exc), EXIT_USAGE) from exc
-        raise _Failure(f"{type(exc).__name__}: {exc}", EXIT_RUN) from exc
+    except InputLineError as exc:
+        # Bad input is a usage error; the message names the input and line number.
+        raise _Failure(str(exc), EXIT_USAGE) from exc
     except KisFlowError as exc:
-        raise _Failure(f"{type(exc).__name__}: {exc}", EXIT_RUN) from exc
-    except (TypeError, ValueError) as exc:
-        raise _Failure(f"flow {flow.name!r}: an output row is not JSON: {exc}", EXIT_RUN) from exc
+        raise _Failure(_describe(exc), EXIT_RUN) from exc
 
 
 def _run_empty(flow: Flow, out: IO[str]) -> RunResult:
+    """One run on no rows (empty input), its output written like a stream's."""
     try:
         result = flow.run([])
     except KisFlowError as exc:
-        raise _Failure(f"{type(exc).__name__}: {exc}", EXIT_RUN) from exc
+        raise _Failure(_describe(exc), EXIT_RUN) from exc
+    texts: list[str] = []
     for row in result.output:
         try:
-            out.write(to_json_text(row) + "\n")
-        except (TypeError, ValueError) as exc:
+            texts.append(to_json_text(row))
+        except (TypeError, ValueError, RecursionError) as exc:
             raise _Failure(
-                f"flow {flow.name!r}: an output row is not JSON: {exc}", EXIT_RUN
+                f"flow {flow.name!r}: an output row is not JSON: {type(exc).__name__}: {exc}",
+                EXIT_RUN,
             ) from exc
+    for text in texts:
+        out.write(text + "\n")
     out.flush()
     return result
 

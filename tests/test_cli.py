@@ -202,7 +202,10 @@ class TestRun:
         bad.write_text("raise RuntimeError('boom')\n")
         proc = kisflow("validate", kisflow_go_conf, "--faas", bad)
         assert proc.returncode == 1
-        assert "raised RuntimeError: boom" in proc.stderr
+        assert proc.stderr.splitlines() == [
+            f"kisflow: error: --faas {bad} raised RuntimeError: boom",
+            f"  at {bad}:1 in <module>",
+        ]
 
 
 class TestGraph:

@@ -6,6 +6,7 @@ the installed script in a subprocess) and checks the exit code and stderr's line
 
 from __future__ import annotations
 
+import subprocess
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -108,6 +109,182 @@ def _errors(result: Result) -> list[str]:
 @pytest.fixture
 def folder(tmp_path: Path) -> tuple[Path, Path]:
     return _folder(tmp_path, FLOWS)
+
+
+class TestInputLines:
+    """A row that does not convert is named by its input file and line, with its batch."""
+
+    def test_unconvertible_input_row_names_file_and_line(
+        self, folder: tuple[Path, Path], tmp_path: Path
+    ) -> None:
+        rows = tmp_path / "rows.jsonl"
+        rows.write_text('1\n2\n\n3\n"x"\n')
+        result = _run(*folder, "--flow", "Typed", "--batch-size", "2", "--input", str(rows))
+        assert result.exit_code == 3, result.output
+        assert result.stdout == "10\n20\n"
+        assert _errors(result) == [
+            f"kisflow: error: RowConversionError: flow 'Typed' stage 'Ints': {rows} line 5 "
+            f"cannot be converted to int: not valid JSON (Expecting value: line 1 column 1 "
+            f"(char 0)); row was 'x'",
+            f"  in stream batch 2 ({rows} lines 4..5)",
+        ]
+        assert result.stderr.splitlines()[0] == "flow Typed: failed, 2 rows out in 1 batch"
+
+    def test_a_row_a_stage_made_keeps_its_index_and_gets_the_batch_lines(
+        self, folder: tuple[Path, Path]
+    ) -> None:
+        result = _run(*folder, "--flow", "Later", "--batch-size", "3", stdin="1\n2\n3\n4\n")
+        assert result.exit_code == 3, result.output
+        # Row 0 of stage Ints' input is "n1", made by Names: no input line is that row.
+        assert _errors(result) == [
+            "kisflow: error: RowConversionError: flow 'Later' stage 'Ints': row 0 cannot be "
+            "converted to int: not valid JSON (Expecting value: line 1 column 1 (char 0)); "
+            "row was 'n1'",
+            "  in stream batch 1 (stdin lines 1..3)",
+        ]
+        assert result.stderr.splitlines()[0] == "flow Later: failed, 0 rows out in 0 batches"
+
+
+class TestUserCode:
+    """A failing FaaS, or a --faas file that raises, is shown at its file and line."""
+
+    def test_a_failing_faas_shows_its_line_and_batch(self, folder: tuple[Path, Path]) -> None:
+        conf, faas = folder
+        result = _run(conf, faas, "--flow", "Boom", "--batch-size", "2", stdin="1\n2\n3\n4\n")
+        assert result.exit_code == 3, result.output
+        assert result.stdout == "10\n20\n"
+        assert _errors(result) == [
+            "kisflow: error: StageExecutionError: flow 'Boom' stage 'Boom' raised "
+            "ValueError: bad row 30",
+            "  in stream batch 2 (stdin lines 3..4)",
+            f"  at {faas}:{_line('# BOOM')} in boom",
+        ]
+
+    def test_the_line_is_the_users_not_the_library_it_called(
+        self, folder: tuple[Path, Path]
+    ) -> None:
+        conf, faas = folder
+        result = _run(conf, faas, "--flow", "Parse", stdin="1\n")
+        assert result.exit_code == 3, result.output
+        assert _errors(result)[2:] == [f"  at {faas}:{_line('# PARSE')} in parse"]
+
+    def test_an_error_kisflow_raises_for_the_faas_shows_the_faas_line(
+        self, folder: tuple[Path, Path]
+    ) -> None:
+        conf, faas = folder
+        result = _run(conf, faas, "--flow", "Letters", stdin="1\n")
+        assert result.exit_code == 3, result.output
+        errors = _errors(result)
+        assert errors[0].startswith("kisflow: error: CommitError: ")
+        assert errors[-2:] == [
+            "  in stream batch 1 (stdin lines 1..1)",
+            f"  at {faas}:{_line('# LETTERS')} in letters",
+        ]
+
+    def test_a_faas_file_that_raises_shows_its_line(
+        self, folder: tuple[Path, Path], tmp_path: Path
+    ) -> None:
+        conf, _ = folder
+        bad = tmp_path / "bad.py"
+        bad.write_text("import kisflow\n\nraise RuntimeError('boom')\n")
+        result = CliRunner().invoke(main, ["validate", str(conf), "--faas", str(bad)])
+        assert result.exit_code == 1, result.output
+        assert result.stderr.splitlines() == [
+            f"kisflow: error: --faas {bad} raised RuntimeError: boom",
+            f"  at {bad}:3 in <module>",
+        ]
+
+    def test_a_faas_file_with_a_syntax_error_shows_its_line(
+        self, folder: tuple[Path, Path], tmp_path: Path
+    ) -> None:
+        conf, _ = folder
+        bad = tmp_path / "syntax.py"
+        bad.write_text("x = 1\ndef f(:\n")
+        result = CliRunner().invoke(main, ["validate", str(conf), "--faas", str(bad)])
+        assert result.exit_code == 1, result.output
+        assert result.stderr.splitlines() == [
+            f"kisflow: error: --faas {bad} raised SyntaxError: invalid syntax (syntax.py, line 2)",
+            f"  at {bad}:2",
+        ]
+
+    def test_a_registration_error_in_a_faas_file_shows_its_line(
+        self, folder: tuple[Path, Path], tmp_path: Path
+    ) -> None:
+        conf, _ = folder
+        twice = tmp_path / "twice.py"
+        twice.write_text(
+            "import kisflow as kf\n\n\n@kf.faas('X')\ndef a(flow): ...\n\n\n"
+            "@kf.faas('X')\ndef b(flow): ...\n"
+        )
+        result = CliRunner().invoke(main, ["validate", str(conf), "--faas", str(twice)])
+        assert result.exit_code == 1, result.output
+        assert result.stderr.splitlines() == [
+            f"kisflow: error: --faas {twice}: faas 'X' is already registered; pass "
+            f"replace=True to replace it on purpose",
+            f"  at {twice}:8 in <module>",
+        ]
+
+
+class TestBadInputLines:
+    """Lines that are no rows are usage errors (exit 2) naming the line, never a traceback."""
+
+    def test_a_line_nested_10000_deep(self, folder: tuple[Path, Path]) -> None:
+        deep = "[" * 10_000 + "]" * 10_000
+        result = _run(*folder, "--flow", "Typed", stdin=f"1\n{deep}\n")
+        assert result.exit_code == 2, result.output
+        assert result.stderr.splitlines() == [
+            "flow Typed: failed, 0 rows out in 0 batches",
+            f"kisflow: error: flow 'Typed': stdin line 2 is nested too deeply to read as "
+            f"JSON; line was {'[' * 200!r}",
+        ]
+
+    def test_a_line_nested_10000_deep_in_the_real_script(self, folder: tuple[Path, Path]) -> None:
+        conf, faas = folder
+        deep = "{" + '"a": {' * 10_000 + "}" * 10_001
+        proc = subprocess.run(
+            [SCRIPT, "run", conf, "--faas", faas, "--flow", "Typed"],
+            input=f"{deep}\n",
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert proc.returncode == 2, proc.stderr
+        assert "Traceback" not in proc.stderr
+        assert proc.stderr.splitlines()[-1].startswith(
+            "kisflow: error: flow 'Typed': stdin line 1 is nested too deeply to read as JSON; "
+        )
+
+    def test_an_integer_of_5000_digits_is_a_bad_input_line(self, folder: tuple[Path, Path]) -> None:
+        result = _run(*folder, "--flow", "Typed", stdin="1\n" + "7" * 5000 + "\n")
+        assert result.exit_code == 2, result.output
+        assert result.stderr.splitlines() == [
+            "flow Typed: failed, 0 rows out in 0 batches",
+            "kisflow: error: flow 'Typed': stdin line 2 cannot be read as JSON: Exceeds the "
+            "limit (4300 digits) for integer string conversion: value has 5000 digits; use "
+            f"sys.set_int_max_str_digits() to increase the limit; line was {'7' * 200!r}",
+        ]
+
+    def test_a_line_that_is_not_utf8_is_a_bad_input_line(self, folder: tuple[Path, Path]) -> None:
+        result = _run(*folder, "--flow", "Typed", "--batch-size", "1", stdin=b'1\n"\xff"\n')
+        assert result.exit_code == 2, result.output
+        assert result.stdout == "10\n"
+        assert result.stderr.splitlines()[-1] == (
+            "kisflow: error: flow 'Typed': stdin line 2 is not UTF-8 (byte 2: invalid start "
+            "byte); line was '\"\\\\xff\"'"
+        )
+
+    def test_an_output_row_that_is_not_json_names_its_batch(
+        self, folder: tuple[Path, Path]
+    ) -> None:
+        result = _run(*folder, "--flow", "Sets", "--batch-size", "2", stdin="1\n2\n3\n")
+        assert result.exit_code == 3, result.output
+        # The batch with the bad row writes nothing: only whole batches are written.
+        assert result.stdout == ""
+        assert _errors(result) == [
+            "kisflow: error: RunError: flow 'Sets': an output row of stream batch 1 (stdin "
+            "lines 1..2) is not JSON: TypeError: set is not JSON serializable; "
+            "row was {1}",
+        ]
 
 
 class TestSummary:
