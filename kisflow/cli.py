@@ -322,9 +322,27 @@ def _start_metrics(config: LoadedConfig, choice: bool, address: str | None) -> b
     return True
 
 
+def _only_flow(config: LoadedConfig, conf_dir: Path) -> str:
+    """The name of the folder's one enabled flow, for a ``run`` without ``--flow``."""
+    if len(config.flows) == 1:
+        return next(iter(config.flows))
+    if config.flows:
+        names = ", ".join(sorted(config.flows))
+        raise _Failure(
+            f"{conf_dir} has {len(config.flows)} enabled flows ({names}); pick one with --flow",
+            EXIT_USAGE,
+        )
+    disabled = f" (disabled: {', '.join(sorted(config.disabled))})" if config.disabled else ""
+    raise _Failure(f"{conf_dir} has no enabled flow to run{disabled}", EXIT_USAGE)
+
+
 @main.command()
 @_config_options
-@click.option("--flow", "flow_name", required=True, help="The flow to run.")
+@click.option(
+    "--flow",
+    "flow_name",
+    help="The flow to run; may be left out when the configs have one enabled flow.",
+)
 @click.option(
     "--input",
     "input_file",
@@ -357,7 +375,7 @@ def run(
     conf_dir: Path,
     faas_files: tuple[Path, ...],
     allow_imports: bool,
-    flow_name: str,
+    flow_name: str | None,
     input_file: IO[bytes],
     batch_size: int,
     metrics: bool,
@@ -367,12 +385,21 @@ def run(
 
     Only the rows go to stdout: a short per-stage summary, anything the FaaS print, and
     a progress bar (on a terminal) go to stderr. Rows stream through the flow one batch
-    at a time; Ctrl-C stops after the batch under way (exit 130).
+    at a time; Ctrl-C stops after the batch under way (exit 130). Without --flow, the
+    configs' one enabled flow runs.
     """
     config = _load(conf_dir, faas_files, allow_imports, check_faas=True)
+    if flow_name is None:
+        flow_name = _only_flow(config, conf_dir)
     flow = _pick(config, flow_name)
     name = getattr(input_file, "name", "-")  # click's stdin may have no name
     label = "stdin" if name in ("<stdin>", "-") else str(name)
+    if label == "stdin" and input_file.isatty():
+        click.echo(
+            "reading JSON lines from the terminal, one row per line; end with Ctrl-D, "
+            "or give --input FILE",
+            err=True,
+        )
     totals = _Totals(flow_name)
     rows_out = sys.stdout
     started_metrics = _start_metrics(config, metrics, metrics_address)

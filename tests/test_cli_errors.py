@@ -6,6 +6,9 @@ the installed script in a subprocess) and checks the exit code and stderr's line
 
 from __future__ import annotations
 
+import os
+import select
+import signal
 import subprocess
 import sys
 from collections.abc import Sequence
@@ -299,3 +302,82 @@ class TestSummary:
         result = _run(*folder, "--flow", "Boom", "--batch-size", "2", stdin="1\n2\n3\n")
         assert result.exit_code == 3, result.output
         assert result.stderr.splitlines()[0] == "flow Boom: failed, 2 rows out in 1 batch"
+
+
+class TestFlowChoice:
+    """``--flow`` may be left out when the folder has one enabled flow."""
+
+    def test_the_one_enabled_flow_runs(self, tmp_path: Path) -> None:
+        conf, faas = _folder(tmp_path, {"Typed": ["Ints"], "Idle": ["Names"]}, disabled=["Idle"])
+        result = _run(conf, faas, stdin="1\n2\n")
+        assert result.exit_code == 0, result.output
+        assert result.stdout == "10\n20\n"
+        assert result.stderr.splitlines()[0] == "flow Typed: completed, 2 rows out"
+
+    def test_several_enabled_flows_need_flow(self, folder: tuple[Path, Path]) -> None:
+        conf, faas = folder
+        result = _run(conf, faas, stdin="1\n")
+        assert result.exit_code == 2, result.output
+        assert result.stderr.splitlines() == [
+            f"kisflow: error: {conf} has 6 enabled flows (Boom, Later, Letters, Parse, Sets, "
+            f"Typed); pick one with --flow",
+        ]
+
+    def test_no_enabled_flow(self, tmp_path: Path) -> None:
+        conf, faas = _folder(tmp_path, {"Idle": ["Ints"]}, disabled=["Idle"])
+        result = _run(conf, faas, stdin="1\n")
+        assert result.exit_code == 2, result.output
+        assert result.stderr.splitlines() == [
+            f"kisflow: error: {conf} has no enabled flow to run (disabled: Idle)",
+        ]
+
+
+HINT = (
+    "reading JSON lines from the terminal, one row per line; end with Ctrl-D, or give --input FILE"
+)
+
+
+class TestTerminalInput:
+    """Reading rows from a terminal says so, instead of waiting silently."""
+
+    def test_a_terminal_on_stdin_gets_a_hint(self, tmp_path: Path) -> None:
+        import pty
+
+        conf, faas = _folder(tmp_path, {"Typed": ["Ints"]})
+        master, slave = pty.openpty()
+        proc = subprocess.Popen(
+            [SCRIPT, "run", conf, "--faas", faas],
+            stdin=slave,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        os.close(slave)
+        try:
+            assert proc.stderr is not None
+            # The hint comes before any row is typed (without it, nothing comes at all).
+            ready, _, _ = select.select([proc.stderr], [], [], 30)
+            assert ready, "no hint on stderr while waiting for the terminal"
+            first = proc.stderr.readline().decode()
+            os.write(master, b"1\n2\n\x04")  # two rows, then Ctrl-D
+            out, err = proc.communicate(timeout=60)
+        finally:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGKILL)
+                proc.wait()
+            os.close(master)
+        assert first == HINT + "\n"
+        assert proc.returncode == 0, err
+        assert out == b"10\n20\n"
+
+    def test_no_hint_on_a_pipe(self, tmp_path: Path) -> None:
+        conf, faas = _folder(tmp_path, {"Typed": ["Ints"]})
+        proc = subprocess.run(
+            [SCRIPT, "run", conf, "--faas", faas],
+            input="1\n",
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert proc.returncode == 0, proc.stderr
+        assert proc.stderr.splitlines()[0] == "flow Typed: completed, 1 rows out"
+        assert HINT not in proc.stderr
