@@ -33,6 +33,7 @@ from kisflow.connectors._base import to_json_text
 from kisflow.errors import ConfigError, KisFlowError
 from kisflow.executors.stream import InputLineError, StreamSummary, run_jsonl_stream
 from kisflow.flow import Flow
+from kisflow.options import RunOptions
 from kisflow.progress import RunProgress
 from kisflow.result import RunResult
 
@@ -229,6 +230,7 @@ class _Totals:
     def __init__(self, flow: str) -> None:
         self.flow = flow
         self.batches = 0
+        self.rows_in = 0
         self.rows_out = 0
         self.failed = False
         """The command failed: the summary says so, not how the batches before it ended."""
@@ -242,6 +244,7 @@ class _Totals:
     def add(self, result: RunResult) -> None:
         """Fold one batch's result into the totals."""
         self.batches += 1
+        self.rows_in += result.stages[0].rows_in if result.stages else 0
         self.rows_out += len(result.output)
         self.ends[result.ended.value] = self.ends.get(result.ended.value, 0) + 1
         if result.stopped_at is not None:
@@ -408,19 +411,22 @@ def run(
     try:
         # stdout carries only the output rows: whatever a FaaS prints goes to stderr.
         with RunProgress(desc=flow_name) as progress, contextlib.redirect_stdout(sys.stderr):
+            # The bar is an observer: the stream tells it of each batch (batch_done).
+            options = RunOptions(observers=(progress,))
 
             def on_result(result: RunResult) -> None:
                 totals.add(result)
-                progress.add(result)
                 ctrl_c.check()
 
             try:
                 with ctrl_c:
-                    summary = _stream(flow, input_file, rows_out, batch_size, label, on_result)
+                    summary = _stream(
+                        flow, input_file, rows_out, batch_size, label, options, on_result
+                    )
             except KeyboardInterrupt:
                 # Ctrl-C while a batch's rows were written: that batch is done and counted.
                 how = "the batch under way finished" if ctrl_c.presses < 2 else "aborted"
-                interrupted = f"stopped after {progress.rows} rows in {totals.batches} batches"
+                interrupted = f"stopped after {totals.rows_in} rows in {totals.batches} batches"
                 interrupted += f" ({how})"
             else:
                 if summary.interrupted or ctrl_c.presses:
@@ -430,7 +436,7 @@ def run(
                     )
                 elif summary.batches == 0:
                     # No input rows: run once on none, so a flow that loads its rows runs.
-                    on_result(_run_empty(flow, rows_out))
+                    on_result(_run_empty(flow, rows_out, options))
             totals.interrupted = bool(interrupted)
     except KeyboardInterrupt:
         totals.interrupted = True
@@ -484,6 +490,7 @@ def _stream(
     out: IO[str],
     batch_size: int,
     label: str,
+    options: RunOptions,
     on_result: Callable[[RunResult], None],
 ) -> StreamSummary:
     """Stream the JSON lines through the flow, mapping errors to the documented exit codes."""
@@ -496,6 +503,7 @@ def _stream(
             progress=False,
             source=label,
             on_result=on_result,
+            options=options,
         )
     except InputLineError as exc:
         # Bad input is a usage error; the message names the input and line number.
@@ -504,10 +512,10 @@ def _stream(
         raise _Failure(_describe(exc), EXIT_RUN) from exc
 
 
-def _run_empty(flow: Flow, out: IO[str]) -> RunResult:
+def _run_empty(flow: Flow, out: IO[str], options: RunOptions) -> RunResult:
     """One run on no rows (empty input), its output written like a stream's."""
     try:
-        result = flow.run([])
+        result = flow.run([], options)
     except KisFlowError as exc:
         raise _Failure(_describe(exc), EXIT_RUN) from exc
     texts: list[str] = []

@@ -421,6 +421,32 @@ class TestRunStreaming:
         assert "\r" not in proc.stderr
         assert "Flaky:" not in proc.stderr.replace("flow Flaky:", "")
 
+    def test_the_bar_is_an_observer_in_the_runs_options(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """The CLI hands the stream one RunOptions; the bar counts from batch_done."""
+        import kisflow.cli
+        from kisflow.progress import RunProgress
+
+        seen: list[Any] = []
+        real = kisflow.cli.run_jsonl_stream
+
+        def spy(*args: Any, **kwargs: Any) -> Any:
+            seen.append(kwargs.get("options"))
+            summary = real(*args, **kwargs)
+            seen.append((seen[0].observers[0].rows, seen[0].observers[0].runs))
+            return summary
+
+        monkeypatch.setattr(kisflow.cli, "run_jsonl_stream", spy)
+        conf, faas = _flaky_conf(tmp_path)
+        args = ["run", str(conf), "--flow", "Flaky", "--faas", str(faas), "--batch-size", "2"]
+        result = CliRunner().invoke(main, args, input=_rows(5))
+        assert result.exit_code == 0, result.output
+        options, counted = seen
+        assert isinstance(options, kf.RunOptions)
+        assert [type(o) for o in options.observers] == [RunProgress]
+        assert counted == (5, 3)
+
     def test_bar_on_a_terminal(self, tmp_path: Path) -> None:
         conf, faas = _flaky_conf(tmp_path)
         args = ["run", str(conf), "--flow", "Flaky", "--faas", str(faas), "--batch-size", "2"]
