@@ -69,6 +69,34 @@ class TestEntryPoints:
             assert command in proc.stdout
         assert "3 run failed" in proc.stdout
 
+    def test_python_m_imports_from_the_current_folder_and_P_or_the_script_do_not(
+        self, tmp_path: Path
+    ) -> None:
+        """What docs/cli.md says: ``-m`` puts the current folder first on the import path."""
+        (tmp_path / "flow.yml").write_text("kistype: flow\nstatus: 0\nflow_name: F\nflows: []\n")
+        (tmp_path / "yaml.py").write_text("raise SystemExit('the folder yaml.py ran')\n")
+        env = {**os.environ, "PYTHONPATH": str(ROOT)}
+        commands = {
+            "-m": [sys.executable, "-m", "kisflow"],
+            "-P -m": [sys.executable, "-P", "-m", "kisflow"],
+            "script": [str(SCRIPT)],
+        }
+        procs = {
+            how: subprocess.run(
+                [*command, "validate", "."],
+                cwd=tmp_path,
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=120,
+            )
+            for how, command in commands.items()
+        }
+        assert (procs["-m"].returncode, procs["-m"].stderr) == (1, "the folder yaml.py ran\n")
+        for how in ("-P -m", "script"):
+            assert procs[how].returncode == 0, procs[how].stderr
+            assert procs[how].stdout == "flow F: disabled\n"
+
     def test_unknown_command_is_a_usage_error(self) -> None:
         proc = kisflow("frobnicate")
         assert proc.returncode == 2
