@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import contextlib
 import importlib.util
-import json
+import os
 import shutil
 import signal
 import subprocess
 import sys
+import sysconfig
 import threading
+import traceback
 import types
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -28,9 +30,10 @@ import kisflow.metrics
 from kisflow import __version__
 from kisflow.configfile import LoadedConfig, export_config, load_config_dir
 from kisflow.connectors._base import to_json_text
-from kisflow.errors import ConfigError, KisFlowError, RunError
-from kisflow.executors.stream import StreamSummary, run_jsonl_stream
+from kisflow.errors import ConfigError, KisFlowError
+from kisflow.executors.stream import InputLineError, StreamSummary, run_jsonl_stream
 from kisflow.flow import Flow
+from kisflow.options import RunOptions
 from kisflow.progress import RunProgress
 from kisflow.result import RunResult
 
@@ -64,6 +67,64 @@ class _Failure(click.ClickException):
         click.echo(f"kisflow: error: {self.format_message()}", err=True)
 
 
+_KISFLOW_DIR = str(Path(__file__).resolve().parent) + os.sep
+_LIBRARY_DIRS = tuple(
+    str(Path(sysconfig.get_path(name)).resolve()) + os.sep
+    for name in ("purelib", "platlib", "stdlib", "platstdlib")
+)
+
+
+def _is_kisflow(filename: str) -> bool:
+    """Whether a frame's file is one of kisflow's own modules."""
+    return os.path.abspath(filename).startswith(_KISFLOW_DIR)
+
+
+def _is_users(filename: str) -> bool:
+    """Whether a frame's file is the user's code: not kisflow, the stdlib or an installed
+    package, nor code without a file (a frozen module, code cattrs generated)."""
+    if filename.startswith("<"):
+        return False
+    path = os.path.abspath(filename)
+    return not path.startswith(_KISFLOW_DIR) and not path.startswith(_LIBRARY_DIRS)
+
+
+def _user_frame(exc: BaseException) -> str | None:
+    """``file:line in function`` of the user's code an error came from, or None.
+
+    The error's chain is searched from its innermost cause out; in each traceback, the
+    frames inside kisflow's calls (after the first kisflow frame, so not the command
+    line's callers) are searched from the deepest up, for the first of the user's. A
+    ``SyntaxError`` names its own file and line.
+    """
+    chain: list[BaseException] = []
+    seen: set[int] = set()
+    error: BaseException | None = exc
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        chain.append(error)
+        error = error.__cause__ or (None if error.__suppress_context__ else error.__context__)
+    for error in reversed(chain):
+        if isinstance(error, SyntaxError) and error.filename and _is_users(error.filename):
+            return f"{error.filename}:{error.lineno}"
+        frames = [(frame.f_code, line) for frame, line in traceback.walk_tb(error.__traceback__)]
+        inside = [i for i, (code, _) in enumerate(frames) if _is_kisflow(code.co_filename)]
+        for code, line in reversed(frames[inside[0] if inside else 0 :]):
+            if _is_users(code.co_filename):
+                return f"{code.co_filename}:{line} in {code.co_name}"
+    return None
+
+
+def _describe(exc: BaseException, *, kind: bool = True) -> str:
+    """An error for stderr: ``Type: message``, its notes (the batch, input lines) and
+    the line of the user's code it came from, each on a line of its own."""
+    lines = [f"{type(exc).__name__}: {exc}" if kind else str(exc)]
+    lines += [f"  {note}" for note in getattr(exc, "__notes__", ())]
+    where = _user_frame(exc)
+    if where is not None:
+        lines.append(f"  at {where}")
+    return "\n".join(lines)
+
+
 def _import_faas_file(path: Path) -> None:
     """Run a Python file that registers FaaS/CaaS (its folder is importable meanwhile)."""
     name = f"kisflow_faas_{path.stem}_{abs(hash(str(path.resolve())))}"
@@ -76,9 +137,9 @@ def _import_faas_file(path: Path) -> None:
     try:
         spec.loader.exec_module(module)
     except KisFlowError as exc:
-        raise _Failure(f"--faas {path}: {exc}", EXIT_CONFIG) from exc
+        raise _Failure(f"--faas {path}: {_describe(exc, kind=False)}", EXIT_CONFIG) from exc
     except Exception as exc:
-        raise _Failure(f"--faas {path} raised {type(exc).__name__}: {exc}", EXIT_CONFIG) from exc
+        raise _Failure(f"--faas {path} raised {_describe(exc)}", EXIT_CONFIG) from exc
     finally:
         sys.path.remove(str(path.resolve().parent))
 
@@ -117,6 +178,7 @@ def _load(
 
 
 def _pick(config: LoadedConfig, name: str) -> Flow:
+    """The flow ``--flow`` names; a usage error naming the flows there are otherwise."""
     flow = config.flows.get(name)
     if flow is not None:
         return flow
@@ -168,7 +230,12 @@ class _Totals:
     def __init__(self, flow: str) -> None:
         self.flow = flow
         self.batches = 0
+        self.rows_in = 0
         self.rows_out = 0
+        self.failed = False
+        """The command failed: the summary says so, not how the batches before it ended."""
+        self.interrupted = False
+        """Ctrl-C stopped the command."""
         self.ends: dict[str, int] = {}
         self.stopped_at: set[str] = set()
         # stage id -> [name, mode, calls, rows_in, rows_out, dead, retries, seconds]
@@ -177,6 +244,7 @@ class _Totals:
     def add(self, result: RunResult) -> None:
         """Fold one batch's result into the totals."""
         self.batches += 1
+        self.rows_in += result.stages[0].rows_in if result.stages else 0
         self.rows_out += len(result.output)
         self.ends[result.ended.value] = self.ends.get(result.ended.value, 0) + 1
         if result.stopped_at is not None:
@@ -193,16 +261,25 @@ class _Totals:
             cells[7] += s.duration
 
     def text(self) -> str:
-        """The summary printed on stderr: one line for the run, one per stage."""
-        if not self.ends:
+        """The summary printed on stderr: one line for the run, one per stage.
+
+        The first word says how the command ended: ``failed`` or ``interrupted`` when it
+        did, else how the batches' runs ended (``completed``, ``no_rows``...); the rows
+        and batches are those that finished.
+        """
+        if self.failed:
+            ended = "failed"
+        elif self.interrupted:
+            ended = "interrupted"
+        elif not self.ends:
             return f"flow {self.flow}: no batch ran"
-        if len(self.ends) == 1:
+        elif len(self.ends) == 1:
             ended = next(iter(self.ends))
         else:
             ended = ", ".join(f"{end} x{n}" for end, n in self.ends.items())
         head = f"flow {self.flow}: {ended}, {self.rows_out} rows out"
-        if self.batches != 1:
-            head += f" in {self.batches} batches"
+        if self.batches != 1 or self.failed or self.interrupted:
+            head += f" in {self.batches} batch{'es' if self.batches != 1 else ''}"
         if self.stopped_at:
             head += f" (stopped at {', '.join(sorted(self.stopped_at))})"
         lines = [head]
@@ -248,16 +325,34 @@ def _start_metrics(config: LoadedConfig, choice: bool, address: str | None) -> b
     return True
 
 
+def _only_flow(config: LoadedConfig, conf_dir: Path) -> str:
+    """The name of the folder's one enabled flow, for a ``run`` without ``--flow``."""
+    if len(config.flows) == 1:
+        return next(iter(config.flows))
+    if config.flows:
+        names = ", ".join(sorted(config.flows))
+        raise _Failure(
+            f"{conf_dir} has {len(config.flows)} enabled flows ({names}); pick one with --flow",
+            EXIT_USAGE,
+        )
+    disabled = f" (disabled: {', '.join(sorted(config.disabled))})" if config.disabled else ""
+    raise _Failure(f"{conf_dir} has no enabled flow to run{disabled}", EXIT_USAGE)
+
+
 @main.command()
 @_config_options
-@click.option("--flow", "flow_name", required=True, help="The flow to run.")
+@click.option(
+    "--flow",
+    "flow_name",
+    help="The flow to run; may be left out when the configs have one enabled flow.",
+)
 @click.option(
     "--input",
     "input_file",
-    type=click.File("r", encoding="utf-8"),
+    type=click.File("rb"),
     default="-",
     show_default=True,
-    help="JSON-lines rows for the flow's source ('-' is stdin).",
+    help="JSON-lines rows (UTF-8) for the flow's source ('-' is stdin).",
 )
 @click.option(
     "--batch-size",
@@ -283,8 +378,8 @@ def run(
     conf_dir: Path,
     faas_files: tuple[Path, ...],
     allow_imports: bool,
-    flow_name: str,
-    input_file: IO[str],
+    flow_name: str | None,
+    input_file: IO[bytes],
     batch_size: int,
     metrics: bool,
     metrics_address: str | None,
@@ -293,11 +388,21 @@ def run(
 
     Only the rows go to stdout: a short per-stage summary, anything the FaaS print, and
     a progress bar (on a terminal) go to stderr. Rows stream through the flow one batch
-    at a time; Ctrl-C stops after the batch under way (exit 130).
+    at a time; Ctrl-C stops after the batch under way (exit 130). Without --flow, the
+    configs' one enabled flow runs.
     """
     config = _load(conf_dir, faas_files, allow_imports, check_faas=True)
+    if flow_name is None:
+        flow_name = _only_flow(config, conf_dir)
     flow = _pick(config, flow_name)
-    label = "stdin" if input_file.name == "<stdin>" else input_file.name
+    name = getattr(input_file, "name", "-")  # click's stdin may have no name
+    label = "stdin" if name in ("<stdin>", "-") else str(name)
+    if label == "stdin" and input_file.isatty():
+        click.echo(
+            "reading JSON lines from the terminal, one row per line; end with Ctrl-D, "
+            "or give --input FILE",
+            err=True,
+        )
     totals = _Totals(flow_name)
     rows_out = sys.stdout
     started_metrics = _start_metrics(config, metrics, metrics_address)
@@ -306,19 +411,22 @@ def run(
     try:
         # stdout carries only the output rows: whatever a FaaS prints goes to stderr.
         with RunProgress(desc=flow_name) as progress, contextlib.redirect_stdout(sys.stderr):
+            # The bar is an observer: the stream tells it of each batch (batch_done).
+            options = RunOptions(observers=(progress,))
 
             def on_result(result: RunResult) -> None:
                 totals.add(result)
-                progress.add(result)
                 ctrl_c.check()
 
             try:
                 with ctrl_c:
-                    summary = _stream(flow, input_file, rows_out, batch_size, label, on_result)
+                    summary = _stream(
+                        flow, input_file, rows_out, batch_size, label, options, on_result
+                    )
             except KeyboardInterrupt:
                 # Ctrl-C while a batch's rows were written: that batch is done and counted.
                 how = "the batch under way finished" if ctrl_c.presses < 2 else "aborted"
-                interrupted = f"stopped after {progress.rows} rows in {totals.batches} batches"
+                interrupted = f"stopped after {totals.rows_in} rows in {totals.batches} batches"
                 interrupted += f" ({how})"
             else:
                 if summary.interrupted or ctrl_c.presses:
@@ -328,7 +436,14 @@ def run(
                     )
                 elif summary.batches == 0:
                     # No input rows: run once on none, so a flow that loads its rows runs.
-                    on_result(_run_empty(flow, rows_out))
+                    on_result(_run_empty(flow, rows_out, options))
+            totals.interrupted = bool(interrupted)
+    except KeyboardInterrupt:
+        totals.interrupted = True
+        raise
+    except BaseException:
+        totals.failed = True
+        raise
     finally:
         click.echo(totals.text(), err=True)
         if started_metrics:
@@ -371,10 +486,11 @@ class _CtrlC:
 
 def _stream(
     flow: Flow,
-    lines: IO[str],
+    lines: IO[bytes],
     out: IO[str],
     batch_size: int,
     label: str,
+    options: RunOptions,
     on_result: Callable[[RunResult], None],
 ) -> StreamSummary:
     """Stream the JSON lines through the flow, mapping errors to the documented exit codes."""
@@ -387,30 +503,32 @@ def _stream(
             progress=False,
             source=label,
             on_result=on_result,
+            options=options,
         )
-    except RunError as exc:
-        if isinstance(exc.__cause__, json.JSONDecodeError):
-            # Bad input is a usage error; the message names the input and line number.
-            raise _Failure(str(exc), EXIT_USAGE) from exc
-        raise _Failure(f"{type(exc).__name__}: {exc}", EXIT_RUN) from exc
+    except InputLineError as exc:
+        # Bad input is a usage error; the message names the input and line number.
+        raise _Failure(str(exc), EXIT_USAGE) from exc
     except KisFlowError as exc:
-        raise _Failure(f"{type(exc).__name__}: {exc}", EXIT_RUN) from exc
-    except (TypeError, ValueError) as exc:
-        raise _Failure(f"flow {flow.name!r}: an output row is not JSON: {exc}", EXIT_RUN) from exc
+        raise _Failure(_describe(exc), EXIT_RUN) from exc
 
 
-def _run_empty(flow: Flow, out: IO[str]) -> RunResult:
+def _run_empty(flow: Flow, out: IO[str], options: RunOptions) -> RunResult:
+    """One run on no rows (empty input), its output written like a stream's."""
     try:
-        result = flow.run([])
+        result = flow.run([], options)
     except KisFlowError as exc:
-        raise _Failure(f"{type(exc).__name__}: {exc}", EXIT_RUN) from exc
+        raise _Failure(_describe(exc), EXIT_RUN) from exc
+    texts: list[str] = []
     for row in result.output:
         try:
-            out.write(to_json_text(row) + "\n")
-        except (TypeError, ValueError) as exc:
+            texts.append(to_json_text(row))
+        except (TypeError, ValueError, RecursionError) as exc:
             raise _Failure(
-                f"flow {flow.name!r}: an output row is not JSON: {exc}", EXIT_RUN
+                f"flow {flow.name!r}: an output row is not JSON: {type(exc).__name__}: {exc}",
+                EXIT_RUN,
             ) from exc
+    for text in texts:
+        out.write(text + "\n")
     out.flush()
     return result
 

@@ -69,6 +69,34 @@ class TestEntryPoints:
             assert command in proc.stdout
         assert "3 run failed" in proc.stdout
 
+    def test_python_m_imports_from_the_current_folder_and_P_or_the_script_do_not(
+        self, tmp_path: Path
+    ) -> None:
+        """What docs/cli.md says: ``-m`` puts the current folder first on the import path."""
+        (tmp_path / "flow.yml").write_text("kistype: flow\nstatus: 0\nflow_name: F\nflows: []\n")
+        (tmp_path / "yaml.py").write_text("raise SystemExit('the folder yaml.py ran')\n")
+        env = {**os.environ, "PYTHONPATH": str(ROOT)}
+        commands = {
+            "-m": [sys.executable, "-m", "kisflow"],
+            "-P -m": [sys.executable, "-P", "-m", "kisflow"],
+            "script": [str(SCRIPT)],
+        }
+        procs = {
+            how: subprocess.run(
+                [*command, "validate", "."],
+                cwd=tmp_path,
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=120,
+            )
+            for how, command in commands.items()
+        }
+        assert (procs["-m"].returncode, procs["-m"].stderr) == (1, "the folder yaml.py ran\n")
+        for how in ("-P -m", "script"):
+            assert procs[how].returncode == 0, procs[how].stderr
+            assert procs[how].stdout == "flow F: disabled\n"
+
     def test_unknown_command_is_a_usage_error(self) -> None:
         proc = kisflow("frobnicate")
         assert proc.returncode == 2
@@ -191,15 +219,21 @@ class TestRun:
             "run", kisflow_go_conf, "--flow", "StuAvg", "--faas", FAAS, stdin='{"a": 1}\n{bad\n'
         )
         assert proc.returncode == 2
-        assert "stdin line 2 is not JSON" in proc.stderr
-        assert "flow StuAvg: no batch ran" in proc.stderr
+        assert proc.stderr.splitlines()[-2:] == [
+            "flow StuAvg: failed, 0 rows out in 0 batches",
+            "kisflow: error: flow 'StuAvg': stdin line 2 is not JSON: Expecting property name "
+            "enclosed in double quotes at column 2; line was '{bad'",
+        ]
 
     def test_a_faas_file_that_raises(self, tmp_path: Path, kisflow_go_conf: Path) -> None:
         bad = tmp_path / "bad.py"
         bad.write_text("raise RuntimeError('boom')\n")
         proc = kisflow("validate", kisflow_go_conf, "--faas", bad)
         assert proc.returncode == 1
-        assert "raised RuntimeError: boom" in proc.stderr
+        assert proc.stderr.splitlines() == [
+            f"kisflow: error: --faas {bad} raised RuntimeError: boom",
+            f"  at {bad}:1 in <module>",
+        ]
 
 
 class TestGraph:
@@ -397,7 +431,11 @@ class TestRunStreaming:
             stdin=stdin,
         )
         assert proc.returncode == 2
-        assert "stdin line 5 is not JSON" in proc.stderr
+        assert proc.stderr.splitlines()[-1] == (
+            "kisflow: error: flow 'StuAvg': stdin line 5 is not JSON: Expecting value at "
+            "column 1; line was 'not json'"
+        )
+        assert "flow StuAvg: failed, 2 rows out in 1 batch" in proc.stderr.splitlines()
         # The batches before the bad line ran and their rows were written.
         assert len(proc.stdout.splitlines()) == 2
 
@@ -410,6 +448,32 @@ class TestRunStreaming:
         assert "rows/s" not in proc.stderr
         assert "\r" not in proc.stderr
         assert "Flaky:" not in proc.stderr.replace("flow Flaky:", "")
+
+    def test_the_bar_is_an_observer_in_the_runs_options(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """The CLI hands the stream one RunOptions; the bar counts from batch_done."""
+        import kisflow.cli
+        from kisflow.progress import RunProgress
+
+        seen: list[Any] = []
+        real = kisflow.cli.run_jsonl_stream
+
+        def spy(*args: Any, **kwargs: Any) -> Any:
+            seen.append(kwargs.get("options"))
+            summary = real(*args, **kwargs)
+            seen.append((seen[0].observers[0].rows, seen[0].observers[0].runs))
+            return summary
+
+        monkeypatch.setattr(kisflow.cli, "run_jsonl_stream", spy)
+        conf, faas = _flaky_conf(tmp_path)
+        args = ["run", str(conf), "--flow", "Flaky", "--faas", str(faas), "--batch-size", "2"]
+        result = CliRunner().invoke(main, args, input=_rows(5))
+        assert result.exit_code == 0, result.output
+        options, counted = seen
+        assert isinstance(options, kf.RunOptions)
+        assert [type(o) for o in options.observers] == [RunProgress]
+        assert counted == (5, 3)
 
     def test_bar_on_a_terminal(self, tmp_path: Path) -> None:
         conf, faas = _flaky_conf(tmp_path)
@@ -535,5 +599,8 @@ class TestRunInterrupt:
         assert [json.loads(line) for line in first] == [{"n": 0}, {"n": 2}]
         assert rest == ""
         assert proc.returncode == 130, err
-        assert "flow Flaky: completed, 2 rows out in 2 batches" in err
-        assert "interrupted: stopped after 2 rows in 2 batches" in err
+        assert "flow Flaky: interrupted, 2 rows out in 2 batches" in err.splitlines()
+        assert err.splitlines()[-1] == (
+            "kisflow: error: interrupted: stopped after 2 rows in 2 batches "
+            "(the batch under way finished)"
+        )

@@ -15,6 +15,10 @@ Stopping is always between batches, never inside one, so a Save stage never sees
 batch: ``stop()`` (from any thread), Ctrl-C (SIGINT, when the stream runs in the main
 thread) or cancelling the task of an ``AsyncStream`` let the batches in flight finish,
 then end the stream; ``interrupted`` and ``rows_done`` say what happened.
+
+``run_jsonl_stream`` (the CLI's ``run``) streams JSON lines through a ``Stream`` and
+tells its errors in input lines: a line that is no row (``InputLineError``), the line of
+a row that does not convert, the lines a failed batch held.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ import collections
 import concurrent.futures
 import itertools
 import json
+import reprlib
 import signal
 import threading
 import types
@@ -44,7 +49,7 @@ from loguru import logger
 from kisflow import observers
 from kisflow._aio import private_runner
 from kisflow.connectors._base import to_json_text
-from kisflow.errors import ConfigError, KisFlowError, RunError
+from kisflow.errors import ConfigError, KisFlowError, RowConversionError, RunError
 from kisflow.options import RunOptions, merge
 from kisflow.progress import progress_bar
 from kisflow.result import RunResult
@@ -55,6 +60,7 @@ if TYPE_CHECKING:
 __all__ = [
     "DEFAULT_BATCH_SIZE",
     "AsyncStream",
+    "InputLineError",
     "Stream",
     "StreamFlow",
     "StreamSummary",
@@ -104,11 +110,15 @@ class _Slot:
     first: int
     size: int
 
+    @property
+    def text(self) -> str:
+        """The note naming the batch and its source rows."""
+        last = self.first + self.size - 1
+        return f"in stream batch {self.index} (source rows {self.first}..{last})"
+
     def note(self, exc: BaseException) -> None:
         """Say on ``exc`` which batch and source rows it came from."""
-        exc.add_note(
-            f"in stream batch {self.index} (source rows {self.first}..{self.first + self.size - 1})"
-        )
+        exc.add_note(self.text)
 
 
 class _BatchWindow:
@@ -540,24 +550,152 @@ class StreamSummary:
     interrupted: bool
 
 
-def _decode_lines(flow: StreamFlow, lines: Iterable[str], source: str) -> Iterator[Any]:
-    for number, line in enumerate(lines, 1):
-        text = line.strip()
+class InputLineError(RunError, ValueError):
+    """A line of ``run_jsonl_stream``'s input is no row: not UTF-8, not JSON, or beyond
+    what the JSON reader takes (nesting deeper than the recursion limit, an integer of
+    more than 4,300 digits). ``source`` and ``line`` (from 1) say where it is."""
+
+    def __init__(self, message: str, *, flow: str, source: str, line: int) -> None:
+        self.source = source
+        self.line = line
+        super().__init__(message, flow=flow)
+
+
+_BOM = "\ufeff"
+
+_SHOWN = reprlib.Repr()
+_SHOWN.maxlevel = 4
+_SHOWN.maxstring = _SHOWN.maxother = 80
+_SHOWN.maxlist = _SHOWN.maxtuple = _SHOWN.maxdict = _SHOWN.maxset = 8
+
+
+def _shown(row: Any) -> str:
+    """A short rendering of ``row`` for a message, whatever the row (deep, huge, odd)."""
+    try:
+        return _SHOWN.repr(row)
+    except Exception as exc:  # a __repr__ that raises, an int too long to print
+        return f"<{type(row).__name__} row: repr raised {type(exc).__name__}>"
+
+
+def _excerpt(line: str | bytes) -> str:
+    """The first 200 characters of an input line, for a message."""
+    if isinstance(line, bytes):
+        line = line[:200].decode("utf-8", "backslashreplace")
+    return repr(line[:200])
+
+
+class _JsonLines:
+    """The rows of a JSON-lines input, with the line number of each row in flight.
+
+    ``pending`` holds ``(line, row)`` for the rows read and not yet in a finished batch,
+    so an error in a batch can name input lines; ``release`` drops a finished batch's,
+    which keeps the record as bounded as the stream's own batches.
+    """
+
+    def __init__(self, flow: str, lines: Iterable[str] | Iterable[bytes], source: str) -> None:
+        self.flow = flow
+        self.source = source
+        self.pending: collections.deque[tuple[int, Any]] = collections.deque()
+        self._lines = lines
+
+    def rows(self) -> Iterator[Any]:
+        """Each non-blank line's row; a line that is no row raises ``InputLineError``."""
+        pending = self.pending
+        lines: Iterable[str | bytes] = self._lines
+        for number, line in enumerate(lines, 1):
+            row = self._decode(number, line)
+            if row is not _BLANK:
+                pending.append((number, row))
+                yield row
+
+    def _decode(self, number: int, line: str | bytes) -> Any:
+        where = f"flow {self.flow!r}: {self.source} line {number}"
+        if isinstance(line, bytes):
+            try:
+                text = line.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise InputLineError(
+                    f"{where} is not UTF-8 (byte {exc.start + 1}: {exc.reason}); "
+                    f"line was {_excerpt(line.strip())}",
+                    flow=self.flow,
+                    source=self.source,
+                    line=number,
+                ) from exc
+        else:
+            text = line
+        if number == 1 and text.startswith(_BOM):
+            text = text[1:]
+        text = text.strip()
         if not text:
-            continue
+            return _BLANK
         try:
-            yield json.loads(text)
+            return json.loads(text)
         except json.JSONDecodeError as exc:
-            raise RunError(
-                f"flow {flow.name!r}: {source} line {number} is not JSON: {exc.msg}; "
-                f"line was {text[:200]!r}",
-                flow=flow.name,
-            ) from exc
+            problem = f"is not JSON: {exc.msg} at column {exc.colno}"
+            cause: BaseException = exc
+        except RecursionError as exc:
+            problem = "is nested too deeply to read as JSON"
+            cause = exc
+        except ValueError as exc:  # e.g. an integer beyond Python's 4,300 digits
+            problem = f"cannot be read as JSON: {exc}"
+            cause = exc
+        raise InputLineError(
+            f"{where} {problem}; line was {_excerpt(text)}",
+            flow=self.flow,
+            source=self.source,
+            line=number,
+        ) from cause
+
+    def release(self, count: int) -> tuple[int, int]:
+        """Forget the first ``count`` rows (a finished batch); their first and last lines."""
+        pending = self.pending
+        first = last = pending[0][0]
+        for _ in range(count):
+            last = pending.popleft()[0]
+        return first, last
+
+    def explain(self, exc: KisFlowError, index: int, first: int, most: int) -> KisFlowError:
+        """``exc`` from stream batch ``index`` (its first source row ``first``, at most
+        ``most`` rows) told in input lines: the stream's batch note becomes one naming
+        lines, and a source row that would not convert is named by its line.
+
+        The failed batch is the oldest not yet finished, so its rows lead ``pending``.
+        """
+        batch = list(itertools.islice(self.pending, most))
+        if not batch:
+            return exc
+        lines = f"in stream batch {index + 1} ({self.source} lines {batch[0][0]}..{batch[-1][0]})"
+        notes: list[str] | None = getattr(exc, "__notes__", None)
+        stream_note = _Slot(index, first, len(batch)).text
+        if notes is not None and stream_note in notes:
+            notes[notes.index(stream_note)] = lines
+        if not isinstance(exc, RowConversionError) or exc.stage is None:
+            return exc
+        at = exc.row_index
+        if not 0 <= at < len(batch) or batch[at][1] is not exc.row:
+            return exc  # a row some stage made, not one read from the input
+        line = batch[at][0]
+        message = str(exc)
+        token = f": row {at} "
+        if token in message:
+            message = message.replace(token, f": {self.source} line {line} ", 1)
+        else:
+            message = f"{self.source} line {line}: {message}"
+        named = RowConversionError(
+            message, flow=exc.flow, stage=exc.stage, row_index=at, row=exc.row
+        )
+        for note in notes or ():
+            named.add_note(note)
+        return named
+
+
+_BLANK = object()
+"""What ``_JsonLines._decode`` returns for a blank line."""
 
 
 def run_jsonl_stream(
     flow: StreamFlow,
-    lines: Iterable[str],
+    lines: Iterable[str] | Iterable[bytes],
     out: TextIO,
     *,
     batch_size: int = DEFAULT_BATCH_SIZE,
@@ -572,18 +710,27 @@ def run_jsonl_stream(
 
     Meant for the CLI's ``run`` on large inputs: memory stays bounded by the batch size,
     and Ctrl-C stops after the current batch with ``interrupted=True`` in the summary.
-    Rows are written as the built-in connectors write them (attrs and dataclass rows as
-    objects); ``on_result`` sees each batch's result after its rows are written (for
+    ``lines`` are text, or bytes read as UTF-8 (so a line that is not UTF-8 is named by
+    its number); blank lines are skipped. Rows are written as the built-in connectors
+    write them (attrs and dataclass rows as objects), a batch's rows once they all are
+    JSON; ``on_result`` sees each batch's result after its rows are written (for
     per-stage summaries), and should not keep it if memory is to stay bounded.
     ``options`` (with ``ctx=`` overriding its ctx) applies to every batch.
 
+    Errors name input lines: a failed batch's note says ``in stream batch 3 (rows.jsonl
+    lines 41..60)`` (batches counted from 1), and an input row a stage cannot convert is
+    named by its line (``rows.jsonl line 45 cannot be converted to ...``).
+
     Raises:
-        RunError: a line is not JSON (naming ``source`` and the line number), or a
-            stage failed (naming the flow, stage and stream batch).
+        InputLineError: a line is not UTF-8 or not JSON, or nests too deep or holds too
+            long an integer to read (naming ``source`` and the line number).
+        RunError: a stage failed (its own error, naming the flow, stage and stream
+            batch), or an output row is not JSON (naming the batch).
     """
+    reader = _JsonLines(flow.name, lines, source)
     stream = Stream(
         flow,
-        _decode_lines(flow, lines, source),
+        reader.rows(),
         batch_size=batch_size,
         max_in_flight=max_in_flight,
         ctx=ctx,
@@ -591,10 +738,34 @@ def run_jsonl_stream(
         options=options,
     )
     rows_out = 0
-    for result in stream:
+    done = 0
+    while True:
+        try:
+            result = next(stream)
+        except StopIteration:
+            break
+        except KisFlowError as exc:
+            named = reader.explain(exc, stream.batches_done, stream.rows_done, batch_size)
+            if named is exc:
+                raise
+            raise named from exc.__cause__
+        first, last = reader.release(stream.rows_done - done)
+        done = stream.rows_done
+        texts: list[str] = []
         for row in result.output:
-            out.write(to_json_text(row))
+            try:
+                texts.append(to_json_text(row))
+            except (TypeError, ValueError, RecursionError) as exc:
+                raise RunError(
+                    f"flow {flow.name!r}: an output row of stream batch {stream.batches_done} "
+                    f"({source} lines {first}..{last}) is not JSON: {type(exc).__name__}: "
+                    f"{exc}; row was {_shown(row)}",
+                    flow=flow.name,
+                ) from exc
+        for text in texts:
+            out.write(text)
             out.write("\n")
+        del texts
         rows_out += len(result.output)
         out.flush()
         if on_result is not None:
