@@ -30,8 +30,8 @@ import kisflow.metrics
 from kisflow import __version__
 from kisflow.configfile import LoadedConfig, export_config, load_config_dir
 from kisflow.connectors._base import to_json_text
-from kisflow.errors import ConfigError, KisFlowError
-from kisflow.executors.stream import InputLineError, StreamSummary, run_jsonl_stream
+from kisflow.errors import ConfigError, InputLineError, KisFlowError
+from kisflow.executors.stream import StreamSummary, run_jsonl_stream
 from kisflow.flow import Flow
 from kisflow.options import RunOptions
 from kisflow.progress import RunProgress

@@ -22,6 +22,7 @@ in the message::
     │   ├── ActionError(ValueError)             bad action, e.g. an unknown jump target
     │   ├── FlowLoopError                       .cycle .steps
     │   ├── CommitError(TypeError)              commit_row_batch got no batch (a str, a mapping)
+    │   ├── InputLineError(ValueError)          .source .line; a JSON-lines input line is no row
     │   └── PartitionError                      .partition; a partition failed on a worker
     ├── ConnectorError(ConnectionError)         .connector .type .address .flow .stage .attempts
     └── MissingExtraError(ImportError)          .extra; pip install 'kisflow[extra]'
@@ -46,6 +47,7 @@ __all__ = [
     "FlowShapeError",
     "FlowTypeError",
     "FunctionNotFoundError",
+    "InputLineError",
     "KisFlowError",
     "MissingExtraError",
     "PartitionError",
@@ -203,6 +205,17 @@ class FlowLoopError(RunError):
         self.cycle = tuple(cycle)
         self.steps = steps
         super().__init__(message, flow=flow, stage=stage)
+
+
+class InputLineError(RunError, ValueError):
+    """A line of a JSON-lines input is no row: not UTF-8, not JSON, or beyond what the
+    JSON reader takes (nesting deeper than the recursion limit, an integer of more than
+    4,300 digits). ``source`` and ``line`` (from 1) say where it is."""
+
+    def __init__(self, message: str, *, flow: str, source: str, line: int) -> None:
+        self.source = source
+        self.line = line
+        super().__init__(message, flow=flow)
 
 
 class CommitError(RunError, TypeError):

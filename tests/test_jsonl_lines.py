@@ -8,7 +8,8 @@ import sys
 import pytest
 
 import kisflow as kf
-from kisflow.executors.stream import InputLineError, run_jsonl_stream
+from kisflow.errors import InputLineError
+from kisflow.executors.stream import run_jsonl_stream
 
 
 def _typed_flow() -> kf.Flow:

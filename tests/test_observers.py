@@ -127,12 +127,22 @@ class TestEvents:
             def batch_done(self, flow: str, batch: int, result: kf.RunResult) -> None:
                 self.seen.append((flow, batch, len(result.output)))
 
+            def run_started(self, run: Any, rows: int) -> None:
+                self.seen.append(("run", 0, rows))
+
         obs = Batches()
         flow = _flow()
         with flow.stream(range(1, 6), kf.RunOptions(observers=(obs,)), batch_size=2) as stream:
             outputs = [r.output for r in stream]
         assert outputs == [[2, 4], [6, 8], [10]]
-        assert obs.seen == [("obs", 1, 2), ("obs", 2, 2), ("obs", 3, 1)]
+        assert obs.seen == [
+            ("run", 0, 2),
+            ("obs", 1, 2),
+            ("run", 0, 2),
+            ("obs", 2, 2),
+            ("run", 0, 1),
+            ("obs", 3, 1),
+        ]
 
     def test_metrics_observe_while_enabled(self) -> None:
         pytest.importorskip("prometheus_client")

@@ -30,6 +30,7 @@ EXPECTED = {
     "FuncOption",
     "Function",
     "FunctionNotFoundError",
+    "InputLineError",
     "GlobalConfig",
     "KisFlowError",
     "LoadedConfig",

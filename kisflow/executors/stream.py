@@ -49,7 +49,7 @@ from loguru import logger
 from kisflow import observers
 from kisflow._aio import private_runner
 from kisflow.connectors._base import to_json_text
-from kisflow.errors import ConfigError, KisFlowError, RowConversionError, RunError
+from kisflow.errors import ConfigError, InputLineError, KisFlowError, RowConversionError, RunError
 from kisflow.options import RunOptions, merge
 from kisflow.progress import progress_bar
 from kisflow.result import RunResult
@@ -78,15 +78,11 @@ class StreamFlow(Protocol):
     def name(self) -> str:
         """The flow's name, for messages, logs and observers."""
 
-    def run(
-        self, rows: Iterable[Any], /, *, ctx: Any, max_steps: int | None, dead_letters: Any
-    ) -> RunResult:
-        """Run the flow once on ``rows``."""
+    def run(self, rows: Iterable[Any], options: RunOptions | None = None, /) -> RunResult:
+        """Run the flow once on ``rows`` with ``options``."""
 
-    async def arun(
-        self, rows: Iterable[Any], /, *, ctx: Any, max_steps: int | None, dead_letters: Any
-    ) -> RunResult:
-        """Run the flow once on ``rows`` on the running event loop."""
+    async def arun(self, rows: Iterable[Any], options: RunOptions | None = None, /) -> RunResult:
+        """Run the flow once on ``rows`` with ``options``, on the running event loop."""
 
 
 def _check_sizes(flow: str, batch_size: int, max_in_flight: int) -> None:
@@ -222,15 +218,11 @@ class _Base:
 
     def _run(self, rows: list[Any]) -> RunResult:
         """One batch, run in this thread."""
-        o = self.options
-        return self.flow.run(rows, ctx=o.ctx, max_steps=o.max_steps, dead_letters=o.dead_letters)
+        return self.flow.run(rows, self.options)
 
     async def _arun(self, rows: list[Any]) -> RunResult:
         """One batch, run on the event loop."""
-        o = self.options
-        return await self.flow.arun(
-            rows, ctx=o.ctx, max_steps=o.max_steps, dead_letters=o.dead_letters
-        )
+        return await self.flow.arun(rows, self.options)
 
     def _open_bar(self) -> None:
         if self._bar is None:
@@ -548,17 +540,6 @@ class StreamSummary:
     rows_out: int
     batches: int
     interrupted: bool
-
-
-class InputLineError(RunError, ValueError):
-    """A line of ``run_jsonl_stream``'s input is no row: not UTF-8, not JSON, or beyond
-    what the JSON reader takes (nesting deeper than the recursion limit, an integer of
-    more than 4,300 digits). ``source`` and ``line`` (from 1) say where it is."""
-
-    def __init__(self, message: str, *, flow: str, source: str, line: int) -> None:
-        self.source = source
-        self.line = line
-        super().__init__(message, flow=flow)
 
 
 _BOM = "\ufeff"
