@@ -9,7 +9,7 @@ in the message::
     ├── PoolError
     │   ├── DuplicateRegistrationError(ValueError)   .kind .name
     │   └── FunctionNotFoundError(LookupError)       .flow .function
-    ├── FaaSSignatureError(TypeError)           .function .parameter
+    ├── FaaSSignatureError(TypeError)           .function .parameter .qualname .file .line
     ├── FlowDefinitionError(ValueError)         .flow
     │   ├── FlowShapeError                      not a single chain
     │   ├── FlowCycleError                      the graph has a cycle
@@ -111,13 +111,35 @@ class FunctionNotFoundError(PoolError, LookupError):
 
 
 class FaaSSignatureError(KisFlowError, TypeError):
-    """A FaaS callback does not have a signature kisflow can call."""
+    """A FaaS callback does not have a signature kisflow can call.
 
-    def __init__(self, function: str, message: str, parameter: str | None = None) -> None:
+    ``function`` is the name it was registered under; ``qualname``, ``file`` and
+    ``line`` locate the Python function (None when unknown: a builtin, a value that is
+    not callable), so the message leads to the code; ``reason`` is what is wrong.
+    """
+
+    def __init__(
+        self,
+        function: str,
+        message: str,
+        parameter: str | None = None,
+        *,
+        qualname: str | None = None,
+        file: str | None = None,
+        line: int | None = None,
+    ) -> None:
         self.function = function
         self.parameter = parameter
+        self.reason = message
+        self.qualname = qualname
+        self.file = file
+        self.line = line
         where = f" parameter {parameter!r}" if parameter is not None else ""
-        super().__init__(f"faas {function!r}{where}: {message}")
+        defined = ""
+        if qualname is not None:
+            at = f" at {file}:{line}" if file and line else f" in {file}" if file else ""
+            defined = f" (function {qualname}{at})"
+        super().__init__(f"faas {function!r}{defined}{where}: {message}")
 
 
 class FlowDefinitionError(KisFlowError, ValueError):
