@@ -24,7 +24,7 @@ in the message::
     │   ├── CommitError(TypeError)              commit_row_batch got no batch (a str, a mapping)
     │   └── PartitionError                      .partition; a partition failed on a worker
     ├── ConnectorError(ConnectionError)         .connector .type .address .flow .stage .attempts
-    └── MissingExtraError(ImportError)          .extra; pip install 'kisflow[extra]'
+    └── MissingExtraError(ImportError)          .extra .needed_by; pip install 'kisflow[extra]'
 """
 
 from __future__ import annotations
@@ -278,11 +278,19 @@ class PartitionError(RunError):
 
 
 class MissingExtraError(KisFlowError, ImportError):
-    """An optional extra is not installed; the message names the pip command that fixes it."""
+    """An optional extra is not installed; the message names the pip command that fixes it.
 
-    def __init__(self, extra: str, module: str) -> None:
+    ``extra`` is the extra (``metrics``, ``redis``, ``sql``, ``dask``), ``name`` the
+    module that is missing and ``needed_by`` what asked for it (a connector, metrics).
+    """
+
+    def __init__(self, extra: str, module: str, *, needed_by: str | None = None) -> None:
         self.extra = extra
+        self.needed_by = needed_by
+        missing = f"{module!r} is not installed"
+        if needed_by is not None:
+            missing = f"{needed_by} needs {module!r}, which is not installed"
         super().__init__(
-            f"{module!r} is not installed; install it with pip install 'kisflow[{extra}]'",
+            f"{missing}; install it with pip install 'kisflow[{extra}]'",
             name=module,
         )

@@ -29,7 +29,8 @@ kisflow adds counters per stage, labelled ``flow_name``, ``func_name``, ``func_m
 ``func_rows_in_total``, ``func_rows_out_total``, ``func_rows_filtered_total``,
 ``func_rows_dead_lettered_total`` and ``func_retries_total`` (see ``StageStats``).
 
-``prometheus_client`` is an optional dependency: ``pip install 'kisflow[metrics]'``.
+``prometheus_client`` is an optional dependency: ``pip install 'kisflow[metrics]'``;
+without it, turning metrics on raises ``MissingExtraError`` naming that extra.
 """
 
 from __future__ import annotations
@@ -43,7 +44,7 @@ from typing import TYPE_CHECKING, Any
 
 from kisflow import observers
 from kisflow.config import GlobalConfig
-from kisflow.errors import ConfigError
+from kisflow.errors import ConfigError, MissingExtraError
 from kisflow.observers import Observer, StageCall
 
 if TYPE_CHECKING:
@@ -93,14 +94,15 @@ FLOW_DURATION_BUCKETS_MS: tuple[float, ...] = (*FUNC_DURATION_BUCKETS_MS, 60000.
 DURATION_BUCKETS_MS = FLOW_DURATION_BUCKETS_MS
 """The older name of ``FLOW_DURATION_BUCKETS_MS`` (once the buckets of both histograms)."""
 
-_EXTRA = "kisflow.metrics needs prometheus_client; install it with pip install 'kisflow[metrics]'"
-
 
 def _prometheus() -> Any:
+    """The prometheus_client module, or ``MissingExtraError`` naming ``kisflow[metrics]``."""
     try:
         import prometheus_client
-    except ModuleNotFoundError as exc:  # pragma: no cover - the dev extra installs it
-        raise ConfigError(_EXTRA, key="prometheus_enable") from exc
+    except ImportError as exc:
+        raise MissingExtraError(
+            "metrics", "prometheus_client", needed_by="kisflow.metrics"
+        ) from exc
     return prometheus_client
 
 
@@ -376,8 +378,8 @@ def enable(
     Calling it again while on keeps the counts; a second server is an error.
 
     Raises:
-        ConfigError: bad address, busy port, a server already running, or
-            prometheus_client not installed.
+        ConfigError: bad address, busy port, or a server already running.
+        MissingExtraError: prometheus_client is not installed (``kisflow[metrics]``).
     """
     global _active, _server
     if config is not None and not isinstance(config, GlobalConfig):
