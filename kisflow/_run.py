@@ -439,12 +439,16 @@ class Run:
     def retry(self, exc: Exception) -> float | None:
         """After a failed FaaS call: seconds to wait before calling it again, or None.
 
+        Observers get ``call_failed`` for every failed call, retried or not.
+
         None when ``exc`` is not retryable (kisflow's own run errors; connector errors
         and the user's exceptions are) or the stage's ``retry_times`` are used up.
         Otherwise the failed attempt's commits, actions and rejected rows are discarded.
         The wait is ``return_duration`` ms, doubling on each retry up to
         ``MAX_RETRY_DELAY`` s (or ``return_duration`` if that is longer).
         """
+        if self.observers:  # every failed FaaS call passes here first: tell it once
+            notify(self.observers, "call_failed", self, self.stages[self.pos], self._attempt, exc)
         if not _retryable(exc):
             return None
         pos = self.pos

@@ -17,6 +17,7 @@ function it wraps.
 from __future__ import annotations
 
 import collections.abc
+import contextlib
 import enum
 import functools
 import inspect
@@ -32,7 +33,7 @@ from kisflow._api import FlowAPI
 from kisflow.errors import FaaSSignatureError
 from kisflow.rows import RowType, describe_type, is_supported_row_type
 
-__all__ = ["CallKind", "Signature", "read_signature"]
+__all__ = ["CallKind", "Signature", "located", "read_signature"]
 
 _ROW_CONTAINERS = (
     list,
@@ -161,12 +162,55 @@ def _kind(fn: Callable[..., Any]) -> CallKind:
     return CallKind.PLAIN
 
 
+def located(fn: Any) -> dict[str, Any]:
+    """Where the Python function behind ``fn`` is: ``qualname``, ``file``, ``line``.
+
+    The keyword arguments of ``FaaSSignatureError`` (empty for a value that is not
+    callable). A partial is located by the function it wraps, a callable object by its
+    ``__call__``, a decorated function by what it wraps; ``line`` is the first line of
+    the definition (its first decorator's line).
+    """
+    if not callable(fn):
+        return {}
+    target = _target(fn)
+    with contextlib.suppress(ValueError):  # a __wrapped__ cycle: keep the outer one
+        target = inspect.unwrap(target)
+    qualname = getattr(target, "__qualname__", None) or getattr(target, "__name__", None)
+    if not isinstance(qualname, str):
+        qualname = type(fn).__qualname__
+    file: str | None = None
+    line: int | None = None
+    code = getattr(target, "__code__", None)
+    if isinstance(code, types.CodeType):
+        file, line = code.co_filename, code.co_firstlineno
+    else:  # a class, a builtin: ask inspect, which may not know
+        try:
+            file = inspect.getsourcefile(target)
+            line = inspect.getsourcelines(target)[1] if file else None
+        except (OSError, TypeError):
+            pass
+    return {"qualname": qualname, "file": file, "line": line}
+
+
 def read_signature(name: str, fn: Any, output: Any | None = None) -> Signature:
     """Check ``fn`` is a FaaS kisflow can call and describe how to call it.
 
     Raises:
-        FaaSSignatureError: naming the function and the parameter at fault.
+        FaaSSignatureError: naming the registered name, the Python function (qualified
+            name, file and line) and the parameter at fault.
     """
+    try:
+        return _read_signature(name, fn, output)
+    except FaaSSignatureError as exc:
+        where = located(fn)
+        if not where or exc.qualname is not None:
+            raise
+        err = FaaSSignatureError(exc.function, exc.reason, exc.parameter, **where)
+        raise err.with_traceback(exc.__traceback__) from exc.__cause__
+
+
+def _read_signature(name: str, fn: Any, output: Any | None) -> Signature:
+    """``read_signature`` without the function's location in its errors."""
     try:
         typeguard.check_type(fn, Callable[..., Any])
     except typeguard.TypeCheckError as exc:

@@ -9,7 +9,7 @@ in the message::
     ├── PoolError
     │   ├── DuplicateRegistrationError(ValueError)   .kind .name
     │   └── FunctionNotFoundError(LookupError)       .flow .function
-    ├── FaaSSignatureError(TypeError)           .function .parameter
+    ├── FaaSSignatureError(TypeError)           .function .parameter .qualname .file .line
     ├── FlowDefinitionError(ValueError)         .flow
     │   ├── FlowShapeError                      not a single chain
     │   ├── FlowCycleError                      the graph has a cycle
@@ -25,7 +25,7 @@ in the message::
     │   ├── InputLineError(ValueError)          .source .line; a JSON-lines input line is no row
     │   └── PartitionError                      .partition; a partition failed on a worker
     ├── ConnectorError(ConnectionError)         .connector .type .address .flow .stage .attempts
-    └── MissingExtraError(ImportError)          .extra; pip install 'kisflow[extra]'
+    └── MissingExtraError(ImportError)          .extra .needed_by; pip install 'kisflow[extra]'
 """
 
 from __future__ import annotations
@@ -113,13 +113,35 @@ class FunctionNotFoundError(PoolError, LookupError):
 
 
 class FaaSSignatureError(KisFlowError, TypeError):
-    """A FaaS callback does not have a signature kisflow can call."""
+    """A FaaS callback does not have a signature kisflow can call.
 
-    def __init__(self, function: str, message: str, parameter: str | None = None) -> None:
+    ``function`` is the name it was registered under; ``qualname``, ``file`` and
+    ``line`` locate the Python function (None when unknown: a builtin, a value that is
+    not callable), so the message leads to the code; ``reason`` is what is wrong.
+    """
+
+    def __init__(
+        self,
+        function: str,
+        message: str,
+        parameter: str | None = None,
+        *,
+        qualname: str | None = None,
+        file: str | None = None,
+        line: int | None = None,
+    ) -> None:
         self.function = function
         self.parameter = parameter
+        self.reason = message
+        self.qualname = qualname
+        self.file = file
+        self.line = line
         where = f" parameter {parameter!r}" if parameter is not None else ""
-        super().__init__(f"faas {function!r}{where}: {message}")
+        defined = ""
+        if qualname is not None:
+            at = f" at {file}:{line}" if file and line else f" in {file}" if file else ""
+            defined = f" (function {qualname}{at})"
+        super().__init__(f"faas {function!r}{defined}{where}: {message}")
 
 
 class FlowDefinitionError(KisFlowError, ValueError):
@@ -269,11 +291,19 @@ class PartitionError(RunError):
 
 
 class MissingExtraError(KisFlowError, ImportError):
-    """An optional extra is not installed; the message names the pip command that fixes it."""
+    """An optional extra is not installed; the message names the pip command that fixes it.
 
-    def __init__(self, extra: str, module: str) -> None:
+    ``extra`` is the extra (``metrics``, ``redis``, ``sql``, ``dask``), ``name`` the
+    module that is missing and ``needed_by`` what asked for it (a connector, metrics).
+    """
+
+    def __init__(self, extra: str, module: str, *, needed_by: str | None = None) -> None:
         self.extra = extra
+        self.needed_by = needed_by
+        missing = f"{module!r} is not installed"
+        if needed_by is not None:
+            missing = f"{needed_by} needs {module!r}, which is not installed"
         super().__init__(
-            f"{module!r} is not installed; install it with pip install 'kisflow[{extra}]'",
+            f"{missing}; install it with pip install 'kisflow[{extra}]'",
             name=module,
         )

@@ -17,16 +17,20 @@ KisFlow's metrics (SEMANTICS.md section 11) keep their names, types and labels:
 ``kisflow_data_total``     counter    rows given to runs as source, all flows
 ``flow_data_total``        gauge      the same, per ``flow_name``
 ``flow_schedule_cnts``     gauge      runs started, per ``flow_name``
-``func_schedule_cnts``     gauge      stage calls, per ``func_name``, ``func_mode``
-``func_run_duration``      histogram  ms per stage call, per ``func_name``, ``func_mode``
+``func_schedule_cnts``     gauge      FaaS calls (failed ones too), per function and mode
+``func_run_duration``      histogram  ms per stage call that succeeded, per function and mode
 ``flow_run_duration``      histogram  ms per completed run, per ``flow_name``
 =========================  =========  ===========================================
 
+Like KisFlow, ``func_schedule_cnts`` counts every call it makes (each failed try, the
+final failure, the success) and the histograms observe what succeeded, in KisFlow's
+buckets (``FUNC_DURATION_BUCKETS_MS``, ``FLOW_DURATION_BUCKETS_MS``: from 0.005 ms).
 kisflow adds counters per stage, labelled ``flow_name``, ``func_name``, ``func_mode``:
 ``func_rows_in_total``, ``func_rows_out_total``, ``func_rows_filtered_total``,
 ``func_rows_dead_lettered_total`` and ``func_retries_total`` (see ``StageStats``).
 
-``prometheus_client`` is an optional dependency: ``pip install 'kisflow[metrics]'``.
+``prometheus_client`` is an optional dependency: ``pip install 'kisflow[metrics]'``;
+without it, turning metrics on raises ``MissingExtraError`` naming that extra.
 """
 
 from __future__ import annotations
@@ -40,7 +44,7 @@ from typing import TYPE_CHECKING, Any
 
 from kisflow import observers
 from kisflow.config import GlobalConfig
-from kisflow.errors import ConfigError
+from kisflow.errors import ConfigError, MissingExtraError
 from kisflow.observers import Observer, StageCall
 
 if TYPE_CHECKING:
@@ -53,6 +57,8 @@ if TYPE_CHECKING:
 __all__ = [
     "DEFAULT_ADDRESS",
     "DURATION_BUCKETS_MS",
+    "FLOW_DURATION_BUCKETS_MS",
+    "FUNC_DURATION_BUCKETS_MS",
     "MetricsServer",
     "disable",
     "enable",
@@ -65,30 +71,38 @@ __all__ = [
 DEFAULT_ADDRESS = "127.0.0.1:20004"
 """Where ``serve`` listens when no address is given (KisFlow's port, on loopback only)."""
 
-DURATION_BUCKETS_MS: tuple[float, ...] = (
+FUNC_DURATION_BUCKETS_MS: tuple[float, ...] = (
+    0.005,
+    0.01,
+    0.03,
+    0.08,
     0.1,
     0.5,
     1.0,
     5.0,
     10.0,
-    50.0,
     100.0,
-    500.0,
     1000.0,
     5000.0,
-    10000.0,
-    60000.0,
+    30000.0,
 )
-"""Histogram buckets, in milliseconds, of ``func_run_duration`` and ``flow_run_duration``."""
+"""Buckets (ms) of ``func_run_duration``: KisFlow's (stage calls here take tens of µs)."""
 
-_EXTRA = "kisflow.metrics needs prometheus_client; install it with pip install 'kisflow[metrics]'"
+FLOW_DURATION_BUCKETS_MS: tuple[float, ...] = (*FUNC_DURATION_BUCKETS_MS, 60000.0)
+"""Buckets (ms) of ``flow_run_duration``: KisFlow's, the function's up to one minute."""
+
+DURATION_BUCKETS_MS = FLOW_DURATION_BUCKETS_MS
+"""The older name of ``FLOW_DURATION_BUCKETS_MS`` (once the buckets of both histograms)."""
 
 
 def _prometheus() -> Any:
+    """The prometheus_client module, or ``MissingExtraError`` naming ``kisflow[metrics]``."""
     try:
         import prometheus_client
-    except ModuleNotFoundError as exc:  # pragma: no cover - the dev extra installs it
-        raise ConfigError(_EXTRA, key="prometheus_enable") from exc
+    except ImportError as exc:
+        raise MissingExtraError(
+            "metrics", "prometheus_client", needed_by="kisflow.metrics"
+        ) from exc
     return prometheus_client
 
 
@@ -123,23 +137,17 @@ class _Metrics(Observer):
         with self._lock:
             cells = self._flows.get(flow)
             if cells is None:
-                cells = self._flows[flow] = [0] * (_FLOW_SUM + 2 + len(DURATION_BUCKETS_MS))
+                cells = self._flows[flow] = [0] * (_FLOW_SUM + 2 + len(FLOW_DURATION_BUCKETS_MS))
             cells[_RUNS] += 1
             cells[_DATA] += source_rows
             self._source_rows += source_rows
 
     def stage_done(self, run: RunInfo, call: StageCall) -> None:
-        """Count one completed stage call."""
-        flow = run.flow_name
+        """Count one completed stage call (its failed tries were counted as they failed)."""
         stage, _, rows_in, rows_out, filtered, dead, seconds, _ = call
         ms = seconds * 1000.0
-        bucket = _STAGE_SUM + 1 + bisect.bisect_left(DURATION_BUCKETS_MS, ms)
-        cells = self._by_stage.get((flow, stage.id))
-        if cells is None:
-            with self._lock:
-                cells = self._by_stage[flow, stage.id] = self._cells(
-                    (flow, stage.name, stage.mode.value)
-                )
+        bucket = _STAGE_SUM + 1 + bisect.bisect_left(FUNC_DURATION_BUCKETS_MS, ms)
+        cells = self._stage_cells(run.flow_name, stage)
         with self._lock:
             cells[_CALLS] += 1
             cells[_IN] += rows_in
@@ -149,11 +157,27 @@ class _Metrics(Observer):
             cells[_STAGE_SUM] += ms
             cells[bucket] += 1
 
+    def _stage_cells(self, flow: str, stage: Stage) -> list[float]:
+        """The cells of ``stage`` of ``flow``, by stage id (made once, under the lock)."""
+        cells = self._by_stage.get((flow, stage.id))
+        if cells is None:
+            with self._lock:
+                cells = self._by_stage[flow, stage.id] = self._cells(
+                    (flow, stage.name, stage.mode.value)
+                )
+        return cells
+
     def _cells(self, key: tuple[str, str, str]) -> list[float]:
         cells = self._stages.get(key)
         if cells is None:
-            cells = self._stages[key] = [0] * (_STAGE_SUM + 2 + len(DURATION_BUCKETS_MS))
+            cells = self._stages[key] = [0] * (_STAGE_SUM + 2 + len(FUNC_DURATION_BUCKETS_MS))
         return cells
+
+    def call_failed(self, run: RunInfo, stage: Stage, attempt: int, error: BaseException) -> None:
+        """Count a failed FaaS call as a call, as KisFlow counts every call it makes."""
+        cells = self._stage_cells(run.flow_name, stage)
+        with self._lock:
+            cells[_CALLS] += 1
 
     def retried(self, run: RunInfo, stage: Stage, attempt: int, error: BaseException) -> None:
         """Count one retry, when it happens (so retries of a failed run count too)."""
@@ -166,7 +190,7 @@ class _Metrics(Observer):
             return
         flow = run.flow_name
         ms = result.duration * 1000.0
-        bucket = _FLOW_SUM + 1 + bisect.bisect_left(DURATION_BUCKETS_MS, ms)
+        bucket = _FLOW_SUM + 1 + bisect.bisect_left(FLOW_DURATION_BUCKETS_MS, ms)
         with self._lock:
             cells = self._flows[flow]
             cells[_DONE] += 1
@@ -203,7 +227,8 @@ class _Metrics(Observer):
         for flow, cells in sorted(flows.items()):
             flow_data.add_metric((flow,), cells[_DATA])
             flow_runs.add_metric((flow,), cells[_RUNS])
-            flow_ms.add_metric((flow,), _buckets(cells[_FLOW_SUM + 1 :]), cells[_FLOW_SUM])
+            flow_buckets = _buckets(FLOW_DURATION_BUCKETS_MS, cells[_FLOW_SUM + 1 :])
+            flow_ms.add_metric((flow,), flow_buckets, cells[_FLOW_SUM])
         yield from (flow_data, flow_runs, flow_ms)
 
         # KisFlow labels these by function only: sum the stages of every flow.
@@ -213,16 +238,18 @@ class _Metrics(Observer):
             for i, value in enumerate(cells):
                 acc[i] += value
         func_runs = core.GaugeMetricFamily(
-            "func_schedule_cnts", "Stage calls", labels=("func_name", "func_mode")
+            "func_schedule_cnts", "FaaS calls, failed ones too", labels=("func_name", "func_mode")
         )
         func_ms = core.HistogramMetricFamily(
             "func_run_duration",
-            "Milliseconds per stage call (conversion and retries included)",
+            "Milliseconds per stage call that succeeded (conversion and retries included)",
             labels=("func_name", "func_mode"),
         )
         for key, cells in sorted(funcs.items()):
             func_runs.add_metric(key, cells[_CALLS])
-            func_ms.add_metric(key, _buckets(cells[_STAGE_SUM + 1 :]), cells[_STAGE_SUM])
+            func_ms.add_metric(
+                key, _buckets(FUNC_DURATION_BUCKETS_MS, cells[_STAGE_SUM + 1 :]), cells[_STAGE_SUM]
+            )
         yield from (func_runs, func_ms)
 
         labels = ("flow_name", "func_name", "func_mode")
@@ -239,11 +266,11 @@ class _Metrics(Observer):
             yield family
 
 
-def _buckets(counts: list[float]) -> list[tuple[str, float]]:
+def _buckets(bounds: tuple[float, ...], counts: list[float]) -> list[tuple[str, float]]:
     """Per-bucket counts -> Prometheus' cumulative (le, count) pairs, ending with +Inf."""
     out: list[tuple[str, float]] = []
     running = 0.0
-    for bound, count in zip([*DURATION_BUCKETS_MS, math.inf], counts, strict=True):
+    for bound, count in zip([*bounds, math.inf], counts, strict=True):
         running += count
         out.append(("+Inf" if bound == math.inf else repr(float(bound)), running))
     return out
@@ -351,8 +378,8 @@ def enable(
     Calling it again while on keeps the counts; a second server is an error.
 
     Raises:
-        ConfigError: bad address, busy port, a server already running, or
-            prometheus_client not installed.
+        ConfigError: bad address, busy port, or a server already running.
+        MissingExtraError: prometheus_client is not installed (``kisflow[metrics]``).
     """
     global _active, _server
     if config is not None and not isinstance(config, GlobalConfig):

@@ -9,8 +9,12 @@ turned into a run failure. With no observer registered the run loop does no extr
 
 Events, in order, for one run::
 
-    run_started(run) -> stage_done(run, call) ... [retried(run, stage, attempt, error)]
-                     -> run_done(run, result, error)
+    run_started(run) -> stage_done(run, call) ... -> run_done(run, result, error)
+
+where a FaaS call that raises is told first as ``call_failed(run, stage, attempt,
+error)``, then as ``retried(run, stage, attempt + 1, error)`` if it is tried again (the
+stage's ``stage_done`` follows once a call succeeds); a stage that fails for good gets
+no ``stage_done``, and ``run_done`` has the error.
 
 and ``batch_done(flow, batch, result)`` after each batch a stream yields.
 """
@@ -58,6 +62,9 @@ class Observer:
 
     def stage_done(self, run: RunInfo, call: StageCall) -> None:
         """A stage call finished (after any retries) and its rows were counted."""
+
+    def call_failed(self, run: RunInfo, stage: Stage, attempt: int, error: BaseException) -> None:
+        """A FaaS call of ``stage``, its ``attempt``-th try, raised ``error`` (each one)."""
 
     def retried(self, run: RunInfo, stage: Stage, attempt: int, error: BaseException) -> None:
         """A stage call failed with ``error`` and is tried again as ``attempt``."""

@@ -14,6 +14,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 import kisflow as kf
+from kisflow import _run as kf_run
 from kisflow import metrics
 from kisflow.metrics import parse_address
 
@@ -88,7 +89,8 @@ class TestScrape:
         verify = (("func_mode", "Verify"), ("func_name", "KeepEven"))
         save = (("func_mode", "Save"), ("func_name", "Flaky"))
         assert got[("func_schedule_cnts", verify)] == 2
-        assert got[("func_schedule_cnts", save)] == 2
+        # Flaky fails its first call in each run: 2 failed calls and 2 that succeeded.
+        assert got[("func_schedule_cnts", save)] == 4
         assert got[("func_run_duration_count", save)] == 2
         assert got[("func_run_duration_bucket", (*save, ("le", "+Inf")))] == 2
         assert got[("func_rows_in_total", _stage("KeepEven", "Verify"))] == 8
@@ -113,9 +115,47 @@ class TestScrape:
         text = metrics.scrape()
         assert 'func_retries_total{flow_name="Known",func_mode="Save",func_name="Down"} 2.0' in text
         assert 'flow_schedule_cnts{flow_name="Known"} 1.0' in text
-        # The failed call and run are not observed: only completed ones are.
+        # Every call is counted, as KisFlow counts it: the first and both retries.
+        assert 'func_schedule_cnts{func_mode="Save",func_name="Down"} 3.0' in text
+        # The failed call and run are not timed: only completed ones are.
         assert 'flow_run_duration_count{flow_name="Known"} 0.0' in text
-        assert 'func_schedule_cnts{func_mode="Save",func_name="Down"} 0.0' in text
+        assert 'func_run_duration_count{func_mode="Save",func_name="Down"} 0.0' in text
+
+    def test_a_failed_call_without_retries_is_counted(self) -> None:
+        metrics.enable()
+
+        @kf.faas("Once")
+        def once(flow: kf.Flow, rows: list[int]) -> None:
+            raise ValueError("bad row")
+
+        flow = kf.FlowBuilder("Known").calculate("Once").build()
+        for _ in range(2):
+            with pytest.raises(kf.StageExecutionError):
+                flow.run([1])
+        text = metrics.scrape()
+        assert 'func_schedule_cnts{func_mode="Calculate",func_name="Once"} 2.0' in text
+        assert (
+            'func_retries_total{flow_name="Known",func_mode="Calculate",func_name="Once"} 0.0'
+            in text
+        )
+
+    def test_failed_tries_then_success_count_every_call(self) -> None:
+        metrics.enable()
+        calls: list[int] = []
+
+        @kf.faas("Third")
+        def third(flow: kf.Flow, rows: list[int]) -> None:
+            calls.append(1)
+            if len(calls) < 3:
+                raise OSError("not yet")
+            flow.commit_row_batch(rows)
+
+        flow = kf.FlowBuilder("Known").save("Third", option=kf.FuncOption(retry_times=2)).build()
+        assert flow.run([1, 2]).output == [1, 2]
+        got = metrics.scrape()
+        assert 'func_schedule_cnts{func_mode="Save",func_name="Third"} 3.0' in got
+        assert 'func_run_duration_count{func_mode="Save",func_name="Third"} 1.0' in got
+        assert 'func_retries_total{flow_name="Known",func_mode="Save",func_name="Third"} 2.0' in got
 
     def test_runs_from_threads_add_up(self) -> None:
         metrics.enable()
@@ -269,3 +309,38 @@ class TestAddress:
         with pytest.raises(kf.ConfigError) as info:
             parse_address(text)
         assert info.value.key == "prometheus_serve"
+
+
+class TestBuckets:
+    """The duration histograms use KisFlow's buckets, down to 0.005 ms."""
+
+    def test_kisflows_bounds(self) -> None:
+        assert metrics.FUNC_DURATION_BUCKETS_MS == (
+            0.005, 0.01, 0.03, 0.08, 0.1, 0.5, 1.0, 5.0, 10.0, 100.0, 1000.0, 5000.0, 30000.0
+        )  # fmt: skip
+        assert metrics.FLOW_DURATION_BUCKETS_MS[:-1] == metrics.FUNC_DURATION_BUCKETS_MS
+        assert metrics.FLOW_DURATION_BUCKETS_MS[-1] == 60000.0
+
+    def test_a_20_microsecond_call_lands_below_0_03_ms(
+        self, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        ticks = iter(range(10**6))
+        # Each reading of the run's clock is 20 µs after the last: every stage call takes 20 µs.
+        monkeypatch.setattr(kf_run, "_clock", lambda: next(ticks) * 20e-6)
+        metrics.enable()
+        flow = _known_flow()
+        flow.run([2, 4])  # two stages: KeepEven once, Flaky twice (a retry), 20 µs each
+        got = {
+            (sample.name, sample.labels.get("le"), sample.labels.get("func_name")): sample.value
+            for family in text_string_to_metric_families(metrics.scrape())
+            for sample in family.samples
+        }
+        assert got["func_run_duration_bucket", "0.01", "KeepEven"] == 0
+        assert got["func_run_duration_bucket", "0.03", "KeepEven"] == 1
+        assert got["func_run_duration_bucket", "0.005", "Flaky"] == 0
+        assert got["func_run_duration_bucket", "0.03", "Flaky"] == 1
+        assert got["func_run_duration_sum", None, "KeepEven"] == pytest.approx(0.02)
+        # The run: two stage calls of 20 µs, 0.04 ms, between the 0.03 and 0.08 bounds.
+        assert got["flow_run_duration_bucket", "0.03", None] == 0
+        assert got["flow_run_duration_bucket", "0.08", None] == 1
+        assert got["flow_run_duration_bucket", "60000.0", None] == 1

@@ -5,8 +5,10 @@ from __future__ import annotations
 import concurrent.futures
 import json
 import os
+import signal
 import sqlite3
 import sys
+import time
 import types
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import closing
@@ -216,6 +218,56 @@ class TestDeadWorker:
             run_partitions(flow, [1], load=lambda x: [x], workers=1)
         assert info.value.partition == "0"
         assert isinstance(info.value.__cause__, concurrent.futures.process.BrokenProcessPool)
+
+
+def _die_on_3(how: str) -> kf.Flow:
+    """A flow whose worker process dies on partition 3 while the other worker is busy."""
+
+    @kf.faas("DieOn3")
+    def die_on_3(flow: kf.Flow, rows: list[int]) -> None:
+        if rows[0] == 3:
+            time.sleep(0.1)  # the other worker is inside partition 2 or 4 by now
+            if how == "kill":
+                os.kill(os.getpid(), signal.SIGKILL)
+            os._exit(7)
+        time.sleep(0.3)
+        flow.commit_row_batch(rows)
+
+    return kf.FlowBuilder("dies-on-3").calculate("DieOn3").build()
+
+
+class TestDeadWorkerNamesItsPartition:
+    """The PartitionError names the partition the dead worker ran, not a bystander."""
+
+    @pytest.mark.parametrize("how", ["exit", "kill"])
+    def test_first_error_names_the_dead_workers_partition(self, how: str) -> None:
+        flow = _die_on_3(how)
+        with pytest.raises(kf.PartitionError) as info:
+            run_partitions(flow, range(8), load=lambda i: [i], workers=2)
+        assert info.value.partition == "3"
+        died = "killed by SIGKILL" if how == "kill" else "exit code 7"
+        assert "partition '3' (index 3)" in str(info.value)
+        assert "worker process (pid " in str(info.value)
+        assert f"died while running it ({died})" in str(info.value)
+        assert isinstance(info.value.__cause__, concurrent.futures.process.BrokenProcessPool)
+
+    def test_every_lost_partition_says_which_one_died(self) -> None:
+        errors: list[kf.PartitionError] = []
+        results = run_partitions(
+            _die_on_3("exit"), range(8), load=lambda i: [i], workers=2, on_error=errors.append
+        )
+        done = {r.partition.key for r in results}
+        assert done >= {"0", "1"}
+        assert "3" not in done
+        assert sorted(e.partition or "" for e in errors) == sorted(
+            str(i) for i in range(8) if str(i) not in done
+        )
+        dead = [e for e in errors if "died while running it" in str(e)]
+        assert [e.partition for e in dead] == ["3"]
+        assert errors[0] is dead[0]  # the dead worker's partition is reported first
+        in_flight = [e for e in errors if "lost when the process pool broke" in str(e)]
+        assert in_flight  # the other worker's partition, at least
+        assert all("running partition '3' (pid " in str(e) for e in in_flight)
 
 
 class TestConnectorsOnWorkers:

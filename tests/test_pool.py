@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import attrs
 import pytest
+from loguru import logger
 from resources.threads import run_threads
 
 import kisflow as kf
@@ -469,3 +471,50 @@ class TestNames:
         assert pool.get_caas("c", "f", "save") is not None
         with pytest.raises(kf.ConfigError):
             pool.get_caas("c", "f", "Write")
+
+
+@pytest.fixture
+def debug_log() -> Iterator[list[tuple[str, str]]]:
+    """kisflow's log records of one test as (level, message); logging off again after."""
+    out: list[tuple[str, str]] = []
+    logger.enable("kisflow")
+    sink = logger.add(
+        lambda m: out.append((m.record["level"].name, m.record["message"])), level="TRACE"
+    )
+    try:
+        yield out
+    finally:
+        logger.remove(sink)
+        logger.disable("kisflow")
+
+
+class TestRegistrationIsLogged:
+    """Every registration is logged once at DEBUG, as ``faas`` is; a refused one is not."""
+
+    def test_faas(self, debug_log: list[tuple[str, str]]) -> None:
+        kf.pool.faas("Double", double)
+        assert debug_log == [("DEBUG", "registered faas 'Double'")]
+
+    def test_add_flow(self, debug_log: list[tuple[str, str]]) -> None:
+        flow = kf.Flow("F")
+        kf.pool.add_flow("F", flow)
+        with pytest.raises(DuplicateRegistrationError):
+            kf.pool.add_flow("F", flow)
+        kf.pool.add_flow("F", flow, replace=True)
+        assert debug_log == [("DEBUG", "registered flow 'F'")] * 2
+
+    def test_caas_init(self, debug_log: list[tuple[str, str]]) -> None:
+        kf.pool.caas_init("c1", init_conn)
+        with pytest.raises(DuplicateRegistrationError):
+            kf.pool.caas_init("c1", init_conn)
+        assert debug_log == [("DEBUG", "registered caas_init 'c1'")]
+
+    def test_caas(self, debug_log: list[tuple[str, str]]) -> None:
+        kf.pool.caas("c1", "Save1", "S", caas_fn)
+        kf.pool.caas("c1", "Load1", kf.Mode.LOAD, caas_fn)
+        with pytest.raises(DuplicateRegistrationError):
+            kf.pool.caas("c1", "Save1", "Save", caas_fn)
+        assert debug_log == [
+            ("DEBUG", "registered caas 'c1'/'Save1'/Save"),
+            ("DEBUG", "registered caas 'c1'/'Load1'/Load"),
+        ]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import inspect
 from collections.abc import AsyncIterator, Generator, Iterable, Iterator, Sequence
 from typing import Any
 
@@ -286,7 +287,14 @@ class TestRejectedForms:
             read_signature(f"Bad_{case}", fn)
         assert info.value.function == f"Bad_{case}"
         assert info.value.parameter == parameter
-        assert str(info.value).startswith(f"faas 'Bad_{case}' parameter {parameter!r}: ")
+        if case == "not_callable":  # no Python function to name
+            assert str(info.value).startswith(f"faas 'Bad_{case}' parameter {parameter!r}: ")
+        else:
+            line = inspect.getsourcelines(fn)[1]
+            assert str(info.value).startswith(
+                f"faas 'Bad_{case}' (function {fn.__qualname__} at {bad_functions.__file__}:"
+                f"{line}) parameter {parameter!r}: "
+            )
 
     @pytest.mark.parametrize("case", sorted(bad_functions.CASES))
     def test_is_a_type_error_and_nothing_registers(self, case: str) -> None:
@@ -315,6 +323,65 @@ class TestRejectedForms:
         with pytest.raises(FaaSSignatureError) as info:
             read_signature(case, fn)
         assert words in str(info.value)
+
+    def test_names_the_registered_name_and_the_python_function(self) -> None:
+        fn = bad_functions.returns_value
+        with pytest.raises(FaaSSignatureError) as info:
+            kf.faas("Totals", fn)
+        err = info.value
+        assert err.function == "Totals"
+        assert err.qualname == "returns_value"
+        assert err.file == bad_functions.__file__
+        assert err.line == inspect.getsourcelines(fn)[1]
+        assert err.reason.startswith("must return None")
+        where = f"(function returns_value at {bad_functions.__file__}:{err.line})"
+        assert str(err).startswith(f"faas 'Totals' {where} parameter 'return': must return None")
+
+    def test_a_nested_decorated_function_is_found_at_its_decorator(self) -> None:
+        first = inspect.currentframe().f_lineno + 3  # type: ignore[union-attr]  # the @ line
+        with pytest.raises(FaaSSignatureError) as info:
+
+            @kf.faas("Nested")
+            def nested(rows: list[int]) -> None:
+                """No flow parameter."""
+
+        err = info.value
+        assert err.qualname == (
+            "TestRejectedForms.test_a_nested_decorated_function_is_found_at_its_decorator"
+            ".<locals>.nested"
+        )
+        assert (err.file, err.line) == (__file__, first)
+        assert f"{__file__}:{first})" in str(err)
+
+    def test_a_callable_object_a_partial_and_a_wrapper(self) -> None:
+        class NoFlow:
+            def __call__(self, rows: list[int]) -> None:
+                """No flow parameter."""
+
+        def wraps(fn: Any) -> Any:
+            @functools.wraps(fn)
+            def wrapper(*args: Any) -> Any:
+                return fn(*args)
+
+            return wrapper
+
+        cases = [
+            (NoFlow(), NoFlow.__call__),
+            (functools.partial(bad_functions.no_flow), bad_functions.no_flow),
+            (wraps(bad_functions.no_flow), bad_functions.no_flow),
+        ]
+        for fn, defined in cases:
+            with pytest.raises(FaaSSignatureError) as info:
+                read_signature("Obj", fn)
+            assert info.value.qualname == defined.__qualname__
+            assert info.value.file == defined.__code__.co_filename
+            assert info.value.line == defined.__code__.co_firstlineno
+
+    def test_a_builtin_is_named_without_a_file(self) -> None:
+        with pytest.raises(FaaSSignatureError) as info:
+            read_signature("Len", len)
+        assert (info.value.qualname, info.value.file, info.value.line) == ("len", None, None)
+        assert str(info.value).startswith("faas 'Len' (function len) parameter")
 
     def test_unresolvable_names_the_missing_type(self) -> None:
         with pytest.raises(FaaSSignatureError, match="Missing"):

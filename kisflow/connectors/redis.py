@@ -24,6 +24,7 @@ from kisflow.connectors._base import (
     matches,
     to_json_text,
 )
+from kisflow.errors import MissingExtraError
 
 __all__ = ["RedisConnector"]
 
@@ -36,11 +37,14 @@ class RedisConnector(Store):
     type_name = "redis"
 
     def check(self) -> None:
+        """Check the config; ``MissingExtraError`` when the redis package is missing."""
         super().check()
         try:
             import redis  # noqa: F401 - only checks the extra is installed
         except ImportError as exc:
-            raise self.error("needs the redis package: pip install 'kisflow[redis]'") from exc
+            c = self.config
+            who = f"connector {c.cname!r} ({self.type_name} at {c.addrs!r})"
+            raise MissingExtraError("redis", "redis", needed_by=who) from exc
         if not self.config.key:
             raise self.error("has no key; set it to the list or stream name")
         self._address()

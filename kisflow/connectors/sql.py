@@ -18,6 +18,7 @@ from typing import Any
 
 from kisflow.connectors._base import LEDGER, SaveMark, Store
 from kisflow.connectors._table import fit_value, kind_of
+from kisflow.errors import MissingExtraError
 
 __all__ = ["ROWID", "SQLConnector"]
 
@@ -35,11 +36,14 @@ class SQLConnector(Store):
     type_name = "sql"
 
     def check(self) -> None:
+        """Check the config; ``MissingExtraError`` when SQLAlchemy is missing."""
         super().check()
         try:
             import sqlalchemy
         except ImportError as exc:
-            raise self.error("needs SQLAlchemy: pip install 'kisflow[sql]'") from exc
+            c = self.config
+            who = f"connector {c.cname!r} ({self.type_name} at {c.addrs!r})"
+            raise MissingExtraError("sql", "sqlalchemy", needed_by=who) from exc
         if not self.config.key:
             raise self.error("has no key; set it to the table name")
         try:

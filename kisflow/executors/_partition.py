@@ -35,9 +35,11 @@ __all__ = [
     "current_partition",
     "dumps",
     "make_partitions",
+    "mark_started",
     "pack_options",
     "result_of",
     "run_partition",
+    "started_on",
     "unwrap",
 ]
 
@@ -189,20 +191,53 @@ def run_partition(
     partition: Partition,
     options: bytes | None = None,
     keep_output: bool = False,
+    started: str | None = None,
 ) -> bytes:
     """Run on a worker: rebuild the flow, load the partition's rows, run, summarise.
 
-    ``options`` is what ``pack_options`` made (None: the flow's defaults). Returns the
+    ``options`` is what ``pack_options`` made (None: the flow's defaults); ``started``,
+    a folder where the worker first records that this process took the partition (see
+    ``mark_started``: the caller's clue to which partition a dead worker was running).
+    Returns the
     cloudpickled ``PartitionResult`` (row classes the worker only knows by value travel
     back that way) or, on error, a failure: errors come back as a value, so the
     executor neither retries a deterministic failure nor needs to unpickle kisflow's
     exceptions.
     """
+    if started is not None:
+        mark_started(started, partition)
     token = _context.PARTITION.set(partition)
     try:
         return dumps(_run_partition(payload, load, partition, options, keep_output))
     finally:
         _context.PARTITION.reset(token)
+
+
+def mark_started(folder: str, partition: Partition) -> None:
+    """Create ``<folder>/<index>.<pid>``: this process has started ``partition``.
+
+    An empty file made in one call, so the caller never reads half a record; best
+    effort: a folder that cannot be written only loses the clue, never the partition.
+    """
+    try:
+        with open(os.path.join(folder, f"{partition.index}.{os.getpid()}"), "x"):
+            pass
+    except OSError:
+        pass
+
+
+def started_on(folder: str) -> dict[int, int]:
+    """The worker pid that started each partition index, from ``mark_started``'s files."""
+    found: dict[int, int] = {}
+    try:
+        names = os.listdir(folder)
+    except OSError:
+        return found
+    for name in names:
+        index, _, pid = name.partition(".")
+        if index.lstrip("-").isdigit() and pid.isdigit():
+            found[int(index)] = int(pid)
+    return found
 
 
 def _run_partition(

@@ -25,7 +25,7 @@ import attrs
 import cachetools
 
 from kisflow._plan import is_default
-from kisflow.errors import ConfigError, KisFlowError, MissingExtraError
+from kisflow.errors import ConfigError, KisFlowError
 
 if TYPE_CHECKING:
     from kisflow.flow import Flow
@@ -34,10 +34,9 @@ __all__ = ["FlowPayload", "dumps", "flow_of", "loads", "shippable"]
 
 
 def _cloudpickle() -> Any:
-    try:
-        import cloudpickle
-    except ImportError as exc:
-        raise MissingExtraError("dask", "cloudpickle") from exc
+    """cloudpickle (a core dependency), imported on first use: importing kisflow stays cheap."""
+    import cloudpickle
+
     return cloudpickle
 
 
@@ -108,7 +107,6 @@ def shippable(
 
     Raises:
         ConfigError: ``obj`` (or something it holds: a lock, an open file) does not pickle.
-        MissingExtraError: cloudpickle is not installed.
     """
     try:
         return dumps(obj, callables)

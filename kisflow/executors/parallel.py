@@ -4,13 +4,22 @@ Each worker process gets the flow as a ``FlowPayload`` (definition plus cloudpic
 callables, rebuilt once per process) and a partition description, loads the rows itself
 with ``load`` and runs the flow on them. Results come back as small ``PartitionResult``s
 (with the output rows only when ``keep_output=True``), in partition order.
+
+A worker that dies breaks the whole pool, which then fails every task it holds with the
+same ``BrokenProcessPool``; each worker records which partition it started (a file per
+partition in a private folder), so the error names the partition the dead worker was
+running, and the others as lost with it.
 """
 
 from __future__ import annotations
 
 import concurrent.futures
+import concurrent.futures.process
 import multiprocessing
 import os
+import signal
+import tempfile
+import time
 from collections.abc import Callable, Collection, Iterable
 from typing import TYPE_CHECKING, Any
 
@@ -21,6 +30,7 @@ from kisflow.executors._partition import (
     make_partitions,
     pack_options,
     run_partition,
+    started_on,
 )
 from kisflow.executors._scheduler import run_window
 from kisflow.executors._ship import FlowPayload, shippable
@@ -47,8 +57,19 @@ def process_pool(workers: int | None = None) -> concurrent.futures.ProcessPoolEx
     )
 
 
+_Broken = concurrent.futures.process.BrokenProcessPool
+
+_SETTLE_TIMEOUT = 30.0
+"""Seconds to wait for a broken pool to fail all its tasks and end its workers."""
+
+
 class _PoolBackend:
-    """The scheduler's view of a ``concurrent.futures`` process pool."""
+    """The scheduler's view of a ``concurrent.futures`` process pool.
+
+    When the pool breaks (a worker died), it works out which partition the dead worker
+    was running, hands that one to the scheduler first and says in each lost task's
+    error which it was.
+    """
 
     def __init__(
         self,
@@ -57,32 +78,135 @@ class _PoolBackend:
         loader: bytes,
         options: bytes,
         keep_output: bool,
+        started: str,
     ) -> None:
         self.pool = pool
         self.args = (payload, loader)
         self.options = options
         self.keep_output = keep_output
+        self.started = started
+        """The folder where workers record the partitions they start (``mark_started``)."""
+        self.parts: dict[_Future, Partition] = {}
+        self.processes: dict[int, Any] = {}
+        """The pool's worker processes by pid, for their exit codes (CPython's pool)."""
+        self.lost: dict[int, str] | None = None
+        """Once the pool broke: why each partition in flight was lost, by index."""
+        self.dead: set[int] = set()
+        """The indexes of the partitions whose worker died running them."""
 
     def submit(self, partition: Partition) -> _Future:
         payload, loader = self.args
-        return self.pool.submit(
-            run_partition, payload, loader, partition, self.options, self.keep_output
+        future = self.pool.submit(
+            run_partition,
+            payload,
+            loader,
+            partition,
+            self.options,
+            self.keep_output,
+            self.started,
         )
+        self.parts[future] = partition
+        self.processes = getattr(self.pool, "_processes", None) or self.processes
+        return future
 
     def wait(self, running: Collection[_Future]) -> Iterable[_Future]:
         done, _ = concurrent.futures.wait(running, return_when=concurrent.futures.FIRST_COMPLETED)
-        return done
+        if self.lost is None and any(_is_broken(f) for f in done):
+            # The pool fails every task it holds, one after another: take them all,
+            # then tell the dead worker's partition from those lost with it.
+            done, _ = concurrent.futures.wait(running, timeout=_SETTLE_TIMEOUT)
+            self.lost = self._diagnose([self.parts[f] for f in done if _is_broken(f)])
+        # The dead worker's partition first: without on_error, that is the one raised.
+        return sorted(done, key=self._order)
+
+    def _order(self, future: _Future) -> tuple[bool, int]:
+        index = self.parts[future].index
+        return index not in self.dead, index
 
     def result(self, future: _Future) -> bytes:
-        return future.result()
+        try:
+            return future.result()
+        except _Broken as exc:
+            why = (self.lost or {}).get(self.parts[future].index)
+            if why is None:
+                raise
+            raise _Broken(why) from exc
 
     def release(self, future: _Future) -> None:
-        """Nothing to release: a finished local future holds no remote state."""
+        """Forget the partition of a settled future (a local future holds nothing remote)."""
+        self.parts.pop(future, None)
 
     def stop(self, running: Collection[_Future]) -> None:
         for future in running:
             future.cancel()
         concurrent.futures.wait(running)
+
+    def _diagnose(self, lost: list[Partition]) -> dict[int, str]:
+        """Why each lost partition was lost: the dead worker's, and those lost with it."""
+        started = started_on(self.started)
+        pids = {p.index: started[p.index] for p in lost if p.index in started}
+        codes = _exit_codes(self.processes, set(pids.values()))
+        # The pool ends the surviving workers with SIGTERM: any other end is the death.
+        dead = {i for i, pid in pids.items() if codes.get(pid) not in (None, -signal.SIGTERM)}
+        if not dead and len(pids) == 1:
+            dead = set(pids)
+        self.dead = dead
+        keys = {p.index: p.key for p in lost}
+        why: dict[int, str] = {}
+        for index in dead:
+            pid = pids[index]
+            why[index] = (
+                f"its worker process (pid {pid}) died while running it "
+                f"({_exit_text(codes.get(pid))}), which broke the process pool"
+            )
+        if dead:
+            culprits = ", ".join(f"{keys[i]!r} (pid {pids[i]})" for i in sorted(dead))
+            named = "partition" if len(dead) == 1 else "partitions"
+            for p in lost:
+                if p.index not in dead:
+                    why[p.index] = (
+                        f"lost when the process pool broke: the worker process running "
+                        f"{named} {culprits} died"
+                    )
+        return why
+
+
+def _is_broken(future: _Future) -> bool:
+    return not future.cancelled() and isinstance(future.exception(), _Broken)
+
+
+def _exit_codes(processes: dict[int, Any], pids: set[int]) -> dict[int, int | None]:
+    """The exit code of each of ``pids`` among the pool's processes, once they ended.
+
+    Waits (at most ``_SETTLE_TIMEOUT``) for the broken pool to end its workers, so the
+    dead worker's own exit code is told from the pool's SIGTERM of the others.
+    """
+    codes: dict[int, int | None] = {}
+    deadline = time.monotonic() + _SETTLE_TIMEOUT
+    for pid in pids:
+        proc = processes.get(pid)
+        code = None
+        while proc is not None:
+            try:
+                code = proc.exitcode
+            except ValueError:  # a closed Process object: its code is gone
+                break
+            if code is not None or time.monotonic() > deadline:
+                break
+            time.sleep(0.01)
+        codes[pid] = code
+    return codes
+
+
+def _exit_text(code: int | None) -> str:
+    if code is None:
+        return "exit code unknown"
+    if code < 0:
+        try:
+            return f"killed by {signal.Signals(-code).name}"
+        except ValueError:
+            return f"killed by signal {-code}"
+    return f"exit code {code}"
 
 
 def run_partitions(
@@ -124,7 +248,10 @@ def run_partitions(
     Raises:
         PartitionError: a partition failed (and no ``on_error``); names flow, stage and
             partition, chained to the original error. Partitions not yet started are
-            cancelled.
+            cancelled. A worker process that dies fails the partition it was running
+            first (the message says so, with its pid and exit code; the cause is a
+            ``BrokenProcessPool``); the pool is then broken, and the partitions it held
+            fail as lost with it.
         ConfigError: the options' ctx or sink cannot be sent to the workers (before
             any partition starts).
         RunError: ``partitions``, ``key``, ``on_result`` or ``on_error`` raised.
@@ -135,17 +262,18 @@ def run_partitions(
     own = executor is None
     pool = process_pool(workers) if executor is None else executor
     window = 2 * getattr(pool, "_max_workers", os.cpu_count() or 1)
-    backend = _PoolBackend(pool, payload, loader, packed, keep_output)
     try:
-        return run_window(
-            flow.name,
-            make_partitions(partitions, key),
-            backend,
-            window,
-            on_result=on_result,
-            on_error=on_error,
-            progress=progress,
-        )
+        with tempfile.TemporaryDirectory(prefix="kisflow-partitions-") as started:
+            backend = _PoolBackend(pool, payload, loader, packed, keep_output, started)
+            return run_window(
+                flow.name,
+                make_partitions(partitions, key),
+                backend,
+                window,
+                on_result=on_result,
+                on_error=on_error,
+                progress=progress,
+            )
     finally:
         if own:
             pool.shutdown(wait=True, cancel_futures=True)
