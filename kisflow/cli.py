@@ -30,7 +30,7 @@ import kisflow.metrics
 from kisflow import __version__
 from kisflow.configfile import LoadedConfig, export_config, load_config_dir
 from kisflow.connectors._base import to_json_text
-from kisflow.errors import ConfigError, InputLineError, KisFlowError
+from kisflow.errors import ConfigError, InputLineError, KisFlowError, MissingExtraError
 from kisflow.executors.stream import StreamSummary, run_jsonl_stream
 from kisflow.flow import Flow
 from kisflow.options import RunOptions
@@ -318,7 +318,7 @@ def _start_metrics(config: LoadedConfig, choice: bool, address: str | None) -> b
         source = str(config.files.get("global:global", "the default address"))
     try:
         server = kisflow.metrics.enable(serve=True, address=address)
-    except ConfigError as exc:
+    except (ConfigError, MissingExtraError) as exc:
         raise _Failure(f"metrics (address from {source}): {exc}", EXIT_CONFIG) from exc
     assert server is not None
     click.echo(f"metrics served at {server.url} while the run lasts", err=True)

@@ -265,7 +265,8 @@ def _from_mapping(cls: type[Any], value: Mapping[str, Any], key: str) -> Any:
 
 @attrs.frozen
 class Source:
-    """Where a function's rows come from: a name and the fields every row must carry."""
+    """Where a function's rows come from: a name and the fields its rows are expected to
+    carry (recorded, not checked: KisFlow does not check them either)."""
 
     name: str = attrs.field(
         default=UNNAMED_SOURCE, validator=_typed(str), metadata=yaml_key(_is_str)
