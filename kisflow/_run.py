@@ -56,7 +56,7 @@ from kisflow.errors import (
     RunError,
     StageExecutionError,
 )
-from kisflow.observers import Observer, StageCall, notify
+from kisflow.observers import Observer, StageCall, notify, observer_failed
 from kisflow.result import RunEnd, RunResult, StageLog
 from kisflow.rows import RowConversionFailure, describe_type
 from kisflow.stage import Stage
@@ -72,6 +72,7 @@ __all__ = ["MAX_RETRY_DELAY", "Run", "run_async", "run_sync"]
 _clock = time.perf_counter
 _COMPLETED = RunEnd.COMPLETED  # an enum member read per run is not free on Python 3.11
 _run_ids = itertools.count(1)
+_new_call = tuple.__new__  # a StageCall without its Python-level __new__ (per stage call)
 
 MAX_RETRY_DELAY = 30.0
 """Seconds: the doubling retry delay stops growing here (or at ``return_duration``)."""
@@ -170,7 +171,12 @@ class Run:
         observers: tuple[Observer, ...] = _state.observers + extra if extra else _state.observers
         self.observers = observers
         if observers:
-            notify(observers, "run_started", self, len(source))
+            rows = len(source)
+            for observer in observers:
+                try:
+                    observer.run_started(self, rows)
+                except Exception as exc:
+                    observer_failed(observer, "run_started", exc)
 
     @property
     def attempt(self) -> int:
@@ -266,17 +272,24 @@ class Run:
             started = now
             log.append((pos, rows_in, rows_out, dead, duration))
             if self.observers:
-                call = StageCall(
-                    stages[pos],
-                    pos,
-                    rows_in,
-                    rows_out,
-                    max(rows_in - rows_out - dead, 0),
-                    dead,
-                    duration,
-                    attempts,
+                call = _new_call(
+                    StageCall,
+                    (
+                        stages[pos],
+                        pos,
+                        rows_in,
+                        rows_out,
+                        max(rows_in - rows_out - dead, 0),
+                        dead,
+                        duration,
+                        attempts,
+                    ),
                 )
-                notify(self.observers, "stage_done", self, call)
+                for observer in self.observers:  # per stage call: no generic dispatch
+                    try:
+                        observer.stage_done(self, call)
+                    except Exception as exc:
+                        observer_failed(observer, "stage_done", exc)
             if stop is not None:
                 self._stop(stop, stages[pos])
                 self._ended_at = now
@@ -564,7 +577,11 @@ class Run:
             self._ended_at - self._started,
         )
         if self.observers:
-            notify(self.observers, "run_done", self, result, None)
+            for observer in self.observers:
+                try:
+                    observer.run_done(self, result, None)
+                except Exception as exc:
+                    observer_failed(observer, "run_done", exc)
         return result
 
     # -- helpers -------------------------------------------------------------------------

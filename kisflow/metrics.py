@@ -147,7 +147,9 @@ class _Metrics(Observer):
         stage, _, rows_in, rows_out, filtered, dead, seconds, _ = call
         ms = seconds * 1000.0
         bucket = _STAGE_SUM + 1 + bisect.bisect_left(FUNC_DURATION_BUCKETS_MS, ms)
-        cells = self._stage_cells(run.flow_name, stage)
+        cells = self._by_stage.get((run.flow_name, stage.id))
+        if cells is None:
+            cells = self._stage_cells(run.flow_name, stage)
         with self._lock:
             cells[_CALLS] += 1
             cells[_IN] += rows_in

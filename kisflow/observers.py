@@ -34,7 +34,16 @@ if TYPE_CHECKING:
     from kisflow.result import RunResult
     from kisflow.stage import Stage
 
-__all__ = ["Observer", "StageCall", "active", "add", "notify", "observing", "remove"]
+__all__ = [
+    "Observer",
+    "StageCall",
+    "active",
+    "add",
+    "notify",
+    "observer_failed",
+    "observing",
+    "remove",
+]
 
 
 class StageCall(NamedTuple):
@@ -110,6 +119,11 @@ def notify(observers: tuple[Observer, ...], event: str, *args: object) -> None:
         try:
             getattr(observer, event)(*args)
         except Exception as exc:  # an observer never fails a run
-            logger.opt(exception=exc).warning(
-                "observer {!r} failed in {}: {}: {}", observer, event, type(exc).__name__, exc
-            )
+            observer_failed(observer, event, exc)
+
+
+def observer_failed(observer: Observer, event: str, exc: Exception) -> None:
+    """Log an observer's error in ``event``; the run goes on."""
+    logger.opt(exception=exc).warning(
+        "observer {!r} failed in {}: {}: {}", observer, event, type(exc).__name__, exc
+    )
