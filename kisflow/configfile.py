@@ -222,13 +222,18 @@ def _read_yaml(path: Path, problems: _Problems, claimed: list[tuple[str, str]]) 
     it fails part way, ``claimed`` gets the names its keys read so far define.
     """
     limit = _yaml.MAX_FILE_BYTES
+    chunks: list[bytes] = []
+    size = 0
     try:
         with path.open("rb") as f:
-            raw = f.read(limit + 1)
+            while size <= limit and (chunk := f.read(1 << 20)):  # no 32 MiB buffer per file
+                chunks.append(chunk)
+                size += len(chunk)
     except OSError as exc:
         problems.add(path, None, f"cannot be read: {exc}", exc)
         return None
-    if len(raw) > limit:
+    raw = b"".join(chunks)
+    if size > limit:
         problems.add(
             path,
             None,
