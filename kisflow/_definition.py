@@ -17,10 +17,11 @@ import uuid
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
+import attrs
 import cachetools
 import networkx as nx
 
-from kisflow.config import FlowConfig, FuncConfig
+from kisflow.config import FlowConfig, FlowFunctionParam, FuncConfig
 from kisflow.deadletter import DeadLetterSink
 from kisflow.errors import FlowCycleError, FlowShapeError, RunError
 from kisflow.stage import Stage
@@ -190,18 +191,29 @@ class Function:
 
 
 class Definition:
-    """The shared part of a flow; a ``Flow`` and the views of its runs point at one."""
+    """The shared part of a flow; a ``Flow`` and the views of its runs point at one.
+
+    ``stages``, ``functions``, ``jump_index``, ``graph`` and ``config`` are published
+    whole (copy on write). ``append_stage`` and ``record`` only queue what they add, and
+    the next read publishes it at once, so linking n stages costs O(n) in all, not a
+    copy and a re-sort of the chain per link.
+    """
 
     __slots__ = (
+        "_config",
+        "_configs",
+        "_functions",
+        "_graph",
+        "_graph_size",
+        "_jump_index",
+        "_pending",
+        "_recorded",
+        "_stages",
         "after_run",
         "cache",
         "cache_lock",
-        "config",
         "dead_letters",
-        "functions",
-        "graph",
         "id",
-        "jump_index",
         "lock",
         "max_steps",
         "metadata",
@@ -209,27 +221,34 @@ class Definition:
         "owner",
         "plan",
         "pool",
-        "stages",
     )
 
     def __init__(self, config: FlowConfig, pool: Any, max_steps: int) -> None:
         self.id = f"flow-{uuid.uuid4().hex}"
-        self.config = config
+        self._config = config
+        self._recorded: list[FlowFunctionParam] = []
+        """Entries ``record`` queued for ``config.flows``, published on the next read."""
         # What a view's commit_row/commit_row_batch become once its run has ended.
         self.after_run = functools.partial(after_run, config.flow_name)
         self.pool: Any = pool
         """The flow's own ``kisflow._pool.Pool``, or None for the current pool."""
         self.max_steps = max_steps
-        self.graph: nx.DiGraph = nx.freeze(nx.DiGraph())
-        self.stages: tuple[Stage, ...] = ()
-        self.functions: tuple[Function, ...] = ()
-        """One ``Function`` handle per stage, in order."""
+        self._graph: nx.DiGraph = nx.freeze(nx.DiGraph())
+        self._graph_size = 0
+        """How many of ``stages`` (the first ones) ``_graph`` holds."""
+        self._stages: tuple[Stage, ...] = ()
+        self._functions: tuple[Function, ...] = ()
+        self._jump_index: dict[str, tuple[int, ...]] = {}
+        self._pending: list[Stage] = []
+        """Stages ``append_stage`` queued after ``_stages``, published on the next read."""
+        self._configs: dict[str, list[FuncConfig]] = {}
+        """The distinct configs of the stages of each name, published or queued."""
         self.owner: Any = None
         """The ``Flow`` this definition belongs to (``Function.get_flow``)."""
-        self.jump_index: dict[str, tuple[int, ...]] = {}
         self.plan: Any = None
         """The cached ``kisflow._plan.Plan`` (``_plan`` owns it; None until first needed)."""
-        self.lock = threading.Lock()
+        # Reentrant: a read inside a link (under the lock) publishes what is queued.
+        self.lock = threading.RLock()
         self.metadata: dict[str, Any] = {}
         self.metadata_lock = threading.Lock()
         self.cache: cachetools.TLRUCache[str, tuple[Any, float]] = cachetools.TLRUCache(
@@ -238,27 +257,137 @@ class Definition:
         self.cache_lock = threading.Lock()
         self.dead_letters: dict[str | None, DeadLetterSink] = {}
 
+    # -- the chain, published on read ------------------------------------------------------
+
+    @property
+    def stages(self) -> tuple[Stage, ...]:
+        """The chain of stages, in execution order."""
+        if self._pending:
+            self._publish()
+        return self._stages
+
+    @property
+    def functions(self) -> tuple[Function, ...]:
+        """One ``Function`` handle per stage, in order."""
+        if self._pending:
+            self._publish()
+        return self._functions
+
+    @property
+    def jump_index(self) -> dict[str, tuple[int, ...]]:
+        """Stage name or id -> the positions of the stages it names."""
+        if self._pending:
+            self._publish()
+        return self._jump_index
+
+    @property
+    def graph(self) -> nx.DiGraph:
+        """The frozen DiGraph of the chain (made on read after appends)."""
+        stages = self.stages
+        if self._graph_size < len(stages):
+            with self.lock:
+                stages = self.stages
+                if self._graph_size < len(stages):
+                    graph = nx.DiGraph(self._graph)
+                    new = stages[self._graph_size :]
+                    graph.add_nodes_from(new)
+                    start = self._graph_size - 1 if self._graph_size else 0
+                    graph.add_edges_from(itertools.pairwise(stages[start:]))
+                    self._graph = nx.freeze(graph)
+                    self._graph_size = len(stages)
+        return self._graph
+
+    @property
+    def config(self) -> FlowConfig:
+        """The flow config, with every function ``link`` recorded in ``flows``."""
+        if self._recorded:
+            with self.lock:
+                if self._recorded:
+                    flows = (*self._config.flows, *self._recorded)
+                    self._config = attrs.evolve(self._config, flows=flows)
+                    self._recorded = []
+        return self._config
+
+    @property
+    def flow_name(self) -> str:
+        """The flow's name (recording functions never changes it; reads publish nothing)."""
+        return self._config.flow_name
+
+    def configs_named(self, name: str) -> list[FuncConfig]:
+        """The distinct configs of the stages named ``name`` (published or queued).
+
+        ``link`` keeps one config per name, so this is one config at most, unless
+        ``Flow.from_graph`` was given more: O(1) per link either way.
+        """
+        return self._configs.get(name, [])
+
+    @staticmethod
+    def _add_config(configs: dict[str, list[FuncConfig]], stage: Stage) -> None:
+        known = configs.setdefault(stage.name, [])
+        if stage.config not in known:
+            known.append(stage.config)
+
+    def _publish(self) -> None:
+        """Fold the queued stages into the published tuples and index (one copy each)."""
+        with self.lock:
+            pending = self._pending
+            if not pending:
+                return
+            start = len(self._stages)
+            index = {k: list(v) for k, v in self._jump_index.items()}
+            functions = list(self._functions)
+            for i, stage in enumerate(pending, start):
+                index.setdefault(stage.name, []).append(i)
+                index[stage.id] = [i]
+                functions.append(Function(self, i, stage))
+            # Published in the order the unlocked readers check them: _pending last.
+            self._stages = (*self._stages, *pending)
+            self._functions = tuple(functions)
+            self._jump_index = {k: tuple(v) for k, v in index.items()}
+            self._pending = []
+
+    # -- changing it ---------------------------------------------------------------------------
+
+    def append_stage(self, stage: Stage) -> None:
+        """Add ``stage`` after the last one in O(1); the next read publishes it, plan dropped."""
+        with self.lock:
+            self._pending.append(stage)
+            self._add_config(self._configs, stage)
+            self.plan = None
+
     def set_graph(self, graph: nx.DiGraph) -> None:
         """Replace the chain (checked to be one), its name/id index and drop the plan."""
         stages = chain_order(graph, self.config.flow_name)
         index: dict[str, list[int]] = {}
+        configs: dict[str, list[FuncConfig]] = {}
         for i, stage in enumerate(stages):
             index.setdefault(stage.name, []).append(i)
             index[stage.id] = [i]
-        self.graph = nx.freeze(graph)
-        self.stages = stages
-        old = {f.stage.id: f for f in self.functions}
-        functions = []
-        for i, stage in enumerate(stages):
-            kept = old.get(stage.id)
-            if kept is not None and kept.position == i:
-                functions.append(kept)  # its metadata survives a link after it
-            else:
-                functions.append(Function(self, i, stage))
-        self.functions = tuple(functions)
-        self.jump_index = {k: tuple(v) for k, v in index.items()}
-        self.plan = None
+            self._add_config(configs, stage)
+        with self.lock:
+            old = {f.stage.id: f for f in self.functions}
+            functions = []
+            for i, stage in enumerate(stages):
+                kept = old.get(stage.id)
+                if kept is not None and kept.position == i:
+                    functions.append(kept)  # its metadata survives a link after it
+                else:
+                    functions.append(Function(self, i, stage))
+            self._graph = nx.freeze(graph)
+            self._graph_size = len(stages)
+            self._stages = stages
+            self._functions = tuple(functions)
+            self._jump_index = {k: tuple(v) for k, v in index.items()}
+            self._configs = configs
+            self.plan = None
+
+    def record(self, entry: FlowFunctionParam) -> None:
+        """Add ``entry`` to ``config.flows`` (``link`` records functions) in O(1)."""
+        with self.lock:
+            self._recorded.append(entry)
 
     def set_config(self, config: FlowConfig) -> None:
-        """Replace the config (``link`` records functions in it)."""
-        self.config = config
+        """Replace the config (and drop what ``record`` queued)."""
+        with self.lock:
+            self._config = config
+            self._recorded = []

@@ -144,8 +144,33 @@ def _import_faas_file(path: Path) -> None:
         sys.path.remove(str(path.resolve().parent))
 
 
+def _remember(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
+    """Keep a loading option in the context for ``_load`` (no command takes it itself)."""
+    ctx.meta[f"kisflow.{param.name}"] = value
+    return value
+
+
 def _config_options(fn: F) -> F:
-    """The options every command shares: CONF_DIR, --faas and --allow-imports."""
+    """The options every command shares: CONF_DIR, --faas, --allow-imports, --allow-path
+    and --strict (the last two kept in the context for ``_load``)."""
+    fn = click.option(
+        "--strict",
+        is_flag=True,
+        expose_value=False,
+        callback=_remember,
+        help="Make warnings (unknown keys, a flow without status) problems.",
+    )(fn)
+    fn = click.option(
+        "--allow-path",
+        "allow_paths",
+        multiple=True,
+        metavar="DIR",
+        type=click.Path(path_type=Path),
+        expose_value=False,
+        callback=_remember,
+        help="A place outside CONF_DIR that file connectors (jsonl, sqlite) may use; "
+        "repeat for several.",
+    )(fn)
     fn = click.option(
         "--allow-imports",
         is_flag=True,
@@ -168,13 +193,25 @@ def _load(
 ) -> LoadedConfig:
     for file in faas_files:
         _import_faas_file(file)
+    meta = click.get_current_context().meta
     try:
-        return load_config_dir(conf_dir, allow_imports=allow_imports, check_faas=check_faas)
+        config = load_config_dir(
+            conf_dir,
+            allow_imports=allow_imports,
+            check_faas=check_faas,
+            allow_paths=meta.get("kisflow.allow_paths", ()),
+            strict=meta.get("kisflow.strict", False),
+        )
     except ConfigError as exc:
         for problem in exc.errors or (exc,):
             click.echo(f"{problem}", err=True)
+        for note in getattr(exc, "__notes__", ()):  # the warnings, which may say why
+            click.echo(note, err=True)
         n = len(exc.errors) or 1
         raise _Failure(f"{n} problem{'s' if n != 1 else ''} in {conf_dir}", EXIT_CONFIG) from exc
+    for warning in config.warnings:
+        click.echo(f"warning: {warning}", err=True)
+    return config
 
 
 def _pick(config: LoadedConfig, name: str) -> Flow:

@@ -13,6 +13,7 @@ so a key is declared once, here.
 
 from __future__ import annotations
 
+import reprlib
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Final
 
@@ -22,6 +23,7 @@ from kisflow.errors import ConfigError
 from kisflow.modes import Mode
 
 __all__ = [
+    "MAX_COUNT",
     "NOT_YAML",
     "UNNAMED_SOURCE",
     "ConnConfig",
@@ -120,6 +122,9 @@ def yaml_fields(cls: type[Any]) -> tuple[YamlField, ...]:
 
 # What a YAML value must be, worded for the loader's reports ("<key>: <why>, got ...").
 
+MAX_COUNT: Final = 2**63 - 1
+"""The largest ``retry_times``/``return_duration``: KisFlow-Go reads them as 64-bit ints."""
+
 
 def _is_str(v: Any) -> str | None:
     return None if isinstance(v, str) else "must be a string"
@@ -134,7 +139,9 @@ def _is_name(v: Any) -> str | None:
 def _is_count(v: Any) -> str | None:
     if isinstance(v, bool) or not isinstance(v, int):
         return "must be an integer"
-    return None if v >= 0 else "must be >= 0"
+    if v < 0:
+        return "must be >= 0"
+    return None if v <= MAX_COUNT else f"must be at most {MAX_COUNT} (a 64-bit integer)"
 
 
 def _is_bool(v: Any) -> str | None:
@@ -176,6 +183,20 @@ def _is_fmode(v: Any) -> str | None:
 # -- the config classes -------------------------------------------------------------------
 
 
+_REPR = reprlib.Repr()
+_REPR.maxlevel = 3
+_REPR.maxstring = 60
+_REPR.maxother = 60
+
+
+def _show(value: Any) -> str:
+    """A value for an error message: bounded, and never failing (an int of 5,000 digits)."""
+    try:
+        return _REPR.repr(value)
+    except Exception:  # str() of an int beyond Python's digit limit, a repr that raises
+        return f"<{type(value).__name__} that cannot be shown>"
+
+
 def _typed(kind: type | tuple[type, ...]) -> Callable[[Any, attrs.Attribute[Any], Any], None]:
     """An attrs validator that raises ``ConfigError`` naming the key on a wrong type."""
     names = " or ".join(k.__name__ for k in (kind if isinstance(kind, tuple) else (kind,)))
@@ -184,7 +205,7 @@ def _typed(kind: type | tuple[type, ...]) -> Callable[[Any, attrs.Attribute[Any]
         if not isinstance(value, kind) or (isinstance(value, bool) and bool not in _as_tuple(kind)):
             raise ConfigError(
                 f"{type(instance).__name__}.{attribute.name} must be {names}, "
-                f"got {type(value).__name__} {value!r}",
+                f"got {type(value).__name__} {_show(value)}",
                 key=attribute.name,
             )
 
@@ -195,10 +216,11 @@ def _as_tuple(kind: type | tuple[type, ...]) -> tuple[type, ...]:
     return kind if isinstance(kind, tuple) else (kind,)
 
 
-def _non_negative(instance: Any, attribute: attrs.Attribute[Any], value: int) -> None:
-    if value < 0:
+def _count(instance: Any, attribute: attrs.Attribute[Any], value: int) -> None:
+    why = _is_count(value)
+    if why is not None:
         raise ConfigError(
-            f"{type(instance).__name__}.{attribute.name} must be >= 0, got {value!r}",
+            f"{type(instance).__name__}.{attribute.name} {why}, got {_show(value)}",
             key=attribute.name,
         )
 
@@ -216,7 +238,7 @@ def _params(value: Mapping[str, Any] | None) -> dict[str, Any]:
         return {}
     if not isinstance(value, Mapping):
         raise ConfigError(
-            f"params must be a mapping, got {type(value).__name__} {value!r}", key="params"
+            f"params must be a mapping, got {type(value).__name__} {_show(value)}", key="params"
         )
     return {str(k): v for k, v in value.items()}
 
@@ -226,12 +248,12 @@ def _names(value: Iterable[str] | None, key: str) -> tuple[str, ...]:
     if value is None:
         return ()
     if isinstance(value, str | bytes) or not isinstance(value, Iterable):
-        raise ConfigError(f"{key}: expected a list of names, got {value!r}", key=key)
+        raise ConfigError(f"{key}: expected a list of names, got {_show(value)}", key=key)
     out = tuple(value)
     for name in out:
         if not isinstance(name, str):
             raise ConfigError(
-                f"{key}: expected a list of names, got {type(name).__name__} {name!r} in it",
+                f"{key}: expected a list of names, got {type(name).__name__} {_show(name)} in it",
                 key=key,
             )
     return out
@@ -282,10 +304,10 @@ class FuncOption:
 
     cname: str = attrs.field(default="", validator=_typed(str), metadata=yaml_key(_is_str))
     retry_times: int = attrs.field(
-        default=0, validator=[_typed(int), _non_negative], metadata=yaml_key(_is_count)
+        default=0, validator=[_typed(int), _count], metadata=yaml_key(_is_count)
     )
     return_duration: int = attrs.field(
-        default=0, validator=[_typed(int), _non_negative], metadata=yaml_key(_is_count)
+        default=0, validator=[_typed(int), _count], metadata=yaml_key(_is_count)
     )
     default_params: dict[str, Any] = attrs.field(
         factory=dict, converter=_params, metadata=yaml_key(_is_mapping)
@@ -322,7 +344,7 @@ def _source(value: Source | Mapping[str, Any] | None) -> Source:
         return _from_mapping(Source, value, "source")  # type: ignore[no-any-return]
     if not isinstance(value, Source):
         raise ConfigError(
-            f"source must be a Source or a mapping, got {type(value).__name__} {value!r}",
+            f"source must be a Source or a mapping, got {type(value).__name__} {_show(value)}",
             key="source",
         )
     return value
@@ -335,7 +357,7 @@ def _option(value: FuncOption | Mapping[str, Any] | None) -> FuncOption:
         return _from_mapping(FuncOption, value, "option")  # type: ignore[no-any-return]
     if not isinstance(value, FuncOption):
         raise ConfigError(
-            f"option must be a FuncOption or a mapping, got {type(value).__name__} {value!r}",
+            f"option must be a FuncOption or a mapping, got {type(value).__name__} {_show(value)}",
             key="option",
         )
     return value
@@ -384,7 +406,7 @@ def _flow_params(
     if value is None:
         return ()
     if isinstance(value, str | bytes) or not isinstance(value, Iterable):
-        raise ConfigError(f"flows must be a list, got {value!r}", key="flows")
+        raise ConfigError(f"flows must be a list, got {_show(value)}", key="flows")
     out: list[FlowFunctionParam] = []
     for item in value:
         if isinstance(item, FlowFunctionParam):
@@ -393,7 +415,7 @@ def _flow_params(
             out.append(_from_mapping(FlowFunctionParam, item, "flows"))
         else:
             raise ConfigError(
-                f"each entry of flows must be a mapping with fname, got {item!r}", key="flows"
+                f"each entry of flows must be a mapping with fname, got {_show(item)}", key="flows"
             )
     return tuple(out)
 
@@ -411,7 +433,7 @@ class FlowFunctionParam:
 def _status(instance: Any, attribute: attrs.Attribute[Any], value: int) -> None:
     if value not in (0, 1):
         raise ConfigError(
-            f"FlowConfig.status must be 1 (enabled) or 0 (disabled), got {value!r}",
+            f"FlowConfig.status must be 1 (enabled) or 0 (disabled), got {_show(value)}",
             key="status",
         )
 

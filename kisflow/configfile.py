@@ -1,10 +1,14 @@
 """KisFlow's YAML config folders: import them into flows, export flows back to files.
 
-``load_config_dir(path)`` walks a folder, reads every ``.yml``/``.yaml`` file (with
-YAML's safe loader only: no tag can build a Python object), checks every key, links
-functions to flows and connectors to functions, builds the enabled flows and registers
-them in the pool. It reports every problem of the folder at once: one ``ConfigError``
-whose ``errors`` hold one ``ConfigError`` per problem, each naming its file and key.
+``load_config_dir(path)`` walks a folder, reads every ``.yml``/``.yaml`` file (plain
+data only, within the limits of ``kisflow._yaml``: no tag can build a Python object, no
+alias bomb expands, no key is given twice), checks every key, links functions to flows
+and connectors to functions, keeps file connectors inside the folder, builds the enabled
+flows and registers them in the pool. It reports every problem of the folder at once:
+one ``ConfigError`` whose ``errors`` hold one ``ConfigError`` per problem, each naming
+its file and key. What KisFlow-Go accepts and kisflow only doubts (an unknown key, a
+flow without ``status``) is a warning (``LoadedConfig.warnings``), a problem under
+``strict=True``.
 
 ``export_config(flow, folder)`` writes ``flow-<name>.yaml``, ``func-<fname>.yaml`` and
 ``conn-<cname>.yaml`` in the shape of KisFlow's own exports.
@@ -12,18 +16,20 @@ whose ``errors`` hold one ``ConfigError`` per problem, each naming its file and 
 
 from __future__ import annotations
 
+import difflib
 import enum
 import os
 import reprlib
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import attrs
 import yaml
+from loguru import logger
 
-from kisflow import _faasref, _pool
+from kisflow import _faasref, _pool, _state, _yaml
 from kisflow.config import (
     ConnConfig,
     FlowConfig,
@@ -40,7 +46,7 @@ from kisflow.modes import Mode
 if TYPE_CHECKING:
     from kisflow.metrics import MetricsServer
 
-__all__ = ["KISTYPES", "LoadedConfig", "export_config", "load_config_dir"]
+__all__ = ["KISTYPES", "ConfigWarning", "LoadedConfig", "export_config", "load_config_dir"]
 
 KISTYPES = ("flow", "func", "conn", "global")
 """The values of ``kistype``, one per kind of config file."""
@@ -61,8 +67,10 @@ class _Table:
 
     ``keys`` are all its keys in schema order; ``checks`` holds the plain ones (the
     "known keys" a report lists), ``sections`` the nested ones with their own tables and
-    whether they are a list of mappings. Keys outside the table are reported: a typo
-    must not be silently ignored, as KisFlow's Go YAML decoder does.
+    whether they are a list of mappings. Keys outside the table are reported (a warning
+    with a did-you-mean, a problem under ``strict``): KisFlow's Go YAML decoder ignores
+    them, so a KisFlow folder with an extra key must load, and a typo must not pass
+    unnoticed.
     """
 
     keys: tuple[str, ...]
@@ -105,11 +113,29 @@ _TABLES: dict[str, _Table] = {
 """Each kind of file's checks, derived once from the config classes' schema."""
 
 
-class _Problems:
-    """Collects one ``ConfigError`` per problem, each naming its file and key."""
+@attrs.frozen
+class ConfigWarning:
+    """Something a folder loads with that may not be what was meant: file, key, why."""
 
-    def __init__(self) -> None:
+    path: str
+    key: str | None
+    message: str
+
+    def __str__(self) -> str:
+        where = self.path if self.key is None else f"{self.path}: {self.key}"
+        return f"{where}: {self.message}"
+
+
+class _Problems:
+    """Collects one ``ConfigError`` per problem and the warnings, each naming file and key.
+
+    Under ``strict`` a warning is a problem too.
+    """
+
+    def __init__(self, *, strict: bool = False) -> None:
         self.items: list[ConfigError] = []
+        self.warnings: list[ConfigWarning] = []
+        self.strict = strict
 
     def add(
         self, path: Path | str, key: str | None, message: str, cause: BaseException | None = None
@@ -118,6 +144,12 @@ class _Problems:
         err = ConfigError(f"{where}: {message}", path=str(path), key=key)
         err.__cause__ = cause
         self.items.append(err)
+
+    def warn(self, path: Path | str, key: str | None, message: str) -> None:
+        if self.strict:
+            self.add(path, key, message)
+        else:
+            self.warnings.append(ConfigWarning(str(path), key, message))
 
     def __len__(self) -> int:
         return len(self.items)
@@ -147,6 +179,10 @@ class LoadedConfig:
     global_config: GlobalConfig | None
     files: dict[str, Path]
     """``"<kistype>:<name>"`` -> the file that defined it (``"global"`` for the global file)."""
+    warnings: tuple[ConfigWarning, ...] = ()
+    """What loaded but may not be meant: unknown keys (ignored, as KisFlow-Go does) and
+    flows without ``status`` (enabled); each names file and key. ``strict=True`` makes
+    them problems instead."""
 
     def enable_metrics(self) -> MetricsServer | None:
         """Turn metrics on as the folder's global config says; loading alone never does.
@@ -178,26 +214,50 @@ def _yaml_files(root: Path) -> list[Path]:
     return found
 
 
-def _read_yaml(path: Path, problems: _Problems) -> Any:
-    """The file's YAML document, or None after recording why it cannot be read."""
+def _read_yaml(path: Path, problems: _Problems, claimed: list[tuple[str, str]]) -> Any:
+    """The file's YAML document, or None after recording why it cannot be read.
+
+    At most ``_yaml.MAX_FILE_BYTES`` are read, whatever the file claims to be (a FIFO
+    or ``/dev/zero`` behind a link), and the document is built by ``_yaml.load``. When
+    it fails part way, ``claimed`` gets the names its keys read so far define.
+    """
+    limit = _yaml.MAX_FILE_BYTES
+    chunks: list[bytes] = []
+    size = 0
     try:
-        text = path.read_bytes().decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        problems.add(path, None, f"is not UTF-8 text: {exc}", exc)
-        return None
+        with path.open("rb") as f:
+            while size <= limit and (chunk := f.read(1 << 20)):  # no 32 MiB buffer per file
+                chunks.append(chunk)
+                size += len(chunk)
     except OSError as exc:
         problems.add(path, None, f"cannot be read: {exc}", exc)
         return None
+    raw = b"".join(chunks)
+    if size > limit:
+        problems.add(
+            path,
+            None,
+            f"is larger than {limit // (1024 * 1024)} MiB, the most a config file may be",
+        )
+        return None
     try:
-        data = yaml.safe_load(text)
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        problems.add(path, None, f"is not UTF-8 text: {exc}", exc)
+        return None
+    read: dict[Any, Any] = {}
+    try:
+        data = _yaml.load(text, read)
+    except _yaml.Refused as exc:
+        problems.add(path, exc.key, f"line {exc.line}: {exc.reason}", exc)
+        claimed.extend(_claimed_names(read))
+        return None
     except yaml.YAMLError as exc:
+        claimed.extend(_claimed_names(read))
         mark = getattr(exc, "problem_mark", None)
         at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
         problem = getattr(exc, "problem", None) or str(exc)
         problems.add(path, None, f"is not valid YAML{at}: {problem}", exc)
-        return None
-    except RecursionError as exc:
-        problems.add(path, None, "is not usable YAML: nested too deeply", exc)
         return None
     if data is None:
         problems.add(path, "kistype", "is empty; expected a mapping with kistype: flow, func, ...")
@@ -212,56 +272,90 @@ def _read_yaml(path: Path, problems: _Problems) -> Any:
     return data
 
 
-def _check_section(
+def _unknown(key: Any, table: _Table, kind: str, prefix: str, *, strict: bool) -> str:
+    """Why ``key`` is unknown here: a did-you-mean and the keys this section knows."""
+    known = [*table.keys, *(["kistype"] if not prefix else [])]
+    text = str(key)
+    section = f"{prefix.rstrip('.')} in " if prefix else ""
+    why = f"is not a key of {section}a {kind} file"
+    if not strict:
+        why += " (ignored, as KisFlow-Go does)"
+    guess = difflib.get_close_matches(text, known, n=1, cutoff=0.6)
+    nested = [f"{name}.{text}" for name, (sub, _) in table.sections.items() if text in sub.keys]
+    others = [other for other, t in _TABLES.items() if other != kind and text in t.keys]
+    if guess:
+        why += f"; did you mean {guess[0]!r}?"
+    elif nested:
+        why += f"; did you mean {nested[0]!r}? It belongs under {nested[0].split('.')[0]}:."
+    elif others and not prefix:
+        why += f"; it is a key of {others[0]} files: is kistype right?"
+    else:
+        why += "."
+    return f"{why} Known keys: {', '.join(known)}"
+
+
+def _clean_section(
     data: Mapping[Any, Any],
     table: _Table,
+    kind: str,
     path: Path,
     prefix: str,
     problems: _Problems,
-    *,
-    ignore: tuple[str, ...] = (),
-) -> bool:
-    """Report every problem of one section (and its nested ones); True when none."""
+) -> dict[Any, Any] | None:
+    """The section's known keys (and its nested ones'), reporting every problem; None if any.
+
+    An unknown key is a warning and left out (KisFlow-Go ignores it), a problem under
+    ``strict``.
+    """
     before = len(problems)
-    for key in data:
-        if key in ignore or key in table.sections:
-            continue
-        if not isinstance(key, str) or key not in table.checks:
-            known = ", ".join(sorted(table.checks))
-            problems.add(path, f"{prefix}{key}", f"is not a known key; known keys: {known}")
+    clean: dict[Any, Any] = {}
+    unknown: list[str] = []
+    for key, value in data.items():
+        if isinstance(key, str) and (key in table.checks or key in table.sections):
+            clean[key] = value
+        elif not (key == "kistype" and not prefix):
+            why = _unknown(key, table, kind, prefix, strict=problems.strict)
+            problems.warn(path, f"{prefix}{key}", why)
+            unknown.append(str(key))
     for key in table.required:
-        if key not in data:
-            problems.add(path, f"{prefix}{key}", "is missing")
+        if key not in clean:
+            typo = difflib.get_close_matches(key, unknown, n=1, cutoff=0.6)
+            given = f" (the file gives {prefix}{typo[0]}: a typo of {key}?)" if typo else ""
+            problems.add(path, f"{prefix}{key}", f"is missing{given}")
     for key, check in table.checks.items():
-        if key in data:
-            why = check(data[key])
-            if why is not None:
-                problems.add(path, f"{prefix}{key}", f"{why}, got {_show(data[key])}")
+        if key in clean:
+            wrong = check(clean[key])
+            if wrong is not None:
+                problems.add(path, f"{prefix}{key}", f"{wrong}, got {_show(clean[key])}")
     for key, (sub, many) in table.sections.items():
-        value = data.get(key)
+        value = clean.get(key)
         if value is None:
             continue
         if many:
-            _check_items(value, sub, path, f"{prefix}{key}", problems)
+            clean[key] = _clean_items(value, sub, kind, path, f"{prefix}{key}", problems)
         elif not isinstance(value, dict):
             problems.add(path, f"{prefix}{key}", f"must be a mapping, got {_show(value)}")
         else:
-            _check_section(value, sub, path, f"{prefix}{key}.", problems)
-    return len(problems) == before
+            clean[key] = _clean_section(value, sub, kind, path, f"{prefix}{key}.", problems)
+    return clean if len(problems) == before else None
 
 
-def _check_items(value: Any, table: _Table, path: Path, key: str, problems: _Problems) -> None:
-    """Report every problem of a list of mappings such as ``flows``."""
+def _clean_items(
+    value: Any, table: _Table, kind: str, path: Path, key: str, problems: _Problems
+) -> list[Any] | None:
+    """Check a list of mappings such as ``flows`` as ``_clean_section`` does each one."""
     if not isinstance(value, list):
         shape = "{" + ", ".join(table.keys) + "}"
         problems.add(path, key, f"must be a list of {shape}, got {_show(value)}")
-        return
+        return None
     needs = f" with {', '.join(table.required)}" if table.required else ""
+    out: list[Any] = []
     for i, item in enumerate(value):
         if not isinstance(item, dict):
             problems.add(path, f"{key}[{i}]", f"must be a mapping{needs}, got {_show(item)}")
         else:
-            _check_section(item, table, path, f"{key}[{i}].", problems)
+            out.append(_clean_section(item, table, kind, path, f"{key}[{i}].", problems))
+    return out
 
 
 _REPR = reprlib.Repr()
@@ -271,27 +365,42 @@ _REPR.maxother = 60
 
 
 def _show(value: Any) -> str:
-    """A short, bounded description of a value (aliases can make YAML values huge)."""
-    return f"{type(value).__name__} {_REPR.repr(value)}"
+    """A short, bounded description of a value, whatever the value (its repr may fail)."""
+    try:
+        text = _REPR.repr(value)
+    except Exception:  # an int beyond str()'s digit limit, a repr that raises
+        text = "(cannot be shown)"
+    return f"{type(value).__name__} {text}"
 
 
 def _parse(path: Path, data: dict[Any, Any], problems: _Problems) -> tuple[str, _Entry] | None:
     """Check one file's mapping and build its config object (None on any problem)."""
     kistype = data.get("kistype")
     if "kistype" not in data:
-        problems.add(path, "kistype", f"is missing; expected one of {', '.join(KISTYPES)}")
+        looks = [k for k, t in _TABLES.items() if any(r in data for r in t.required)]
+        like = f"; its keys are those of a {looks[0]} file (kistype: {looks[0]})" if looks else ""
+        problems.add(path, "kistype", f"is missing; expected one of {', '.join(KISTYPES)}{like}")
         return None
     if not isinstance(kistype, str) or kistype.lower() not in KISTYPES:
+        guess = difflib.get_close_matches(str(kistype).lower(), KISTYPES, n=1, cutoff=0.5)
+        mean = f"; did you mean {guess[0]!r}?" if guess else ""
         problems.add(
             path,
             "kistype",
-            f"is {_show(kistype)}; expected one of {', '.join(KISTYPES)}",
+            f"is {_show(kistype)}; expected one of {', '.join(KISTYPES)}{mean}",
         )
         return None
     kind = kistype.lower()
-    if not _check_section(data, _TABLES[kind], path, "", problems, ignore=("kistype",)):
+    fields = _clean_section(data, _TABLES[kind], kind, path, "", problems)
+    if fields is None:
         return None
-    fields = {k: v for k, v in data.items() if k != "kistype"}
+    if kind == "flow" and "status" not in fields:
+        problems.warn(
+            path,
+            "status",
+            "is missing: kisflow enables the flow, KisFlow-Go would leave it disabled; "
+            "write status: 1 (or 0) to say which",
+        )
     faas = fields.pop("faas", None)
     try:
         config = _KINDS[kind](**fields)
@@ -311,21 +420,50 @@ def _name_of(kind: str, config: Any) -> str:
     return "global"
 
 
-def _absolute_addrs(conn: ConnConfig, path: Path, pool: _pool.Pool) -> ConnConfig:
-    """A file connector's relative ``addrs``, made relative to its conn file's folder.
+def _inside(path: Path, places: Iterable[Path]) -> bool:
+    return any(path == place or path.is_relative_to(place) for place in places)
+
+
+def _place_addrs(
+    conn: ConnConfig,
+    path: Path,
+    places: Sequence[Path],
+    pool: _pool.Pool,
+    problems: _Problems,
+) -> ConnConfig:
+    """A file connector's ``addrs``, resolved from its conn file's folder and kept inside.
 
     Which types take a file is the registry's say (``ConnectorType.file_path``), so a
-    pool's own or an installed type resolves its path as the built-ins do.
+    pool's own or an installed type is placed as the built-ins are. The resolved path
+    (links followed) must be inside ``places``: the config folder, then the places the
+    caller allows; one that leaves them (``..``, ``~``, an absolute path, a link) is a
+    problem naming the file and ``addrs``, since a row written there could be run as
+    code (``~/.bashrc``).
     """
     from kisflow.connector import find_type
 
     conn_type = find_type(conn.type, pool)
     if conn_type is None or not conn_type.file_path or not conn.addrs:
         return conn
-    addr = Path(conn.addrs).expanduser()
-    if addr.is_absolute():
+    try:
+        resolved = (path.parent / Path(conn.addrs).expanduser()).resolve()
+    except (OSError, RuntimeError, ValueError) as exc:  # a link loop, a NUL in the path
+        why = f"{_REPR.repr(conn.addrs)} is not a usable file path: {exc}"
+        problems.add(path, "addrs", why, exc)
         return conn
-    return attrs.evolve(conn, addrs=str((path.parent / addr).resolve()))
+    if not _inside(resolved, places):
+        allowed = ", ".join(str(p) for p in places[1:])
+        problems.add(
+            path,
+            "addrs",
+            f"connector {conn.cname!r} ({conn.type}): {_REPR.repr(conn.addrs)} resolves to "
+            f"{resolved}, outside the config folder {places[0]}"
+            + (f" and the allowed places ({allowed})" if allowed else "")
+            + "; keep file connectors inside the folder, or allow the place with "
+            "allow_paths=[...] (CLI: --allow-path DIR)",
+        )
+        return conn
+    return attrs.evolve(conn, addrs=str(resolved))
 
 
 def _bind(conn: ConnConfig, funcs: list[FuncConfig]) -> ConnConfig:
@@ -345,6 +483,8 @@ def load_config_dir(
     *,
     allow_imports: bool = False,
     check_faas: bool = True,
+    allow_paths: Iterable[str | os.PathLike[str]] = (),
+    strict: bool = False,
 ) -> LoadedConfig:
     """Import a folder of KisFlow YAML configs: build its enabled flows and register them.
 
@@ -355,9 +495,12 @@ def load_config_dir(
             (importing runs code, so it is off by default).
         check_faas: report functions with no FaaS registered (Save/Load stages on a
             registered connector type need none); off lets you register FaaS after loading.
+        allow_paths: folders (or files) outside ``path`` that file connectors (``jsonl``,
+            ``sqlite``) may use; by default their ``addrs`` must stay inside ``path``.
+        strict: make every warning a problem: unknown keys, a flow without ``status``.
 
     Returns:
-        The flows built and every config read, by name.
+        The flows built and every config read, by name, with the warnings.
 
     Raises:
         ConfigError: listing every problem of the folder; ``errors`` holds one
@@ -366,7 +509,7 @@ def load_config_dir(
     """
     root = Path(path)
     target = pool if pool is not None else _pool.current()
-    problems = _Problems()
+    problems = _Problems(strict=strict)
     if not root.is_dir():
         problems.add(root, None, "is not a folder of config files")
         raise _summary(root, problems)
@@ -374,18 +517,17 @@ def load_config_dir(
     if not files:
         problems.add(root, None, "holds no .yml or .yaml files")
         raise _summary(root, problems)
+    places = [root.resolve(), *(Path(p).expanduser().resolve() for p in allow_paths)]
 
     seen: dict[str, dict[str, _Entry]] = {k: {} for k in KISTYPES}
+    broken: dict[str, set[str]] = {k: set() for k in KISTYPES}
     for file in files:
-        data = _read_yaml(file, problems)
-        if data is None:
-            continue
-        try:
-            parsed = _parse(file, data, problems)
-        except RecursionError as exc:
-            problems.add(file, None, "is not usable: nested too deeply", exc)
-            continue
+        claimed: list[tuple[str, str]] = []
+        data = _read_yaml(file, problems, claimed)
+        parsed = None if data is None else _parse(file, data, problems)
         if parsed is None:
+            for kind, name in claimed if data is None else _claimed_names(data):
+                broken[kind].add(name)
             continue
         kind, entry = parsed
         name = _name_of(kind, entry.config)
@@ -396,16 +538,17 @@ def load_config_dir(
             problems.add(file, key, f"defines {what}; it is already defined in {first.path}")
             continue
         if kind == "conn":
-            entry = attrs.evolve(entry, config=_absolute_addrs(entry.config, file, target))
+            placed = _place_addrs(entry.config, file, places, target, problems)
+            entry = attrs.evolve(entry, config=placed)
         seen[kind][name] = entry
 
-    conns = _link_connectors(seen, problems)
+    conns = _link_connectors(seen, broken, problems)
     funcs = {name: e.config for name, e in seen["func"].items()}
     for name, entry in seen["func"].items():
         cname = entry.config.option.cname
         if cname and cname in conns:
             funcs[name] = entry.config.with_connector(conns[cname])
-    _check_flow_functions(seen, problems)
+    _check_flow_functions(seen, broken, problems)
     refs = _resolve_references(seen, target, allow_imports, problems)
     if check_faas:
         _check_faas(seen, funcs, refs, target, problems)
@@ -425,6 +568,8 @@ def load_config_dir(
         raise _summary(root, problems)
     for name, flow in flows.items():
         target.add_flow(name, flow)
+    for warning in problems.warnings:
+        logger.warning("config: {}", warning)
     global_entry = seen["global"].get("global")
     files_by_name = {f"{k}:{n}": e.path for k in KISTYPES for n, e in seen[k].items()}
     return LoadedConfig(
@@ -435,24 +580,41 @@ def load_config_dir(
         conns=conns,
         global_config=None if global_entry is None else global_entry.config,
         files=files_by_name,
+        warnings=tuple(problems.warnings),
     )
 
 
+def _claimed_names(data: Mapping[Any, Any]) -> list[tuple[str, str]]:
+    """The (kind, name)s a file that has problems meant to define, as far as it says.
+
+    Other files naming them are not told "no func file defines ...": the cause is that
+    file's own problem, already reported.
+    """
+    kistype = data.get("kistype")
+    kind = kistype.lower() if isinstance(kistype, str) else None
+    found = []
+    for each, key in (("flow", "flow_name"), ("func", "fname"), ("conn", "cname")):
+        name = data.get(key)
+        if isinstance(name, str) and name and (kind not in KISTYPES or kind == each):
+            found.append((each, name))
+    return found
+
+
 def _link_connectors(
-    seen: dict[str, dict[str, _Entry]], problems: _Problems
+    seen: dict[str, dict[str, _Entry]], broken: dict[str, set[str]], problems: _Problems
 ) -> dict[str, ConnConfig]:
     bound: dict[str, list[FuncConfig]] = {}
     for name, entry in seen["func"].items():
         cname = entry.config.option.cname
-        if not cname:
+        if not cname or cname in broken["conn"]:
             continue
         if cname not in seen["conn"]:
             known = ", ".join(sorted(seen["conn"])) or "none"
             problems.add(
                 entry.path,
                 "option.cname",
-                f"function {name!r} names connector {cname!r}, which no conn file defines "
-                f"(connectors: {known})",
+                f"function {name!r} names connector {cname!r}, which no conn file defines"
+                f"{_did_you_mean(cname, seen['conn'])} (connectors: {known})",
             )
             continue
         bound.setdefault(cname, []).append(entry.config)
@@ -461,15 +623,24 @@ def _link_connectors(
     }
 
 
-def _check_flow_functions(seen: dict[str, dict[str, _Entry]], problems: _Problems) -> None:
+def _check_flow_functions(
+    seen: dict[str, dict[str, _Entry]], broken: dict[str, set[str]], problems: _Problems
+) -> None:
     for flow_name, entry in seen["flow"].items():
         for i, item in enumerate(entry.config.flows):
-            if item.fname not in seen["func"]:
+            if item.fname not in seen["func"] and item.fname not in broken["func"]:
                 problems.add(
                     entry.path,
                     f"flows[{i}].fname",
-                    f"flow {flow_name!r} names function {item.fname!r}, which no func file defines",
+                    f"flow {flow_name!r} names function {item.fname!r}, which no func file "
+                    f"defines{_did_you_mean(item.fname, seen['func'])}",
                 )
+
+
+def _did_you_mean(name: str, names: Iterable[str]) -> str:
+    """``"; did you mean 'x'?"`` for the closest of ``names``, or nothing."""
+    guess = difflib.get_close_matches(name, list(names), n=1, cutoff=0.6)
+    return f"; did you mean {guess[0]!r}?" if guess else ""
 
 
 def _resolve_references(
@@ -509,6 +680,7 @@ def _check_faas(
 ) -> None:
     from kisflow.connector import find_type
 
+    unknown_types: set[str] = set()  # conns reported once for an unknown type
     for flow_name, entry in seen["flow"].items():
         if not entry.config.enabled:
             continue
@@ -518,19 +690,53 @@ def _check_faas(
                 continue
             if func.option.cname and func.conn is None:
                 continue  # its missing connector is reported already
-            if (
-                func.fmode in (Mode.SAVE, Mode.LOAD)
-                and func.conn is not None
-                and find_type(func.conn.type, pool) is not None
-            ):
+            conn = func.conn
+            serves = func.fmode in (Mode.SAVE, Mode.LOAD) and conn is not None
+            if serves and conn is not None and find_type(conn.type, pool) is not None:
                 continue  # a registered connector type serves it (kisflow._plan's default)
+            if serves and conn is not None and _unknown_type(conn, seen, unknown_types, problems):
+                continue  # the conn file's type is the cause, reported there
+            typed = (
+                f" (its connector type {conn.type!r} is not registered, so a FaaS must serve it)"
+                if serves and conn is not None and conn.type
+                else ""
+            )
             problems.add(
                 entry.path,
                 f"flows[{i}].fname",
                 f"flow {flow_name!r} function {item.fname!r} "
-                f"({seen['func'][item.fname].path}) has no FaaS registered; register it with "
-                f"kisflow.faas({item.fname!r}) (CLI: --faas FILE) before loading",
+                f"({seen['func'][item.fname].path}) has no FaaS registered{typed}; register it "
+                f"with kisflow.faas({item.fname!r}) (CLI: --faas FILE) before loading",
             )
+
+
+def _unknown_type(
+    conn: ConnConfig,
+    seen: dict[str, dict[str, _Entry]],
+    reported: set[str],
+    problems: _Problems,
+) -> bool:
+    """Report a conn ``type`` that looks like a typo of a known type; whether it does.
+
+    A Save/Load function with no FaaS needs its connector's type to serve it, so a
+    ``type: sqlit`` is the cause to name, not the missing FaaS. A type like no known one
+    (KisFlow's ``mysql``, served by a user's FaaS and CaaS) leaves the FaaS message.
+    """
+    known = sorted(_state.connector_types)
+    guess = difflib.get_close_matches(conn.type.strip().lower(), known, n=1, cutoff=0.6)
+    if not guess:
+        return False
+    if conn.cname not in reported:
+        reported.add(conn.cname)
+        entry = seen["conn"].get(conn.cname)
+        problems.add(
+            entry.path if entry is not None else "?",
+            "type",
+            f"connector {conn.cname!r} has type {conn.type!r}, which is not a known "
+            f"connector type; did you mean {guess[0]!r}? Known types: {', '.join(known)} "
+            f"(others need their own FaaS, or kisflow.connector_type)",
+        )
+    return True
 
 
 def _build_flows(
@@ -558,14 +764,18 @@ def _build_flows(
 
 
 def _summary(root: Path, problems: _Problems) -> ConfigError:
+    """The folder's one error: every problem in ``errors``; each warning is a note."""
     n = len(problems.items)
     lines = "\n".join(f"  - {p}" for p in problems.items)
-    return ConfigError(
+    error = ConfigError(
         f"{n} problem{'s' if n != 1 else ''} in config folder {root}:\n{lines}",
         path=str(root),
         key=problems.items[0].key if n == 1 else None,
         errors=problems.items,
     )
+    for warning in problems.warnings:  # a typo's warning often says what the problem is
+        error.add_note(f"warning: {warning}")
+    return error
 
 
 # -- export -----------------------------------------------------------------------------
@@ -675,20 +885,64 @@ def _file_name(prefix: str, name: str) -> str:
     return f"{prefix}-{name}.yaml"
 
 
+def _check_depth(value: Any, above: int, what: str, key: str) -> None:
+    """Refuse a value that would nest deeper than ``_yaml.MAX_DEPTH`` in its file.
+
+    ``above`` counts the mappings and lists the file holds it in, so what is written
+    is exactly what ``load_config_dir`` accepts (and the writer never recurses deeper
+    than that).
+    """
+    levels = above + _yaml.depth(value)
+    if levels > _yaml.MAX_DEPTH:
+        shown = "itself (it contains itself)" if levels > sys.maxsize // 2 else f"{levels} levels"
+        raise ConfigError(
+            f"cannot export {what}: {key} nests {shown} deep in its file; a config file "
+            f"nests at most {_yaml.MAX_DEPTH} (load_config_dir refuses more)",
+            key=key,
+        )
+
+
+def _relative_addrs(conn: ConnConfig, out: Path, pool: _pool.Pool) -> ConnConfig:
+    """A file connector's absolute ``addrs`` inside ``out``, written relative to it.
+
+    So the exported folder loads from anywhere, its files inside it; a path outside
+    ``out`` stays absolute (loading it again needs ``allow_paths``).
+    """
+    from kisflow.connector import find_type
+
+    conn_type = find_type(conn.type, pool)
+    if conn_type is None or not conn_type.file_path or not conn.addrs:
+        return conn
+    addr = Path(conn.addrs)
+    if not addr.is_absolute():
+        return conn
+    try:
+        relative = addr.resolve().relative_to(out.resolve())
+    except (ValueError, OSError, RuntimeError):
+        return conn
+    return attrs.evolve(conn, addrs=relative.as_posix())
+
+
 def export_config(flow: Flow, folder: str | os.PathLike[str]) -> list[Path]:
     """Write ``flow`` as KisFlow config files into ``folder`` (created if missing).
 
     Writes ``flow-<name>.yaml``, one ``func-<fname>.yaml`` per function and one
     ``conn-<cname>.yaml`` per connector; ``load_config_dir`` on the folder gives back an
-    equal flow. Returns the files written, in that order.
+    equal flow. A file connector's path inside ``folder`` is written relative to it.
+    Returns the files written, in that order; nothing is written on an error.
 
     Raises:
-        ConfigError: a name cannot be a file name, or two functions (or connectors) of
-            the flow share a name with different configs.
+        ConfigError: a name cannot be a file name, two functions (or connectors) of
+            the flow share a name with different configs, params nest deeper than a
+            config file may, or a value cannot be written as YAML.
     """
     out = Path(folder)
     funcs: dict[str, FuncConfig] = {}
     conns: dict[str, ConnConfig] = {}
+    by_conn: dict[str, list[FuncConfig]] = {}
+    for stage in flow.stages:
+        if stage.config.conn is not None:
+            by_conn.setdefault(stage.config.conn.cname, []).append(stage.config)
     for stage in flow.stages:
         func = stage.config
         if funcs.setdefault(func.fname, func) != func:
@@ -698,17 +952,14 @@ def export_config(flow: Flow, folder: str | os.PathLike[str]) -> list[Path]:
                 key="fname",
             )
         if func.conn is not None:
-            cname = func.conn.cname
-            conn = _bind(
-                func.conn,
-                [s.config for s in flow.stages if s.config.conn and s.config.conn.cname == cname],
-            )
+            conn = _bind(func.conn, by_conn[func.conn.cname])
             if conns.setdefault(conn.cname, conn) != conn:
                 raise ConfigError(
                     f"flow {flow.name!r} has two connectors named {conn.cname!r} with "
                     f"different configs",
                     key="cname",
                 )
+    conns = {n: _relative_addrs(c, out, flow.pool) for n, c in conns.items()}
     # The flow file lists the stages the flow runs (what link/append_function built).
     config = attrs.evolve(
         flow.config,
@@ -716,10 +967,27 @@ def export_config(flow: Flow, folder: str | os.PathLike[str]) -> list[Path]:
             FlowFunctionParam(fname=s.name, params=dict(s.flow_params)) for s in flow.stages
         ),
     )
-    texts: list[tuple[Path, str]] = [(out / _file_name("flow", flow.name), flow_yaml(config))]
-    texts += [(out / _file_name("func", n), func_yaml(c)) for n, c in funcs.items()]
-    texts += [(out / _file_name("conn", n), conn_yaml(c)) for n, c in conns.items()]
+    # Depths in each file: flow > flows > item > params; func > option > default_params.
+    for i, item in enumerate(config.flows):
+        _check_depth(item.params, 3, f"flow {flow.name!r}", f"flows[{i}].params")
+    for name, func in funcs.items():
+        _check_depth(func.option.default_params, 2, f"function {name!r}", "option.default_params")
+    for name, conn in conns.items():
+        _check_depth(conn.params, 1, f"connector {name!r}", "params")
+    names = [_file_name("flow", flow.name)]
+    names += [_file_name("func", n) for n in funcs]
+    names += [_file_name("conn", n) for n in conns]
+    try:
+        texts = [flow_yaml(config)]
+        texts += [func_yaml(c) for c in funcs.values()]
+        texts += [conn_yaml(c) for c in conns.values()]
+    except (yaml.YAMLError, ValueError, TypeError) as exc:  # an object, a 5,000-digit int
+        raise ConfigError(
+            f"cannot export flow {flow.name!r}: a value cannot be written as YAML: "
+            f"{type(exc).__name__}: {str(exc)[:200]}"
+        ) from exc
     out.mkdir(parents=True, exist_ok=True)
-    for file, text in texts:
+    files = [out / name for name in names]
+    for file, text in zip(files, texts, strict=True):
         file.write_text(text, encoding="utf-8")
-    return [file for file, _ in texts]
+    return files

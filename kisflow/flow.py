@@ -14,7 +14,6 @@ from __future__ import annotations
 from collections.abc import AsyncIterable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any, Self
 
-import attrs
 import networkx as nx
 from loguru import logger
 
@@ -152,33 +151,29 @@ class Flow(FlowAPI):
         d = self._d
         if not isinstance(func_config, FuncConfig):
             raise ConfigError(
-                f"flow {self.name!r}: link() takes a FuncConfig, got {type(func_config).__name__}"
+                f"flow {d.flow_name!r}: link() takes a FuncConfig, got {type(func_config).__name__}"
             )
         flow_params = dict(params or {})
         with d.lock:
-            for existing in d.stages:
-                if existing.name == func_config.fname and existing.config != func_config:
-                    raise FlowDefinitionError(
-                        f"flow {self.name!r} already has function {func_config.fname!r} with "
-                        f"another config ({existing.config.fmode.value} vs "
-                        f"{func_config.fmode.value}); one name, one function config",
-                        flow=self.name,
-                    )
+            for existing in d.configs_named(func_config.fname):  # one unless from_graph
+                if existing == func_config:
+                    continue
+                raise FlowDefinitionError(
+                    f"flow {d.flow_name!r} already has function {func_config.fname!r} with "
+                    f"another config ({existing.fmode.value} vs "
+                    f"{func_config.fmode.value}); one name, one function config",
+                    flow=d.flow_name,
+                )
             stage = Stage(
                 id=new_stage_id(),
                 config=func_config,
                 flow_params=flow_params,
                 connector=self._connector_for(func_config),
             )
-            graph = nx.DiGraph(d.graph)
-            graph.add_node(stage)
-            if d.stages:
-                graph.add_edge(d.stages[-1], stage)
-            d.set_graph(graph)
+            d.append_stage(stage)
             if record:
-                entry = FlowFunctionParam(fname=func_config.fname, params=flow_params)
-                d.set_config(attrs.evolve(d.config, flows=(*d.config.flows, entry)))
-        logger.debug("flow {!r}: linked {!r}", self.name, func_config.fname)
+                d.record(FlowFunctionParam(fname=func_config.fname, params=flow_params))
+        logger.debug("flow {!r}: linked {!r}", d.flow_name, func_config.fname)
 
     def _connector_for(self, func_config: FuncConfig) -> Connector | None:
         cname = func_config.option.cname

@@ -44,7 +44,7 @@ class TestYamlSqlite:
     """The YAML + SQLite demo saves averages to SQLite and loads them back for a summary."""
 
     EXPECTED = (
-        "CalcAndSave: 5 rows in, 4 verified, 4 averages saved to data/scores.db",
+        "CalcAndSave: 5 rows in, 4 verified, 4 averages saved to conf/data/scores.db",
         "stu_id=101 avg_score=90.00 pass",
         "stu_id=102 avg_score=76.67 pass",
         "stu_id=103 avg_score=52.00 fail",
@@ -70,7 +70,7 @@ class TestYamlSqlite:
                 check=True,
             )
             assert proc.stdout.splitlines() == list(self.EXPECTED)
-        assert (example / "data" / "scores.db").is_file()
+        assert (example / "conf" / "data" / "scores.db").is_file()
 
     def test_main_returns_the_summary(
         self, tmp_path: Path, capsys: pytest.CaptureFixture[str]

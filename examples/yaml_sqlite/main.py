@@ -18,7 +18,7 @@ HERE = Path(__file__).resolve().parent
 
 def main() -> kf.RunResult:
     """Register the FaaS, load conf/, run both flows; return the summary run."""
-    db = HERE / "data" / "scores.db"
+    db = HERE / "conf" / "data" / "scores.db"
     db.unlink(missing_ok=True)
     runpy.run_path(str(HERE / "faas.py"))
     flows = kf.load_config_dir(HERE / "conf").flows
