@@ -7,11 +7,16 @@ cattrs; other records (attrs classes, dataclasses) are unstructured and structur
 is never truncated into an int field), and non-record types are checked with typeguard.
 A row that cannot be converted is reported with its index, never replaced by a zero
 value.
+
+Messages show rows through ``safe_repr``: bounded in size and depth, and never raising,
+whatever the row (an int too long to print, 10,000-deep nesting, a ``__repr__`` that
+raises).
 """
 
 from __future__ import annotations
 
 import collections.abc
+import contextlib
 import dataclasses
 import json
 import types
@@ -32,6 +37,8 @@ __all__ = [
     "describe_type",
     "is_record_type",
     "is_supported_row_type",
+    "safe_repr",
+    "safe_str",
     "type_fits",
 ]
 
@@ -160,6 +167,177 @@ def _numeric(produced: Any, consumed: Any) -> bool:
     return produced is int and consumed is float
 
 
+# -- safe rendering of rows for messages ------------------------------------------------
+
+_INT_BITS = 14_000
+"""Ints longer than this (about 4,200 digits, under Python's 4,300-digit limit on
+int-to-str conversion) are described instead of printed."""
+
+
+class _Full(Exception):
+    """The rendering reached its limit: what was written so far is enough."""
+
+
+class _Render:
+    """``repr`` of a value, written piece by piece until ``limit`` characters.
+
+    Builtin containers (and subclasses that keep their ``__repr__``) are walked here, so
+    their nesting is bounded by ``depth`` and their size by ``limit``; other objects use
+    their own ``repr``, cut to what is left.
+    """
+
+    __slots__ = ("active", "left", "parts")
+
+    def __init__(self, limit: int) -> None:
+        self.parts: list[str] = []
+        self.left = limit + 1  # one character past the limit tells the caller to cut
+        self.active: set[int] = set()  # containers being written: a cycle shows as [...]
+
+    def emit(self, text: str) -> None:
+        if len(text) >= self.left:
+            self.parts.append(text[: self.left])
+            raise _Full
+        self.parts.append(text)
+        self.left -= len(text)
+
+    def value(self, x: Any, depth: int) -> None:
+        shown: Any = type(x).__repr__  # the slot, so subclasses that keep it render alike
+        if shown is str.__repr__:
+            self.emit(repr(x[: self.left]))
+        elif shown is int.__repr__:
+            self.emit(_int_text(x))
+        elif shown is dict.__repr__:
+            self.container(x, depth, "{", "}", items=True)
+        elif shown is list.__repr__:
+            self.container(x, depth, "[", "]")
+        elif shown is tuple.__repr__:
+            self.container(x, depth, "(", ",)" if len(x) == 1 else ")")
+        elif shown is set.__repr__ or shown is frozenset.__repr__:
+            name = type(x).__name__
+            if not x:
+                self.emit(f"{name}()")
+            elif type(x) is set:
+                self.container(x, depth, "{", "}")
+            else:
+                self.container(x, depth, f"{name}({{", "})")
+        elif shown is bytes.__repr__ or shown is bytearray.__repr__:
+            self.emit(repr(x[: self.left]))
+        else:
+            self.other(x, depth)
+
+    def container(self, x: Any, depth: int, start: str, end: str, *, items: bool = False) -> None:
+        key = id(x)
+        if (depth <= 0 and x) or key in self.active:
+            self.emit(f"{start}...{end}")
+            return
+        self.active.add(key)
+        self.emit(start)
+        first = True
+        for item in x.items() if items else x:
+            if not first:
+                self.emit(", ")
+            first = False
+            if items:
+                self.value(item[0], depth - 1)
+                self.emit(": ")
+                self.value(item[1], depth - 1)
+            else:
+                self.value(item, depth - 1)
+        self.emit(end)
+        self.active.discard(key)
+
+    def other(self, x: Any, depth: int) -> None:
+        try:
+            text = repr(x)
+        except Exception as exc:  # a __repr__ that raises, a record holding a huge int
+            if is_record_type(type(x)) and depth > 0:
+                self.fields(x, depth)
+            else:
+                self.emit(f"<{_type_name(x)} object: repr raised {type(exc).__name__}>")
+            return
+        self.emit(text[: self.left])
+
+    def fields(self, x: Any, depth: int) -> None:
+        """A record whose ``repr`` failed, field by field: ``Name(a=1, b=...)``."""
+        tp = type(x)
+        if attrs.has(tp):
+            names = [f.name for f in attrs.fields(tp) if f.repr is not False]
+        else:
+            names = [f.name for f in dataclasses.fields(x) if f.repr]
+        self.emit(f"{_type_name(x)}(")
+        for i, name in enumerate(names):
+            self.emit(f"{', ' if i else ''}{name}=")
+            self.value(getattr(x, name, None), depth - 1)
+        self.emit(")")
+
+
+def _int_text(x: int) -> str:
+    if x.bit_length() > _INT_BITS:
+        return f"<int of about {int(x.bit_length() * 0.30103) + 1} digits>"
+    try:
+        return repr(x)
+    except ValueError:  # sys.set_int_max_str_digits() set lower than _INT_BITS
+        return f"<int of about {int(x.bit_length() * 0.30103) + 1} digits>"
+
+
+def _type_name(x: Any) -> str:
+    """The class's qualified name without its ``<locals>`` path, as attrs prints it."""
+    try:
+        return str(type(x).__qualname__).rsplit(">.", 1)[-1]
+    except Exception:  # pragma: no cover - a metaclass that hides __qualname__
+        return "object"
+
+
+def _cut(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def safe_repr(value: Any, limit: int = 120, depth: int = 8) -> str:
+    """``repr(value)`` for a message: at most ``limit`` characters, and never raising.
+
+    A row that prints normally prints as ``repr`` prints it (cut to ``limit``, ending in
+    ``...``). What ``repr`` cannot print is shown anyway: containers nested deeper than
+    ``depth`` as ``[...]``, an int too long to print as ``<int of about N digits>``, an
+    object whose ``repr`` raises as ``<Type object: repr raised Error>`` (a record field
+    by field). The work done is bounded by ``limit``, not by the row's size.
+    """
+    try:
+        if limit < 8:
+            limit = 8
+        out = _Render(limit)
+        with contextlib.suppress(_Full):
+            out.value(value, depth)
+        text = "".join(out.parts)
+        return text if len(text) <= limit else text[: limit - 3] + "..."
+    except Exception as exc:  # e.g. RecursionError when called near the recursion limit
+        # Even a comparison counts against the recursion limit: with no stack left, this
+        # fallback must still return, so it calls as little as it can.
+        try:
+            text = f"<{type(value).__name__} object: repr raised {type(exc).__name__}>"
+        except Exception:
+            text = "<unprintable>"
+        return text[:limit]
+
+
+def safe_str(value: Any, limit: int = 500) -> str:
+    """``str(value)`` for a message (an exception's text), at most ``limit`` characters.
+
+    Never raises: an object whose ``str`` raises (``ValueError(10**5000)``) is shown as
+    ``safe_repr`` of its arguments, or by its type.
+    """
+    limit = max(limit, 8)
+    if type(value) is str:
+        return _cut(value, limit)
+    try:
+        text = str(value)
+    except Exception as exc:
+        if isinstance(value, BaseException) and value.args:
+            args = value.args[0] if len(value.args) == 1 else value.args
+            return safe_repr(args, limit)
+        return _cut(f"<{_type_name(value)} object: str raised {type(exc).__name__}>", limit)
+    return _cut(text, limit)
+
+
 # -- strict scalar hooks: never truncate, never stringify ---------------------------
 
 
@@ -170,7 +348,7 @@ def _structure_int(value: Any, _: Any) -> int:
         return int(value)
     if isinstance(value, int) and not isinstance(value, bool):
         return int(value)
-    raise TypeError(f"expected an int, got {type(value).__name__} {_short(value)}")
+    raise TypeError(f"expected an int, got {type(value).__name__} {safe_repr(value)}")
 
 
 def _structure_float(value: Any, _: Any) -> float:
@@ -178,19 +356,19 @@ def _structure_float(value: Any, _: Any) -> float:
         return value
     if isinstance(value, int | float) and not isinstance(value, bool):
         return float(value)
-    raise TypeError(f"expected a float, got {type(value).__name__} {_short(value)}")
+    raise TypeError(f"expected a float, got {type(value).__name__} {safe_repr(value)}")
 
 
 def _structure_str(value: Any, _: Any) -> str:
     if isinstance(value, str):
         return value
-    raise TypeError(f"expected a str, got {type(value).__name__} {_short(value)}")
+    raise TypeError(f"expected a str, got {type(value).__name__} {safe_repr(value)}")
 
 
 def _structure_bool(value: Any, _: Any) -> bool:
     if isinstance(value, bool):
         return value
-    raise TypeError(f"expected a bool, got {type(value).__name__} {_short(value)}")
+    raise TypeError(f"expected a bool, got {type(value).__name__} {safe_repr(value)}")
 
 
 def _not_text(tp: Any, hook: Callable[[Any, Any], Any]) -> Callable[[Any, Any], Any]:
@@ -200,7 +378,7 @@ def _not_text(tp: Any, hook: Callable[[Any, Any], Any]) -> Callable[[Any, Any], 
         if isinstance(value, (*_JSON_TEXT, collections.abc.Mapping)):
             raise TypeError(
                 f"expected a list for {describe_type(tp)}, "
-                f"got {type(value).__name__} {_short(value)}"
+                f"got {type(value).__name__} {safe_repr(value)}"
             )
         return hook(value, target)
 
@@ -246,29 +424,36 @@ class RowConversionFailure(KisFlowError, ValueError):
     """One row that could not be converted: its index, the row and the cause.
 
     The run turns it into a ``RowConversionError`` naming the flow and stage (or a dead
-    letter); on its own it is what ``RowType.convert`` raises.
+    letter); on its own it is what ``RowType.convert`` raises. ``reason`` is the cause's
+    text, bounded; a row nested past Python's recursion limit has a ``ValueError`` cause
+    saying so (chained to the ``RecursionError``), not the ``RecursionError`` itself.
     """
 
     def __init__(self, index: int, row: Any, cause: BaseException) -> None:
+        if isinstance(cause, RecursionError):
+            deep = ValueError("nested too deeply to convert (past Python's recursion limit)")
+            deep.__cause__ = cause
+            cause = deep
         self.index = index
         self.row = row
         self.cause = cause
+        self.reason = safe_str(cause)
         super().__init__(index, row, cause)
 
     def __str__(self) -> str:
-        return f"row {self.index} ({_short(self.row)}): {self.cause}"
+        return f"row {self.index} ({safe_repr(self.row)}): {self.reason}"
 
-
-def _short(row: Any, limit: int = 120) -> str:
-    text = repr(row)
-    return text if len(text) <= limit else text[: limit - 3] + "..."
+    def __repr__(self) -> str:
+        return f"RowConversionFailure({self})"
 
 
 def _from_json(row: Any) -> Any:
     try:
         return json.loads(row)
+    except RecursionError as exc:
+        raise ValueError("JSON nested too deeply to parse") from exc
     except ValueError as exc:
-        raise ValueError(f"not valid JSON ({exc})") from exc
+        raise ValueError(f"not valid JSON ({safe_str(exc)})") from exc
 
 
 class RowType:
