@@ -8,6 +8,12 @@ is never truncated into an int field), and non-record types are checked with typ
 A row that cannot be converted is reported with its index, never replaced by a zero
 value.
 
+A record type may own its decoding, as KisFlow's per-type serializer does: a classmethod
+``__kisflow_decode__(cls, raw)`` receives each str/bytes row before any JSON parsing, and
+``__kisflow_ignore_case__ = True`` matches mapping keys to fields ignoring case (Go's
+``encoding/json``). Both are read once per row type, when its ``RowType`` is built (and
+when cattrs first builds the type's hook), never per row.
+
 Messages show rows through ``safe_repr``: bounded in size and depth, and never raising,
 whatever the row (an int too long to print, 10,000-deep nesting, a ``__repr__`` that
 raises).
@@ -18,6 +24,7 @@ from __future__ import annotations
 import collections.abc
 import contextlib
 import dataclasses
+import inspect
 import json
 import types
 import typing
@@ -32,11 +39,14 @@ import typeguard
 from kisflow.errors import KisFlowError
 
 __all__ = [
+    "DECODE_HOOK",
+    "IGNORE_CASE",
     "RowConversionFailure",
     "RowType",
     "describe_type",
     "is_record_type",
     "is_supported_row_type",
+    "row_type_problem",
     "safe_repr",
     "safe_str",
     "type_fits",
@@ -106,7 +116,8 @@ def type_fits(produced: Any, consumed: Any) -> bool:
     ``consumed``, when a record goes to a dict-taking stage, when dicts go to a record
     stage (their keys are checked row by row at run time), or when two record types
     match structurally: every required field of the consumer exists in the producer with
-    a compatible type (the JSON round trip KisFlow itself does).
+    a compatible type (the JSON round trip KisFlow itself does). Raw rows (str, bytes)
+    fit a record type that decodes them itself (``__kisflow_decode__``).
     """
     if consumed is Any or consumed is object or produced is consumed or produced is Any:
         return True
@@ -138,6 +149,8 @@ def type_fits(produced: Any, consumed: Any) -> bool:
             ):
                 return False
         return True
+    if produced in _JSON_TEXT and _decode_hook(consumed) is not None:
+        return True  # the consumer decodes raw rows itself
     return _numeric(produced, consumed)
 
 
@@ -404,6 +417,117 @@ def _set_hook(tp: Any, conv: cattrs.Converter) -> Callable[[Any, Any], Any]:
     return _not_text(tp, structure)
 
 
+# -- a row type's own decoding ---------------------------------------------------------
+
+DECODE_HOOK = "__kisflow_decode__"
+"""A record type's classmethod ``(cls, raw)``: turns a raw str/bytes row into a row."""
+
+IGNORE_CASE = "__kisflow_ignore_case__"
+"""A record type's class attribute: ``True`` matches mapping keys to fields ignoring case."""
+
+
+def _decode_hook(tp: Any) -> Callable[[Any], Any] | None:
+    """``tp.__kisflow_decode__`` (bound to ``tp``), or None; read once per row type."""
+    if not is_record_type(tp):
+        return None
+    hook: Callable[[Any], Any] | None = getattr(tp, DECODE_HOOK, None)
+    return hook
+
+
+def _ignores_case(tp: Any) -> bool:
+    return is_record_type(tp) and getattr(tp, IGNORE_CASE, False) is True
+
+
+def row_type_problem(tp: Any) -> str | None:
+    """What is wrong with a record type's decoding hooks, or None (also without hooks).
+
+    ``__kisflow_decode__`` must be callable with one argument, the raw row (a classmethod
+    ``(cls, raw)`` or a staticmethod ``(raw)``); ``__kisflow_ignore_case__`` must be a bool.
+    """
+    if not is_record_type(tp):
+        return None
+    name = describe_type(tp)
+    hook = getattr(tp, DECODE_HOOK, None)
+    if hook is not None:
+        if not callable(hook):
+            return (
+                f"{name}.{DECODE_HOOK} must be a classmethod (cls, raw), got {type(hook).__name__}"
+            )
+        try:
+            inspect.signature(hook).bind("raw")
+        except TypeError:
+            return (
+                f"{name}.{DECODE_HOOK} must take one argument, the raw str or bytes row: "
+                f"declare it '@classmethod def {DECODE_HOOK}(cls, raw)'"
+            )
+        except ValueError:  # no signature to read (a builtin): trust it
+            pass
+    flag = getattr(tp, IGNORE_CASE, False)
+    if not isinstance(flag, bool):
+        return f"{name}.{IGNORE_CASE} must be True or False, got {type(flag).__name__}"
+    return None
+
+
+def _own_decoding(tp: type, hook: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    """Decode a raw row with the type's hook; what it returns must be a row of ``tp``."""
+    name = describe_type(tp)
+    unstructure = converter.unstructure
+
+    def decode(raw: Any) -> Any:
+        row = hook(raw)
+        if isinstance(row, tp | collections.abc.Mapping):
+            return row
+        if is_record_type(type(row)):
+            return unstructure(row)
+        raise TypeError(
+            f"{name}.{DECODE_HOOK} returned {type(row).__name__}; it must return a {name} "
+            f"or a mapping of its fields"
+        )
+
+    return decode
+
+
+def _key_folder(tp: type) -> Callable[[Any], Any]:
+    """Map a mapping's keys to ``tp``'s field names ignoring case (Go's ``encoding/json``).
+
+    A key naming a field exactly is kept; another key is matched case-insensitively; keys
+    naming no field are kept (and ignored, as any extra key is). When several keys land
+    on one field, the last wins, as in Go.
+    """
+    names = list(_record_fields(tp))
+    exact = frozenset(names)
+    folded: dict[str, str] = {}
+    for field in names:
+        folded.setdefault(field.lower(), field)
+
+    def fold(row: Any) -> Any:
+        if not isinstance(row, collections.abc.Mapping) or exact.issuperset(row):
+            return row
+        out: dict[Any, Any] = {}
+        for key, value in row.items():
+            if key not in exact and isinstance(key, str):
+                key = folded.get(key.lower(), key)
+            out[key] = value
+        return out
+
+    return fold
+
+
+def _ignore_case_hook(tp: Any, conv: cattrs.Converter) -> Callable[[Any, Any], Any]:
+    """The structure hook of a record type that ignores key case: fold keys, then structure.
+
+    Registered as a cattrs hook factory, so nested records that ignore case do too; cattrs
+    builds it once per type.
+    """
+    fold = _key_folder(tp)
+    structure = conv.gen_structure_attrs_fromdict(tp)
+
+    def hook(row: Any, target: Any) -> Any:
+        return structure(fold(row), target)
+
+    return hook
+
+
 def _make_converter() -> cattrs.Converter:
     conv = cattrs.Converter(detailed_validation=False)
     conv.register_structure_hook(int, _structure_int)
@@ -413,6 +537,7 @@ def _make_converter() -> cattrs.Converter:
     # cattrs builds a list from any iterable, so "ab" would become ["a", "b"].
     conv.register_structure_hook_factory(cattrs.cols.is_sequence, _sequence_hook)
     conv.register_structure_hook_factory(cattrs.cols.is_any_set, _set_hook)
+    conv.register_structure_hook_factory(_ignores_case, lambda tp: _ignore_case_hook(tp, conv))
     return conv
 
 
@@ -470,14 +595,21 @@ class RowType:
         if self.passthrough:
             return lambda row: row
         if is_record_type(tp):
+            problem = row_type_problem(tp)
+            if problem is not None:
+                raise TypeError(problem)
             hook = converter.get_structure_hook(tp)
             unstructure = converter.unstructure
+            own = _decode_hook(tp)
+            decode = _from_json if own is None else _own_decoding(tp, own)
 
             def record(row: Any) -> Any:
                 if isinstance(row, tp):
                     return row
                 if isinstance(row, _JSON_TEXT):
-                    row = _from_json(row)
+                    row = decode(row)
+                    if isinstance(row, tp):  # the type's own decoding made the row
+                        return row
                 elif not isinstance(row, collections.abc.Mapping):
                     row = unstructure(row)
                 if not isinstance(row, collections.abc.Mapping):
