@@ -58,7 +58,7 @@ from kisflow.errors import (
 )
 from kisflow.observers import Observer, StageCall, notify, observer_failed
 from kisflow.result import RunEnd, RunResult, StageLog
-from kisflow.rows import RowConversionFailure, describe_type
+from kisflow.rows import RowConversionFailure, describe_type, safe_repr, safe_str
 from kisflow.stage import Stage
 
 if TYPE_CHECKING:
@@ -76,6 +76,11 @@ _new_call = tuple.__new__  # a StageCall without its Python-level __new__ (per s
 
 MAX_RETRY_DELAY = 30.0
 """Seconds: the doubling retry delay stops growing here (or at ``return_duration``)."""
+
+_SHOWN = 200
+"""Characters of a row an error message shows (``safe_repr``: bounded, never raising)."""
+_REASON = 2000
+"""Characters of an error's text a message or a dead letter keeps."""
 
 
 class Run:
@@ -322,8 +327,8 @@ class Run:
                 if self.sink(pos) is None:
                     raise RowConversionError(
                         f"flow {self.flow_name!r} stage {self.label(pos)}: row {bad.index} "
-                        f"cannot be converted to {describe_type(sig.rows_type)}: {bad.cause}; "
-                        f"row was {bad.row!r}"[:2000],
+                        f"cannot be converted to {describe_type(sig.rows_type)}: {bad.reason}; "
+                        f"row was {safe_repr(bad.row, _SHOWN)}",
                         flow=self.flow_name,
                         stage=self.stages[pos].name,
                         row_index=bad.index,
@@ -383,7 +388,8 @@ class Run:
                     row_index=failure.index,
                     row=failure.row,
                     reason="conversion",
-                    error=f"cannot be converted to {describe_type(sig.rows_type)}: {cause}",
+                    error=f"cannot be converted to {describe_type(sig.rows_type)}: "
+                    f"{failure.reason}",
                     error_type=type(cause).__name__,
                 ),
             )
@@ -403,7 +409,8 @@ class Run:
         except Exception as exc:
             raise DeadLetterError(
                 f"flow {self.flow_name!r} stage {self.label(pos)}: the dead-letter sink "
-                f"{sink!r} failed to store row {letter.row_index}: {type(exc).__name__}: {exc}",
+                f"{safe_repr(sink)} failed to store row {letter.row_index}: "
+                f"{type(exc).__name__}: {safe_str(exc)}",
                 flow=self.flow_name,
                 stage=letter.stage,
             ) from exc
@@ -420,13 +427,14 @@ class Run:
         pos = self.pos
         stage = self.stages[pos]
         if isinstance(reason, BaseException):
-            error, error_type = str(reason), type(reason).__name__
+            error, error_type = safe_str(reason, _REASON), type(reason).__name__
         else:
-            error, error_type = str(reason), "RowRejected"
+            error, error_type = safe_str(reason, _REASON), "RowRejected"
         if self.sink(pos) is None:
             raise RowRejectedError(
-                f"flow {self.flow_name!r} stage {self.label(pos)} rejected row {row!r}: "
-                f"{error}; give the flow a dead-letter sink to keep such rows and go on"[:2000],
+                f"flow {self.flow_name!r} stage {self.label(pos)} rejected row "
+                f"{safe_repr(row, _SHOWN)}: {safe_str(error)}; give the flow a dead-letter "
+                f"sink to keep such rows and go on",
                 flow=self.flow_name,
                 stage=stage.name,
                 row=row,
@@ -657,7 +665,7 @@ class Run:
         tries = f" (after {attempts} attempts)" if attempts > 1 else ""
         return StageExecutionError(
             f"flow {self.flow_name!r} stage {self.label(self.pos)} raised "
-            f"{type(exc).__name__}: {exc}{tries}",
+            f"{type(exc).__name__}: {safe_str(exc, _REASON)}{tries}",
             flow=self.flow_name,
             stage=self.stages[self.pos].name,
             attempts=attempts,

@@ -31,7 +31,7 @@ import typeguard
 
 from kisflow._api import FlowAPI
 from kisflow.errors import FaaSSignatureError
-from kisflow.rows import RowType, describe_type, is_supported_row_type
+from kisflow.rows import RowType, describe_type, is_supported_row_type, row_type_problem
 
 __all__ = ["CallKind", "Signature", "located", "read_signature"]
 
@@ -98,6 +98,9 @@ def _rows_element(name: str, param: str, annotation: Any) -> Any:
             f"dataclass, dict, Any, or one of int, float, str, bool",
             parameter=param,
         )
+    problem = row_type_problem(element)  # its __kisflow_decode__ / __kisflow_ignore_case__
+    if problem is not None:
+        raise FaaSSignatureError(name, problem, parameter=param)
     return element
 
 

@@ -23,6 +23,7 @@ Where a sink is configured, per stage (the first that is set wins):
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import threading
@@ -33,6 +34,7 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 import attrs
 
 from kisflow.errors import ConfigError
+from kisflow.rows import safe_repr
 
 if TYPE_CHECKING:
     from kisflow.stage import Stage
@@ -47,6 +49,13 @@ __all__ = [
     "sinks_for",
 ]
 
+ROW_TEXT_LIMIT = 10_000
+"""Characters of ``safe_repr`` kept for a row that JSON cannot hold (``DeadLetter.to_json``)."""
+
+
+def _shown(row: Any) -> str:
+    return safe_repr(row, 200)
+
 
 @attrs.frozen
 class DeadLetter:
@@ -58,7 +67,8 @@ class DeadLetter:
     stage_id: str
     row_index: int
     """Index of the row in the stage's input batch."""
-    row: Any
+    row: Any = attrs.field(repr=_shown)
+    """The row as the stage got it, whole; ``repr(letter)`` shows it through ``safe_repr``."""
     reason: str
     """``"conversion"`` (the row does not fit the stage's row type) or ``"rejected"``
     (the FaaS called ``flow.dead_letter``)."""
@@ -68,7 +78,12 @@ class DeadLetter:
     """The class name of the underlying error (e.g. ``TypeError``, ``JSONDecodeError``)."""
 
     def to_json(self) -> dict[str, Any]:
-        """A JSON-safe dict; a row that is not JSON-serialisable is given as its ``repr``."""
+        """A JSON-safe dict; a row that JSON cannot hold is given as its ``safe_repr``.
+
+        Records are given as dicts of their fields. A row JSON cannot hold (bytes, an
+        object, an int past 4,300 digits, nesting past the recursion limit, NaN) becomes
+        ``safe_repr(row)`` of at most ``ROW_TEXT_LIMIT`` characters: never an error.
+        """
         return {
             "flow": self.flow,
             "stage": self.stage,
@@ -82,13 +97,16 @@ class DeadLetter:
 
 
 def _json_safe(row: Any) -> Any:
-    if attrs.has(type(row)):
-        row = attrs.asdict(row)
     try:
-        json.dumps(row, allow_nan=False)
-    except (TypeError, ValueError, RecursionError):
-        return repr(row)
-    return row
+        plain = row
+        if attrs.has(type(row)):
+            plain = attrs.asdict(row)
+        elif dataclasses.is_dataclass(row) and not isinstance(row, type):
+            plain = dataclasses.asdict(row)
+        json.dumps(plain, allow_nan=False)
+    except Exception:  # TypeError, ValueError (NaN, a huge int), RecursionError, ...
+        return safe_repr(row, ROW_TEXT_LIMIT, depth=32)
+    return plain
 
 
 @runtime_checkable
@@ -121,10 +139,15 @@ class JsonlSink:
         self._lock = threading.Lock()
 
     def put(self, letter: DeadLetter) -> None:
-        """Write the letter as one line of JSON."""
-        line = json.dumps(letter.to_json(), ensure_ascii=False, allow_nan=False)
-        with self._lock, self.path.open("a", encoding="utf-8") as fh:
-            fh.write(line + "\n")
+        """Write the letter as one line of JSON (UTF-8; ``\\u`` escapes for what UTF-8
+        cannot hold, such as a lone surrogate)."""
+        record = letter.to_json()
+        try:
+            data = (json.dumps(record, ensure_ascii=False, allow_nan=False) + "\n").encode()
+        except UnicodeEncodeError:
+            data = (json.dumps(record, allow_nan=False) + "\n").encode()
+        with self._lock, self.path.open("ab") as fh:
+            fh.write(data)
 
     def read(self) -> list[dict[str, Any]]:
         """The letters written so far, as dicts (empty when the file does not exist)."""

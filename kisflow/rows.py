@@ -7,12 +7,24 @@ cattrs; other records (attrs classes, dataclasses) are unstructured and structur
 is never truncated into an int field), and non-record types are checked with typeguard.
 A row that cannot be converted is reported with its index, never replaced by a zero
 value.
+
+A record type may own its decoding, as KisFlow's per-type serializer does: a classmethod
+``__kisflow_decode__(cls, raw)`` receives each str/bytes row before any JSON parsing, and
+``__kisflow_ignore_case__ = True`` matches mapping keys to fields ignoring case (Go's
+``encoding/json``). Both are read once per row type, when its ``RowType`` is built (and
+when cattrs first builds the type's hook), never per row.
+
+Messages show rows through ``safe_repr``: bounded in size and depth, and never raising,
+whatever the row (an int too long to print, 10,000-deep nesting, a ``__repr__`` that
+raises).
 """
 
 from __future__ import annotations
 
 import collections.abc
+import contextlib
 import dataclasses
+import inspect
 import json
 import types
 import typing
@@ -27,11 +39,16 @@ import typeguard
 from kisflow.errors import KisFlowError
 
 __all__ = [
+    "DECODE_HOOK",
+    "IGNORE_CASE",
     "RowConversionFailure",
     "RowType",
     "describe_type",
     "is_record_type",
     "is_supported_row_type",
+    "row_type_problem",
+    "safe_repr",
+    "safe_str",
     "type_fits",
 ]
 
@@ -99,7 +116,8 @@ def type_fits(produced: Any, consumed: Any) -> bool:
     ``consumed``, when a record goes to a dict-taking stage, when dicts go to a record
     stage (their keys are checked row by row at run time), or when two record types
     match structurally: every required field of the consumer exists in the producer with
-    a compatible type (the JSON round trip KisFlow itself does).
+    a compatible type (the JSON round trip KisFlow itself does). Raw rows (str, bytes)
+    fit a record type that decodes them itself (``__kisflow_decode__``).
     """
     if consumed is Any or consumed is object or produced is consumed or produced is Any:
         return True
@@ -131,6 +149,8 @@ def type_fits(produced: Any, consumed: Any) -> bool:
             ):
                 return False
         return True
+    if produced in _JSON_TEXT and _decode_hook(consumed) is not None:
+        return True  # the consumer decodes raw rows itself
     return _numeric(produced, consumed)
 
 
@@ -160,6 +180,177 @@ def _numeric(produced: Any, consumed: Any) -> bool:
     return produced is int and consumed is float
 
 
+# -- safe rendering of rows for messages ------------------------------------------------
+
+_INT_BITS = 14_000
+"""Ints longer than this (about 4,200 digits, under Python's 4,300-digit limit on
+int-to-str conversion) are described instead of printed."""
+
+
+class _Full(Exception):
+    """The rendering reached its limit: what was written so far is enough."""
+
+
+class _Render:
+    """``repr`` of a value, written piece by piece until ``limit`` characters.
+
+    Builtin containers (and subclasses that keep their ``__repr__``) are walked here, so
+    their nesting is bounded by ``depth`` and their size by ``limit``; other objects use
+    their own ``repr``, cut to what is left.
+    """
+
+    __slots__ = ("active", "left", "parts")
+
+    def __init__(self, limit: int) -> None:
+        self.parts: list[str] = []
+        self.left = limit + 1  # one character past the limit tells the caller to cut
+        self.active: set[int] = set()  # containers being written: a cycle shows as [...]
+
+    def emit(self, text: str) -> None:
+        if len(text) >= self.left:
+            self.parts.append(text[: self.left])
+            raise _Full
+        self.parts.append(text)
+        self.left -= len(text)
+
+    def value(self, x: Any, depth: int) -> None:
+        shown: Any = type(x).__repr__  # the slot, so subclasses that keep it render alike
+        if shown is str.__repr__:
+            self.emit(repr(x[: self.left]))
+        elif shown is int.__repr__:
+            self.emit(_int_text(x))
+        elif shown is dict.__repr__:
+            self.container(x, depth, "{", "}", items=True)
+        elif shown is list.__repr__:
+            self.container(x, depth, "[", "]")
+        elif shown is tuple.__repr__:
+            self.container(x, depth, "(", ",)" if len(x) == 1 else ")")
+        elif shown is set.__repr__ or shown is frozenset.__repr__:
+            name = type(x).__name__
+            if not x:
+                self.emit(f"{name}()")
+            elif type(x) is set:
+                self.container(x, depth, "{", "}")
+            else:
+                self.container(x, depth, f"{name}({{", "})")
+        elif shown is bytes.__repr__ or shown is bytearray.__repr__:
+            self.emit(repr(x[: self.left]))
+        else:
+            self.other(x, depth)
+
+    def container(self, x: Any, depth: int, start: str, end: str, *, items: bool = False) -> None:
+        key = id(x)
+        if (depth <= 0 and x) or key in self.active:
+            self.emit(f"{start}...{end}")
+            return
+        self.active.add(key)
+        self.emit(start)
+        first = True
+        for item in x.items() if items else x:
+            if not first:
+                self.emit(", ")
+            first = False
+            if items:
+                self.value(item[0], depth - 1)
+                self.emit(": ")
+                self.value(item[1], depth - 1)
+            else:
+                self.value(item, depth - 1)
+        self.emit(end)
+        self.active.discard(key)
+
+    def other(self, x: Any, depth: int) -> None:
+        try:
+            text = repr(x)
+        except Exception as exc:  # a __repr__ that raises, a record holding a huge int
+            if is_record_type(type(x)) and depth > 0:
+                self.fields(x, depth)
+            else:
+                self.emit(f"<{_type_name(x)} object: repr raised {type(exc).__name__}>")
+            return
+        self.emit(text[: self.left])
+
+    def fields(self, x: Any, depth: int) -> None:
+        """A record whose ``repr`` failed, field by field: ``Name(a=1, b=...)``."""
+        tp = type(x)
+        if attrs.has(tp):
+            names = [f.name for f in attrs.fields(tp) if f.repr is not False]
+        else:
+            names = [f.name for f in dataclasses.fields(x) if f.repr]
+        self.emit(f"{_type_name(x)}(")
+        for i, name in enumerate(names):
+            self.emit(f"{', ' if i else ''}{name}=")
+            self.value(getattr(x, name, None), depth - 1)
+        self.emit(")")
+
+
+def _int_text(x: int) -> str:
+    if x.bit_length() > _INT_BITS:
+        return f"<int of about {int(x.bit_length() * 0.30103) + 1} digits>"
+    try:
+        return repr(x)
+    except ValueError:  # sys.set_int_max_str_digits() set lower than _INT_BITS
+        return f"<int of about {int(x.bit_length() * 0.30103) + 1} digits>"
+
+
+def _type_name(x: Any) -> str:
+    """The class's qualified name without its ``<locals>`` path, as attrs prints it."""
+    try:
+        return str(type(x).__qualname__).rsplit(">.", 1)[-1]
+    except Exception:  # pragma: no cover - a metaclass that hides __qualname__
+        return "object"
+
+
+def _cut(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def safe_repr(value: Any, limit: int = 120, depth: int = 8) -> str:
+    """``repr(value)`` for a message: at most ``limit`` characters, and never raising.
+
+    A row that prints normally prints as ``repr`` prints it (cut to ``limit``, ending in
+    ``...``). What ``repr`` cannot print is shown anyway: containers nested deeper than
+    ``depth`` as ``[...]``, an int too long to print as ``<int of about N digits>``, an
+    object whose ``repr`` raises as ``<Type object: repr raised Error>`` (a record field
+    by field). The work done is bounded by ``limit``, not by the row's size.
+    """
+    try:
+        if limit < 8:
+            limit = 8
+        out = _Render(limit)
+        with contextlib.suppress(_Full):
+            out.value(value, depth)
+        text = "".join(out.parts)
+        return text if len(text) <= limit else text[: limit - 3] + "..."
+    except Exception as exc:  # e.g. RecursionError when called near the recursion limit
+        # Even a comparison counts against the recursion limit: with no stack left, this
+        # fallback must still return, so it calls as little as it can.
+        try:
+            text = f"<{type(value).__name__} object: repr raised {type(exc).__name__}>"
+        except Exception:
+            text = "<unprintable>"
+        return text[:limit]
+
+
+def safe_str(value: Any, limit: int = 500) -> str:
+    """``str(value)`` for a message (an exception's text), at most ``limit`` characters.
+
+    Never raises: an object whose ``str`` raises (``ValueError(10**5000)``) is shown as
+    ``safe_repr`` of its arguments, or by its type.
+    """
+    limit = max(limit, 8)
+    if type(value) is str:
+        return _cut(value, limit)
+    try:
+        text = str(value)
+    except Exception as exc:
+        if isinstance(value, BaseException) and value.args:
+            args = value.args[0] if len(value.args) == 1 else value.args
+            return safe_repr(args, limit)
+        return _cut(f"<{_type_name(value)} object: str raised {type(exc).__name__}>", limit)
+    return _cut(text, limit)
+
+
 # -- strict scalar hooks: never truncate, never stringify ---------------------------
 
 
@@ -170,7 +361,7 @@ def _structure_int(value: Any, _: Any) -> int:
         return int(value)
     if isinstance(value, int) and not isinstance(value, bool):
         return int(value)
-    raise TypeError(f"expected an int, got {type(value).__name__} {_short(value)}")
+    raise TypeError(f"expected an int, got {type(value).__name__} {safe_repr(value)}")
 
 
 def _structure_float(value: Any, _: Any) -> float:
@@ -178,19 +369,19 @@ def _structure_float(value: Any, _: Any) -> float:
         return value
     if isinstance(value, int | float) and not isinstance(value, bool):
         return float(value)
-    raise TypeError(f"expected a float, got {type(value).__name__} {_short(value)}")
+    raise TypeError(f"expected a float, got {type(value).__name__} {safe_repr(value)}")
 
 
 def _structure_str(value: Any, _: Any) -> str:
     if isinstance(value, str):
         return value
-    raise TypeError(f"expected a str, got {type(value).__name__} {_short(value)}")
+    raise TypeError(f"expected a str, got {type(value).__name__} {safe_repr(value)}")
 
 
 def _structure_bool(value: Any, _: Any) -> bool:
     if isinstance(value, bool):
         return value
-    raise TypeError(f"expected a bool, got {type(value).__name__} {_short(value)}")
+    raise TypeError(f"expected a bool, got {type(value).__name__} {safe_repr(value)}")
 
 
 def _not_text(tp: Any, hook: Callable[[Any, Any], Any]) -> Callable[[Any, Any], Any]:
@@ -200,7 +391,7 @@ def _not_text(tp: Any, hook: Callable[[Any, Any], Any]) -> Callable[[Any, Any], 
         if isinstance(value, (*_JSON_TEXT, collections.abc.Mapping)):
             raise TypeError(
                 f"expected a list for {describe_type(tp)}, "
-                f"got {type(value).__name__} {_short(value)}"
+                f"got {type(value).__name__} {safe_repr(value)}"
             )
         return hook(value, target)
 
@@ -226,6 +417,117 @@ def _set_hook(tp: Any, conv: cattrs.Converter) -> Callable[[Any, Any], Any]:
     return _not_text(tp, structure)
 
 
+# -- a row type's own decoding ---------------------------------------------------------
+
+DECODE_HOOK = "__kisflow_decode__"
+"""A record type's classmethod ``(cls, raw)``: turns a raw str/bytes row into a row."""
+
+IGNORE_CASE = "__kisflow_ignore_case__"
+"""A record type's class attribute: ``True`` matches mapping keys to fields ignoring case."""
+
+
+def _decode_hook(tp: Any) -> Callable[[Any], Any] | None:
+    """``tp.__kisflow_decode__`` (bound to ``tp``), or None; read once per row type."""
+    if not is_record_type(tp):
+        return None
+    hook: Callable[[Any], Any] | None = getattr(tp, DECODE_HOOK, None)
+    return hook
+
+
+def _ignores_case(tp: Any) -> bool:
+    return is_record_type(tp) and getattr(tp, IGNORE_CASE, False) is True
+
+
+def row_type_problem(tp: Any) -> str | None:
+    """What is wrong with a record type's decoding hooks, or None (also without hooks).
+
+    ``__kisflow_decode__`` must be callable with one argument, the raw row (a classmethod
+    ``(cls, raw)`` or a staticmethod ``(raw)``); ``__kisflow_ignore_case__`` must be a bool.
+    """
+    if not is_record_type(tp):
+        return None
+    name = describe_type(tp)
+    hook = getattr(tp, DECODE_HOOK, None)
+    if hook is not None:
+        if not callable(hook):
+            return (
+                f"{name}.{DECODE_HOOK} must be a classmethod (cls, raw), got {type(hook).__name__}"
+            )
+        try:
+            inspect.signature(hook).bind("raw")
+        except TypeError:
+            return (
+                f"{name}.{DECODE_HOOK} must take one argument, the raw str or bytes row: "
+                f"declare it '@classmethod def {DECODE_HOOK}(cls, raw)'"
+            )
+        except ValueError:  # no signature to read (a builtin): trust it
+            pass
+    flag = getattr(tp, IGNORE_CASE, False)
+    if not isinstance(flag, bool):
+        return f"{name}.{IGNORE_CASE} must be True or False, got {type(flag).__name__}"
+    return None
+
+
+def _own_decoding(tp: type, hook: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    """Decode a raw row with the type's hook; what it returns must be a row of ``tp``."""
+    name = describe_type(tp)
+    unstructure = converter.unstructure
+
+    def decode(raw: Any) -> Any:
+        row = hook(raw)
+        if isinstance(row, tp | collections.abc.Mapping):
+            return row
+        if is_record_type(type(row)):
+            return unstructure(row)
+        raise TypeError(
+            f"{name}.{DECODE_HOOK} returned {type(row).__name__}; it must return a {name} "
+            f"or a mapping of its fields"
+        )
+
+    return decode
+
+
+def _key_folder(tp: type) -> Callable[[Any], Any]:
+    """Map a mapping's keys to ``tp``'s field names ignoring case (Go's ``encoding/json``).
+
+    A key naming a field exactly is kept; another key is matched case-insensitively; keys
+    naming no field are kept (and ignored, as any extra key is). When several keys land
+    on one field, the last wins, as in Go.
+    """
+    names = list(_record_fields(tp))
+    exact = frozenset(names)
+    folded: dict[str, str] = {}
+    for field in names:
+        folded.setdefault(field.lower(), field)
+
+    def fold(row: Any) -> Any:
+        if not isinstance(row, collections.abc.Mapping) or exact.issuperset(row):
+            return row
+        out: dict[Any, Any] = {}
+        for key, value in row.items():
+            if key not in exact and isinstance(key, str):
+                key = folded.get(key.lower(), key)
+            out[key] = value
+        return out
+
+    return fold
+
+
+def _ignore_case_hook(tp: Any, conv: cattrs.Converter) -> Callable[[Any, Any], Any]:
+    """The structure hook of a record type that ignores key case: fold keys, then structure.
+
+    Registered as a cattrs hook factory, so nested records that ignore case do too; cattrs
+    builds it once per type.
+    """
+    fold = _key_folder(tp)
+    structure = conv.gen_structure_attrs_fromdict(tp)
+
+    def hook(row: Any, target: Any) -> Any:
+        return structure(fold(row), target)
+
+    return hook
+
+
 def _make_converter() -> cattrs.Converter:
     conv = cattrs.Converter(detailed_validation=False)
     conv.register_structure_hook(int, _structure_int)
@@ -235,6 +537,7 @@ def _make_converter() -> cattrs.Converter:
     # cattrs builds a list from any iterable, so "ab" would become ["a", "b"].
     conv.register_structure_hook_factory(cattrs.cols.is_sequence, _sequence_hook)
     conv.register_structure_hook_factory(cattrs.cols.is_any_set, _set_hook)
+    conv.register_structure_hook_factory(_ignores_case, lambda tp: _ignore_case_hook(tp, conv))
     return conv
 
 
@@ -246,29 +549,36 @@ class RowConversionFailure(KisFlowError, ValueError):
     """One row that could not be converted: its index, the row and the cause.
 
     The run turns it into a ``RowConversionError`` naming the flow and stage (or a dead
-    letter); on its own it is what ``RowType.convert`` raises.
+    letter); on its own it is what ``RowType.convert`` raises. ``reason`` is the cause's
+    text, bounded; a row nested past Python's recursion limit has a ``ValueError`` cause
+    saying so (chained to the ``RecursionError``), not the ``RecursionError`` itself.
     """
 
     def __init__(self, index: int, row: Any, cause: BaseException) -> None:
+        if isinstance(cause, RecursionError):
+            deep = ValueError("nested too deeply to convert (past Python's recursion limit)")
+            deep.__cause__ = cause
+            cause = deep
         self.index = index
         self.row = row
         self.cause = cause
+        self.reason = safe_str(cause)
         super().__init__(index, row, cause)
 
     def __str__(self) -> str:
-        return f"row {self.index} ({_short(self.row)}): {self.cause}"
+        return f"row {self.index} ({safe_repr(self.row)}): {self.reason}"
 
-
-def _short(row: Any, limit: int = 120) -> str:
-    text = repr(row)
-    return text if len(text) <= limit else text[: limit - 3] + "..."
+    def __repr__(self) -> str:
+        return f"RowConversionFailure({self})"
 
 
 def _from_json(row: Any) -> Any:
     try:
         return json.loads(row)
+    except RecursionError as exc:
+        raise ValueError("JSON nested too deeply to parse") from exc
     except ValueError as exc:
-        raise ValueError(f"not valid JSON ({exc})") from exc
+        raise ValueError(f"not valid JSON ({safe_str(exc)})") from exc
 
 
 class RowType:
@@ -285,14 +595,21 @@ class RowType:
         if self.passthrough:
             return lambda row: row
         if is_record_type(tp):
+            problem = row_type_problem(tp)
+            if problem is not None:
+                raise TypeError(problem)
             hook = converter.get_structure_hook(tp)
             unstructure = converter.unstructure
+            own = _decode_hook(tp)
+            decode = _from_json if own is None else _own_decoding(tp, own)
 
             def record(row: Any) -> Any:
                 if isinstance(row, tp):
                     return row
                 if isinstance(row, _JSON_TEXT):
-                    row = _from_json(row)
+                    row = decode(row)
+                    if isinstance(row, tp):  # the type's own decoding made the row
+                        return row
                 elif not isinstance(row, collections.abc.Mapping):
                     row = unstructure(row)
                 if not isinstance(row, collections.abc.Mapping):

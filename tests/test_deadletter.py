@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 from typing import Any
@@ -69,6 +70,80 @@ class TestAsSink:
         odd = attrs.evolve(letter, row=object)
         assert odd.to_json()["row"] == repr(object)
         assert attrs.evolve(letter, row=Item(4)).to_json()["row"] == {"n": 4}
+
+
+class _BadRepr:
+    def __repr__(self) -> str:
+        raise RuntimeError("no repr")
+
+
+@dataclasses.dataclass
+class DataItem:
+    """A dataclass row."""
+
+    n: int
+
+
+def _deep(depth: int) -> list[Any]:
+    row: list[Any] = []
+    for _ in range(depth):
+        row = [row]
+    return row
+
+
+class TestLettersOfHostileRows:
+    """A letter prints, turns into JSON and is written whatever its row holds."""
+
+    def _letter(self, row: Any, error: str = "bad") -> DeadLetter:
+        return DeadLetter("f", "s", "id", 0, row, "rejected", error, "ValueError")
+
+    @pytest.mark.parametrize(
+        ("row", "text"),
+        [
+            (10**5000, "<int of about 5001 digits>"),
+            (_deep(10_000), "[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[["),
+            (_BadRepr(), "<_BadRepr object: repr raised RuntimeError>"),
+            ({"n": float("nan")}, "{'n': nan}"),
+            (Item(10**5000), "Item(n=<int of about 5001 digits>)"),
+            (b"\xff", "b'\\xff'"),
+        ],
+        ids=["int-5000-digits", "list-10000-deep", "repr-raises", "nan", "record-bigint", "bytes"],
+    )
+    def test_to_json_gives_a_bounded_safe_repr(self, row: Any, text: str) -> None:
+        letter = self._letter(row)
+        shown = letter.to_json()["row"]
+        assert isinstance(shown, str)
+        assert shown.startswith(text)
+        assert len(shown) <= 10_000
+        assert len(repr(letter)) < 400
+        assert "row=" in repr(letter)
+
+    def test_records_are_json_objects(self) -> None:
+        assert self._letter(Item(4)).to_json()["row"] == {"n": 4}
+        assert self._letter(DataItem(5)).to_json()["row"] == {"n": 5}
+
+    def test_jsonl_sink_writes_what_utf8_cannot_hold_as_escapes(self, tmp_path: Path) -> None:
+        sink = JsonlSink(tmp_path / "dead.jsonl")
+        sink.put(self._letter("\ud800 lone", error="caf\u00e9 \udcff"))
+        sink.put(self._letter("caf\u00e9"))
+        first, second = sink.read()
+        assert first["row"] == "\ud800 lone"
+        assert first["error"] == "caf\u00e9 \udcff"
+        assert second["row"] == "caf\u00e9"
+        assert "café" in (tmp_path / "dead.jsonl").read_text(encoding="utf-8")
+
+    def test_jsonl_sink_writes_every_hostile_row(self, tmp_path: Path) -> None:
+        sink = JsonlSink(tmp_path / "dead.jsonl")
+        rows = [10**5000, _deep(10_000), _BadRepr(), {"n": [10**5000]}]
+        for row in rows:
+            sink.put(self._letter(row))
+        written = sink.read()
+        assert [w["row"][:12] for w in written] == [
+            "<int of abou",
+            "[[[[[[[[[[[[",
+            "<_BadRepr ob",
+            "{'n': [<int ",
+        ]
 
 
 class TestConversionDeadLetters:

@@ -19,6 +19,8 @@ from kisflow.rows import (
     describe_type,
     is_record_type,
     is_supported_row_type,
+    safe_repr,
+    safe_str,
     type_fits,
 )
 
@@ -553,3 +555,189 @@ class TestNoTruncationProperty:
             good, bad = rt.convert_each([{"stu_id": 1}, row])
             assert good == [ScoreIn(1)]
             assert [f.index for f in bad] == [1]
+
+
+def _deep_list(depth: int) -> list[Any]:
+    row: list[Any] = []
+    for _ in range(depth):
+        row = [row]
+    return row
+
+
+def _deep_dict(depth: int) -> dict[str, Any]:
+    row: dict[str, Any] = {}
+    for _ in range(depth):
+        row = {"a": row}
+    return row
+
+
+class _BadRepr:
+    def __repr__(self) -> str:
+        raise RuntimeError("no repr")
+
+
+class _BadStr(Exception):
+    def __str__(self) -> str:
+        raise RuntimeError("no str")
+
+
+class _MyList(list[Any]):
+    """A list subclass that keeps list's repr."""
+
+
+class _MySet(set[Any]):
+    """A set subclass: its repr names the class."""
+
+
+_printable = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats(allow_nan=True)
+    | st.text(max_size=10)
+    | st.binary(max_size=10),
+    lambda children: (
+        st.lists(children, max_size=4)
+        | st.lists(children, max_size=3).map(tuple)
+        | st.dictionaries(st.text(max_size=4) | st.integers(), children, max_size=4)
+        | st.frozensets(st.integers() | st.text(max_size=3), max_size=3)
+    ),
+    max_leaves=15,
+)
+
+
+class TestSafeRepr:
+    """``safe_repr``: ``repr`` for ordinary rows, bounded and never raising for hostile ones."""
+
+    @no_deadline
+    @given(row=_printable)
+    def test_ordinary_rows_print_as_repr(self, row: Any) -> None:
+        expected = repr(row)
+        shown = safe_repr(row, limit=10_000, depth=50)
+        assert shown == expected
+
+    @no_deadline
+    @given(row=_printable, limit=st.integers(8, 60))
+    def test_cut_rows_are_a_prefix_of_repr(self, row: Any, limit: int) -> None:
+        expected = repr(row)
+        shown = safe_repr(row, limit=limit, depth=50)
+        if len(expected) <= limit:
+            assert shown == expected
+        else:
+            assert len(shown) == limit
+            assert shown.endswith("...")
+            assert expected.startswith(shown[:-3])
+
+    def test_records_and_subclasses(self) -> None:
+        assert safe_repr(ScoreIn(1, 2)) == repr(ScoreIn(1, 2))
+        assert safe_repr(ScoreData(3)) == repr(ScoreData(3))
+        assert safe_repr(_MyList([1, [2]])) == "[1, [2]]"
+        assert safe_repr(_MySet({1})) == "_MySet({1})"
+        assert safe_repr(_MySet()) == "_MySet()"
+        assert safe_repr(set()) == "set()"
+        assert safe_repr(bytearray(b"ab")) == "bytearray(b'ab')"
+
+    @pytest.mark.parametrize(
+        ("row", "shown"),
+        [
+            (10**5000, "<int of about 5001 digits>"),
+            (-(10**5000), "<int of about 5001 digits>"),
+            ({"n": 10**5000}, "{'n': <int of about 5001 digits>}"),
+            (_BadRepr(), "<_BadRepr object: repr raised RuntimeError>"),
+            ([1, _BadRepr()], "[1, <_BadRepr object: repr raised RuntimeError>]"),
+            (ScoreIn(10**5000), "ScoreIn(stu_id=<int of about 5001 digits>, score_1=0, "),
+            (_deep_list(10_000), "[[[[[[[[[...]]]]]]]]]"),
+            (_deep_dict(3), "{'a': {'a': {'a': {}}}}"),
+        ],
+        ids=[
+            "bigint",
+            "negative",
+            "bigint-in-dict",
+            "bad-repr",
+            "bad-repr-in-list",
+            "record-bigint",
+            "deep-list",
+            "shallow-dict",
+        ],
+    )
+    def test_hostile_rows(self, row: Any, shown: str) -> None:
+        assert safe_repr(row, limit=60).startswith(shown.removesuffix("..."))
+
+    def test_depth_and_size_bound(self) -> None:
+        assert safe_repr(_deep_list(10_000), depth=2) == "[[[...]]]"
+        assert safe_repr(_deep_dict(10_000), depth=1) == "{'a': {...}}"
+        huge = list(range(10_000_000))
+        assert len(safe_repr(huge, limit=50)) == 50
+        assert len(safe_repr("x" * 10_000_000, limit=50)) == 50
+
+    def test_cycles(self) -> None:
+        row: list[Any] = [1]
+        row.append(row)
+        assert safe_repr(row) == repr(row) == "[1, [...]]"
+        table: dict[str, Any] = {}
+        table["self"] = table
+        assert safe_repr(table) == repr(table) == "{'self': {...}}"
+
+    def test_near_the_recursion_limit(self) -> None:
+        row = _deep_list(30)
+        shown: list[str] = []
+        entered = 0
+
+        def trivial() -> int:
+            return 1
+
+        def probe() -> None:
+            nonlocal entered
+            try:  # noqa: SIM105 - contextlib.suppress's __exit__ would need a frame
+                probe()
+            except RecursionError:
+                pass
+            try:
+                trivial()  # a frame can be pushed here: safe_repr must then return
+            except RecursionError:
+                return
+            entered += 1
+            shown.append(safe_repr(row, depth=30))
+
+        probe()
+        assert entered > 100
+        assert len(shown) == entered
+        assert shown[-1] == safe_repr(row, depth=30) == "[" * 31 + "]" * 31
+        assert "<list object: repr raised RecursionError>" in shown  # the deepest frames
+
+
+class TestSafeStr:
+    """``safe_str``: an error's text, bounded, even when ``str`` of it raises."""
+
+    def test_plain(self) -> None:
+        assert safe_str(ValueError("bad row")) == "bad row"
+        assert safe_str("x" * 1000, limit=10) == "xxxxxxx..."
+
+    def test_str_that_raises(self) -> None:
+        assert safe_str(ValueError(10**5000)) == "<int of about 5001 digits>"
+        assert safe_str(KeyError(_BadRepr())) == "<_BadRepr object: repr raised RuntimeError>"
+        assert safe_str(_BadStr("a", 1)) == "('a', 1)"
+        assert safe_str(_BadRepr()) == "<_BadRepr object: str raised RuntimeError>"
+
+
+class TestHostileConversion:
+    """Rows nested past the recursion limit fail as rows, with a ValueError saying so."""
+
+    @pytest.mark.parametrize("tp", [ScoreIn, dict, dict[str, Any], int])
+    def test_deep_json_text(self, tp: Any) -> None:
+        failure = fail(RowType(tp), ["[" * 10_000 + "]" * 10_000])
+        assert isinstance(failure.cause, ValueError)
+        assert "nested too deeply" in failure.reason
+        assert isinstance(failure.cause.__cause__, RecursionError)
+
+    def test_deep_list_to_a_record(self) -> None:
+        failure = fail(RowType(ScoreIn), [_deep_list(10_000)])
+        assert type(failure.cause) is ValueError
+        assert failure.reason.startswith("nested too deeply to convert")
+        assert str(failure) == f"row 0 ([[[[[[[[[...]]]]]]]]]): {failure.reason}"
+
+    def test_failure_text_whatever_the_row(self) -> None:
+        for row in (10**5000, _BadRepr(), _deep_dict(10_000)):
+            failure = fail(RowType(ScoreIn), [row])
+            assert len(str(failure)) < 700
+            assert repr(failure).startswith("RowConversionFailure(row 0 (")

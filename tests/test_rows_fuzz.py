@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import json
 from collections.abc import Callable
@@ -14,6 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import kisflow as kf
+from kisflow.deadletter import JsonlSink
 from kisflow.rows import RowConversionFailure, RowType
 from kisflow.testing import isolated_pool
 
@@ -80,8 +82,44 @@ def _dumps(value: Any) -> str:
     return json.dumps(value, allow_nan=True)
 
 
+class BadRepr:
+    """A row whose ``repr`` raises."""
+
+    def __repr__(self) -> str:
+        raise RuntimeError("no repr")
+
+
+def _deep_list(depth: int) -> list[Any]:
+    row: list[Any] = []
+    for _ in range(depth):
+        row = [row]
+    return row
+
+
+def _deep_dict(depth: int) -> dict[str, Any]:
+    row: dict[str, Any] = {}
+    for _ in range(depth):
+        row = {"n": row}
+    return row
+
+
+EXPLOSIVE: dict[str, Callable[[], Any]] = {
+    "int-5000-digits": lambda: 10**5000,
+    "list-10000-deep": lambda: _deep_list(10_000),
+    "dict-10000-deep": lambda: _deep_dict(10_000),
+    "repr-raises": BadRepr,
+    "json-array-10000-deep": lambda: "[" * 10_000 + "]" * 10_000,
+    "json-object-10000-deep": lambda: '{"n":' * 10_000 + "1" + "}" * 10_000,
+    "json-bytes-10000-deep": lambda: b"[" * 10_000 + b"]" * 10_000,
+    "json-number-5000-digits": lambda: '{"n": ' + "7" * 5000 + "}",
+    "record-holding-int-5000-digits": lambda: Inner(label="x", weight=10**5000),  # type: ignore[arg-type]
+    "lone-surrogate": lambda: "\ud800",
+}
+"""Rows whose ``repr`` fails or explodes, or that nest past the recursion limit."""
+
 HOSTILE = st.one_of(
     _json,
+    st.sampled_from(sorted(EXPLOSIVE)).map(lambda kind: EXPLOSIVE[kind]()),
     _json.map(_dumps),
     _json.map(lambda v: _dumps(v).encode("utf-8")),
     st.text(max_size=20),
@@ -190,3 +228,121 @@ class TestMalformedFiles:
         assert result.stage("Typed").dead_letters == len(lines) - len(good) == len(sink)
         dup = next(d for d in sink if d.row == '{"n": 2, "n": "dup"}')
         assert "expected an int" in dup.error
+
+
+def _flow(name: str, tp: Any, *, retry_times: int = 0) -> kf.Flow:
+    """A one-stage flow whose stage takes ``list[tp]`` and commits its rows."""
+
+    def copy(flow: kf.Flow, rows: list[Any]) -> None:
+        flow.commit_row_batch(rows)
+
+    copy.__annotations__["rows"] = list[tp]
+    kf.faas(name, copy)
+    option = kf.FuncOption(retry_times=retry_times, return_duration=1)
+    return kf.FlowBuilder("hostile").calculate(name, option=option).build()
+
+
+@pytest.mark.parametrize("kind", sorted(EXPLOSIVE))
+class TestExplosiveRows:
+    """Each explosive row kind, through every way a row reaches a typed stage or a sink.
+
+    None converts to ``Item``: every one is a ``RowConversionError`` naming the row (no
+    ``ValueError``, ``RecursionError`` or ``RuntimeError`` from printing it), or a dead
+    letter that every sink, the JSONL file included, keeps.
+    """
+
+    def _check_error(self, exc: BaseException | None, row: Any, index: int = 0) -> None:
+        assert isinstance(exc, kf.RowConversionError), repr(type(exc))
+        assert (exc.flow, exc.stage, exc.row_index) == ("hostile", "Copy", index)
+        assert exc.row is row
+        text = str(exc)
+        assert text.startswith(f"flow 'hostile' stage 'Copy': row {index} cannot be converted")
+        assert "; row was " in text
+        assert len(text) <= 1200
+        assert not isinstance(exc.__cause__, RecursionError)
+
+    def test_run_without_a_sink(self, kind: str) -> None:
+        row = EXPLOSIVE[kind]()
+        flow = _flow("Copy", Item)
+        _, exc = _outcome(lambda: flow.run([{"n": 1}, row]))
+        self._check_error(exc, row, 1)
+
+    def test_arun_and_stream_without_a_sink(self, kind: str) -> None:
+        row = EXPLOSIVE[kind]()
+        flow = _flow("Copy", Item)
+        _, exc = _outcome(lambda: asyncio.run(flow.arun([row])))
+        self._check_error(exc, row)
+        _, exc = _outcome(lambda: list(flow.stream([row], batch_size=1, handle_sigint=False)))
+        self._check_error(exc, row)
+
+    def test_run_with_sinks(self, kind: str, tmp_path: Path) -> None:
+        row = EXPLOSIVE[kind]()
+        flow = _flow("Copy", Item)
+        letters: list[kf.DeadLetter] = []
+        result = flow.run([{"n": 1}, row], dead_letters=letters)
+        assert [r.n for r in result.output] == [1]
+        assert result.stage("Copy").dead_letters == 1
+        (letter,) = letters
+        assert (letter.row_index, letter.reason) == (1, "conversion")
+        assert letter.row is row
+        assert letter.error.startswith("cannot be converted to Item: ")
+        assert letter.error_type in {"TypeError", "ValueError"}
+        assert len(repr(letter)) < 1000
+
+        path = tmp_path / "dead.jsonl"
+        result = flow.run([row, {"n": 2}], dead_letters=path)
+        assert [r.n for r in result.output] == [2]
+        (written,) = JsonlSink(path).read()
+        assert written == {**letter.to_json(), "row_index": 0}
+        assert written["error"] == letter.error
+        if isinstance(written["row"], str) and not isinstance(row, str):
+            assert len(written["row"]) <= 10_000  # a bounded safe_repr of the row
+
+    def test_dead_letter_from_a_faas(self, kind: str, tmp_path: Path) -> None:
+        row = EXPLOSIVE[kind]()
+        calls: list[int] = []
+
+        @kf.faas("Reject")
+        def reject(flow: kf.Flow) -> None:
+            calls.append(1)
+            for r in flow.input():
+                flow.dead_letter(r, ValueError(r))
+
+        option = kf.FuncOption(retry_times=2, return_duration=1)
+        flow = kf.FlowBuilder("hostile").verify("Reject", option=option).build()
+        _, exc = _outcome(lambda: flow.run([row]))
+        assert isinstance(exc, kf.RowRejectedError), repr(type(exc))
+        assert exc.row is row
+        assert str(exc).startswith("flow 'hostile' stage 'Reject' rejected row ")
+        assert len(str(exc)) <= 1200
+        assert len(calls) == 1  # refused, not retried as a failing FaaS
+
+        letters: list[kf.DeadLetter] = []
+        path = tmp_path / "rejected.jsonl"
+        for sink in (letters, path):
+            result = flow.run([row], dead_letters=sink)
+            assert result.stage("Reject").dead_letters == 1
+        (letter,) = letters
+        assert (letter.row_index, letter.reason, letter.error_type) == (0, "rejected", "ValueError")
+        assert letter.row is row
+        (written,) = JsonlSink(path).read()
+        assert written == letter.to_json()
+
+
+@pytest.mark.parametrize(
+    ("kind", "shown"),
+    [
+        ("int-5000-digits", "(int <int of about 5001 digits>)"),
+        ("list-10000-deep", "(list [[[[[[[[[...]]]]]]]]])"),
+        ("repr-raises", "(BadRepr <BadRepr object: repr raised RuntimeError>)"),
+    ],
+)
+def test_a_table_store_names_a_row_it_cannot_store(kind: str, shown: str, tmp_path: Path) -> None:
+    """A row a table store refuses is a ConnectorError that shows it safely, not retried."""
+    conn = kf.ConnConfig(cname="db", type="sqlite", addrs=str(tmp_path / "x.db"), key="rows")
+    option = kf.FuncOption(retry_times=2, return_duration=1)
+    flow = kf.FlowBuilder("store").save("Store", option=option, conn=conn).build()
+    _, exc = _outcome(lambda: flow.run([EXPLOSIVE[kind]()]))
+    assert isinstance(exc, kf.ConnectorError), repr(type(exc))
+    assert f"cannot store row 0 {shown}: a table row must be a mapping" in str(exc)
+    assert exc.attempts == 1

@@ -207,3 +207,57 @@ class TestBackoff:
         assert run.buffer == []
         run.view.commit_row(1)
         assert run.buffer == [1]
+
+
+class _Unprintable(Exception):
+    """An exception whose text cannot be made."""
+
+    def __str__(self) -> str:
+        raise RuntimeError("no text")
+
+
+class TestUnprintableErrors:
+    """Errors whose text cannot be printed still become kisflow's errors, bounded."""
+
+    @pytest.mark.parametrize(
+        ("error", "shown"),
+        [
+            (ValueError(10**5000), "raised ValueError: <int of about 5001 digits>"),
+            (_Unprintable("x", 1), "raised _Unprintable: ('x', 1)"),
+            (OSError("x" * 100_000), "raised OSError: xxx"),
+        ],
+        ids=["int-5000-digits", "str-raises", "long"],
+    )
+    def test_a_faas_error(self, error: Exception, shown: str) -> None:
+        @kf.faas("Fail")
+        def fail(flow: kf.Flow, rows: list[int]) -> None:
+            raise error
+
+        with pytest.raises(kf.StageExecutionError) as info:
+            _flow("Fail", retry_times=1, return_duration=1).run([1])
+        text = str(info.value)
+        assert text.startswith(f"flow 'retrying' stage 'Fail' {shown}")
+        assert text.endswith(" (after 2 attempts)")
+        assert len(text) < 2200
+        assert info.value.__cause__ is error
+
+    def test_a_sink_that_cannot_be_printed(self) -> None:
+        class Sink:
+            def put(self, letter: kf.DeadLetter) -> None:
+                raise _Unprintable()
+
+            def __repr__(self) -> str:
+                raise RuntimeError("no repr")
+
+        @kf.faas("Reject")
+        def reject(flow: kf.Flow, rows: list[int]) -> None:
+            flow.dead_letter(rows[0], _Unprintable())
+
+        flow = kf.FlowBuilder("f").verify("Reject").build()
+        with pytest.raises(kf.DeadLetterError) as info:
+            flow.run([1], dead_letters=Sink())
+        assert str(info.value) == (
+            "flow 'f' stage 'Reject': the dead-letter sink <Sink object: repr raised "
+            "RuntimeError> failed to store row 0: _Unprintable: <_Unprintable object: str "
+            "raised RuntimeError>"
+        )

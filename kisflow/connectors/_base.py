@@ -23,6 +23,7 @@ from kisflow import _context
 from kisflow.config import ConnConfig
 from kisflow.errors import ConnectorError
 from kisflow.modes import Mode
+from kisflow.rows import safe_repr
 
 
 class StageLike(Protocol):
@@ -303,7 +304,7 @@ def to_record(row: Any, index: int, conn: Store) -> dict[str, Any]:
             value = json.loads(value)
     if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
         raise conn.error(
-            f"cannot store row {index} ({type(row).__name__} {str(row)[:80]!r}): a table "
+            f"cannot store row {index} ({type(row).__name__} {safe_repr(row, 80)}): a table "
             f"row must be a mapping with string keys, an attrs/dataclass instance or a "
             f"JSON object"
         )
