@@ -108,3 +108,19 @@ class TestConnectorErrors:
         assert (err.connector, err.type) == ("db", "sqlite")
         assert "(after 2 attempts)" in str(err)
         assert isinstance(err.__cause__, kf.ConnectorError)
+
+
+class TestDeepRowsInTableStores:
+    """A row too deep for JSON is a ConnectorError from a table store, never a RecursionError."""
+
+    def test_a_deep_field_and_a_deep_json_string(self, tmp_path: Path) -> None:
+        deep: object = 0
+        for _ in range(10_000):
+            deep = [deep]
+        flow = kf.FlowBuilder("deep").save("Store", conn=_db(tmp_path)).build()
+        flow.run([{"a": [1]}])  # the column is JSON from now on
+        with pytest.raises(kf.ConnectorError, match="is not JSON data"):
+            flow.run([{"a": deep}])
+        text = "[" * 10_000 + "]" * 10_000
+        with pytest.raises(kf.ConnectorError, match="a table row must be a mapping"):
+            flow.run([text])

@@ -300,7 +300,7 @@ def to_record(row: Any, index: int, conn: Store) -> dict[str, Any]:
     """
     value = plain_value(row)
     if isinstance(value, str):
-        with contextlib.suppress(ValueError):
+        with contextlib.suppress(ValueError, RecursionError):
             value = json.loads(value)
     if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
         raise conn.error(

@@ -13,6 +13,8 @@ import json
 import math
 from typing import Any
 
+from kisflow.rows import safe_repr, safe_str
+
 __all__ = ["KINDS", "fit_value", "kind_of", "kind_of_decltype"]
 
 KINDS = ("BOOLEAN", "INTEGER", "REAL", "TEXT", "BLOB", "JSON", "ANY")
@@ -68,8 +70,8 @@ def fit_value(kind: str, value: Any) -> tuple[Any, str | None]:
     elif kind == "JSON":
         try:
             json.dumps(value, allow_nan=False)
-        except (TypeError, ValueError) as exc:
-            return value, f"value {value!r} is not JSON data: {exc}"
+        except (TypeError, ValueError, RecursionError) as exc:
+            return value, f"value {safe_repr(value)} is not JSON data: {safe_str(exc)}"
         return value, None
     else:  # ANY: what the database takes as it is
         ok = isinstance(value, int | float | str | bytes)
