@@ -1,11 +1,13 @@
 """Observers: how metrics, progress bars, dashboards and tracing see runs.
 
-An observer is an object with any of the methods of ``Observer`` (subclass it and
-override what you need). Register one for every run of the process with ``add`` (or
-the ``observing`` context manager), or for some runs with
-``RunOptions(observers=(obs,))``. The engine calls them in the thread running the run;
-an observer must be quick and thread-safe, and an exception it raises is logged, never
-turned into a run failure. With no observer registered the run loop does no extra work.
+An observer is a subclass of ``Observer`` that overrides the events it needs (the
+others do nothing); the engine calls every event on every observer, so an object that
+only has some of the methods would have its missing ones logged as failures. Register
+one for every run of the process with ``add`` (or the ``observing`` context manager),
+or for some runs with ``RunOptions(observers=(obs,))``. The engine calls them in the
+thread running the run; an observer must be quick and thread-safe, and an exception it
+raises is logged, never turned into a run failure. With no observer registered the run
+loop does no extra work.
 
 Events, in order, for one run::
 
