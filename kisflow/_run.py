@@ -244,6 +244,12 @@ class Run:
             view.commit_row = buf.append
             spec = specs[pos]
             sig = spec.signature
+            if self.observers:
+                for observer in self.observers:
+                    try:
+                        observer.stage_started(self, stages[pos], pos)
+                    except Exception as exc:
+                        observer_failed(observer, "stage_started", exc)
             if sig.takes_rows or sig.takes_ctx:
                 yield spec, self._arguments(pos, spec, inp)
             else:

@@ -11,21 +11,24 @@ loop does no extra work.
 
 Events, in order, for one run::
 
-    run_started(run) -> stage_done(run, call) ... -> run_done(run, result, error)
+    run_started(run) -> (stage_started(run, stage, position) -> stage_done(run, call)) ...
+        -> run_done(run, result, error)
 
 where a FaaS call that raises is told first as ``call_failed(run, stage, attempt,
 error)``, then as ``retried(run, stage, attempt + 1, error)`` if it is tried again (the
 stage's ``stage_done`` follows once a call succeeds); a stage that fails for good gets
 no ``stage_done``, and ``run_done`` has the error.
 
-and ``batch_done(flow, batch, result)`` after each batch a stream yields.
+and ``batch_done(flow, batch, result)`` after each batch a stream yields, then
+``stream_committed(flow, status)`` once that batch's effects and position are committed
+(``StreamStatus``: position, committed rows, lag, batches in flight, checkpoint time).
 """
 
 from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from loguru import logger
 
@@ -39,6 +42,7 @@ if TYPE_CHECKING:
 __all__ = [
     "Observer",
     "StageCall",
+    "StreamStatus",
     "active",
     "add",
     "notify",
@@ -65,11 +69,31 @@ class StageCall(NamedTuple):
     """FaaS calls made for this stage call (1 unless it was retried)."""
 
 
+class StreamStatus(NamedTuple):
+    """Where a stream stands after a committed batch, as an observer sees it."""
+
+    batch: int
+    """The committed batch's number (from 1)."""
+    position: Any
+    """The source position after the batch (JSON-able; None for a plain iterable)."""
+    committed: int
+    """Source rows whose batches are committed so far (this stream, this process)."""
+    lag: int | None
+    """Messages the source holds behind this position, when the source knows it."""
+    in_flight: int
+    """Batches read and not yet committed."""
+    checkpoint_time: float | None
+    """``time.time()`` of the last checkpoint commit, or None without a checkpoint."""
+
+
 class Observer:
     """The observer interface: every method does nothing until overridden."""
 
     def run_started(self, run: RunInfo, rows: int) -> None:
         """A run starts on ``rows`` source rows."""
+
+    def stage_started(self, run: RunInfo, stage: Stage, position: int) -> None:
+        """A stage call is about to start (``position``: its index in the chain)."""
 
     def stage_done(self, run: RunInfo, call: StageCall) -> None:
         """A stage call finished (after any retries) and its rows were counted."""
@@ -85,6 +109,9 @@ class Observer:
 
     def batch_done(self, flow: str, batch: int, result: RunResult) -> None:
         """A stream yielded the result of its batch number ``batch`` (from 1)."""
+
+    def stream_committed(self, flow: str, status: StreamStatus) -> None:
+        """A stream committed a batch (its effects, then its position and state)."""
 
 
 def add(observer: Observer) -> None:

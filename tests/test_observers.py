@@ -51,7 +51,27 @@ def _flow() -> kf.Flow:
     return kf.FlowBuilder("obs").calculate("Double").verify("Positive").build()
 
 
+class StartRecorder(Recorder):
+    """Also records ``stage_started``."""
+
+    def stage_started(self, run: Any, stage: kf.Stage, position: int) -> None:
+        self.events.append(("starting", stage.name, position))
+
+
 class TestEvents:
+    def test_stage_started_comes_before_each_stage_call(self) -> None:
+        flow = _flow()
+        rec = StartRecorder()
+        flow.run([1, -2, 3], kf.RunOptions(observers=(rec,), dead_letters=[]))
+        assert rec.events == [
+            ("started", "obs", 3),
+            ("starting", "Double", 0),
+            ("stage", "Double", 0, 3, 3, 0),
+            ("starting", "Positive", 1),
+            ("stage", "Positive", 1, 3, 2, 1),
+            ("done", [2, 6], "NoneType"),
+        ]
+
     def test_one_run_in_order(self) -> None:
         flow = _flow()
         rec = Recorder()
