@@ -77,15 +77,16 @@ from kisflow.result import RunEnd, RunResult, StageStats
 from kisflow.stage import Stage
 
 if TYPE_CHECKING:
-    from kisflow import dask, executors
+    from kisflow import dashboard, dask, executors
 
 # A library must not emit logs unless the application asks: `logger.enable("kisflow")`.
 logger.disable("kisflow")
 
 
 def __getattr__(name: str) -> Any:
-    """``kisflow.executors`` and ``kisflow.dask`` are imported on first use, not with kisflow."""
-    if name in ("executors", "dask"):
+    """``kisflow.executors``, ``kisflow.dask`` and ``kisflow.dashboard`` are imported on
+    first use, not with kisflow."""
+    if name in ("executors", "dask", "dashboard"):
         return importlib.import_module(f"kisflow.{name}")
     raise AttributeError(f"module 'kisflow' has no attribute {name!r}")
 
@@ -146,6 +147,7 @@ __all__ = [
     "caas",
     "caas_init",
     "connectors",
+    "dashboard",
     "dask",
     "deadletter",
     "errors",
