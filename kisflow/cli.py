@@ -362,6 +362,25 @@ def _start_metrics(config: LoadedConfig, choice: bool, address: str | None) -> b
     return True
 
 
+def _start_dashboard(address: str | None, started_metrics: bool) -> Any:
+    """Serve the dashboard when ``--dashboard`` asks (its URL on stderr), else None.
+
+    A bad address is a usage error; metrics this command turned on are turned off again.
+    """
+    if address is None:
+        return None
+    import kisflow.dashboard  # imported only when asked for: it is not needed otherwise
+
+    try:
+        board = kisflow.dashboard.serve(address)
+    except ConfigError as exc:
+        if started_metrics:
+            kisflow.metrics.disable()
+        raise _Failure(f"--dashboard: {exc}", EXIT_USAGE) from exc
+    click.echo(f"dashboard at {board.url} while the run lasts", err=True)
+    return board
+
+
 def _only_flow(config: LoadedConfig, conf_dir: Path) -> str:
     """The name of the folder's one enabled flow, for a ``run`` without ``--flow``."""
     if len(config.flows) == 1:
@@ -411,6 +430,16 @@ def _only_flow(config: LoadedConfig, conf_dir: Path) -> str:
     metavar="HOST:PORT",
     help="Serve metrics here instead (implies --metrics); port 0 picks a free one.",
 )
+@click.option(
+    "--dashboard",
+    "dashboard_address",
+    metavar="[HOST:PORT]",
+    is_flag=False,
+    flag_value="127.0.0.1:0",
+    default=None,
+    help="Serve the live dashboard while the run lasts (127.0.0.1, a free port, unless "
+    "given); its URL is printed on stderr.",
+)
 def run(
     conf_dir: Path,
     faas_files: tuple[Path, ...],
@@ -420,6 +449,7 @@ def run(
     batch_size: int,
     metrics: bool,
     metrics_address: str | None,
+    dashboard_address: str | None,
 ) -> None:
     """Run a flow on JSON-lines input and print its output rows as JSON lines.
 
@@ -443,6 +473,7 @@ def run(
     totals = _Totals(flow_name)
     rows_out = sys.stdout
     started_metrics = _start_metrics(config, metrics, metrics_address)
+    board = _start_dashboard(dashboard_address, started_metrics)
     interrupted = ""
     ctrl_c = _CtrlC()
     try:
@@ -485,6 +516,8 @@ def run(
         click.echo(totals.text(), err=True)
         if started_metrics:
             kisflow.metrics.disable()
+        if board is not None:
+            board.stop()
     if interrupted:
         raise _Failure(f"interrupted: {interrupted}", EXIT_INTERRUPTED)
 

@@ -19,14 +19,13 @@ from typing import Any
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
-
-import kisflow as kf
-from kisflow import metrics
-
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
+
+import kisflow as kf
+from kisflow import metrics
 
 ROOT = Path(__file__).resolve().parent.parent
 SCREENSHOT = ROOT / "docs" / "images" / "dashboard.png"
@@ -41,13 +40,14 @@ FIGURES = ("calls", "failed_calls", "rows_in", "rows_out", "filtered", "dead_let
 STAGES = ("CheckOrder", "Price", "Ship")
 
 
-
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
     """Headless Chromium with a fresh profile, no network chatter; quit after the module."""
     if not (Path(CHROMIUM).exists() and Path(CHROMEDRIVER).exists()):
-        pytest.skip("Debian's chromium and chromium-driver are not installed; `make test` "
-                    "installs them (make system-deps)")
+        pytest.skip(
+            "Debian's chromium and chromium-driver are not installed; `make test` "
+            "installs them (make system-deps)"
+        )
     profile = tempfile.mkdtemp(prefix="kisflow-chromium-")
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM

@@ -55,6 +55,7 @@ EXPECTED = {
     "caas",
     "caas_init",
     "connectors",
+    "dashboard",
     "dask",
     "deadletter",
     "errors",
@@ -94,6 +95,13 @@ class TestPublicApi:
         from importlib.resources import files
 
         assert files("kisflow").joinpath("py.typed").is_file()
+
+    def test_the_dashboard_page_ships(self) -> None:
+        from importlib.resources import files
+
+        static = files("kisflow.dashboard").joinpath("static")
+        for name in ("index.html", "dashboard.css", "dashboard.js"):
+            assert static.joinpath(name).is_file()
 
 
 class TestExecutorsApi:

@@ -321,7 +321,7 @@ class Figures(Observer):
         wall = time.time()
         second = int(now)
         with self._lock:
-            flows = [
+            flows: list[dict[str, Any]] = [
                 {
                     "name": flow.name,
                     "status": (
