@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 # bench/ may not exist yet on every branch.
 LINT_DIRS := kisflow tests examples $(wildcard bench)
 
-.PHONY: install run test lint format bench clean system-deps
+.PHONY: install run test lint format bench clean system-deps dashboard
 
 install: $(STAMP)
 
@@ -28,10 +28,12 @@ lint: install
 	$(VENV)/bin/lint-imports --no-cache
 
 # Debian packages the tests use: a real redis-server (the redis connector's tests start one
-# on a loopback port) and Graphviz's dot (`kisflow graph --format svg/png`).
+# on a loopback port), Graphviz's dot (`kisflow graph --format svg/png`) and headless
+# Chromium with its driver (the dashboard's browser test).
 system-deps:
 	@command -v redis-server >/dev/null || (apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y redis-server)
 	@command -v dot >/dev/null || (apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y graphviz)
+	@(command -v chromium && command -v chromedriver) >/dev/null || (apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y chromium chromium-driver)
 
 test: install lint system-deps
 	$(PY) -m pytest
@@ -39,6 +41,10 @@ test: install lint system-deps
 format: install
 	$(VENV)/bin/ruff format $(LINT_DIRS)
 	$(VENV)/bin/ruff check --fix $(LINT_DIRS)
+
+# The live dashboard on an example stream for about 20 s; its URL is printed first.
+dashboard: install
+	$(PY) examples/dashboard/main.py
 
 bench: install
 	$(PY) -m bench

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import runpy
 import shutil
 import subprocess
@@ -148,3 +149,38 @@ class TestDaskExample:
         lines = proc.stdout.splitlines()
         assert lines[:6] == [f"scores-{i}: 1000 rows in, 900 saved" for i in range(6)]
         assert lines[6].startswith("saved 5400 rows from 6 partitions on ")
+
+
+class TestDashboard:
+    """The dashboard demo serves its page while its stream runs, then stops."""
+
+    def test_runs_briefly_and_counts_what_the_source_gave(self) -> None:
+        proc = subprocess.run(
+            [
+                sys.executable,
+                str(ROOT / "examples" / "dashboard" / "main.py"),
+                "--seconds",
+                "0.5",
+                "--linger",
+                "0",
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=120,
+        )
+        assert re.fullmatch(
+            r"dashboard at http://127\.0\.0\.1:\d+/ \(for about 0\.5 s\)\n", proc.stderr
+        ), proc.stderr
+        match = re.fullmatch(
+            r"stream ended: (\d+) batches, (\d+) rows in, (\d+) saved, (\d+) dead letters, "
+            r"(\d+) refund runs failed\n",
+            proc.stdout,
+        )
+        assert match, proc.stdout
+        batches, rows_in, saved, dead, refunds = map(int, match.groups())
+        amounts = [(i * 37) % 500 for i in range(rows_in)]
+        assert batches == -(-rows_in // 200)
+        assert saved == sum(1 for a in amounts if a >= 20)
+        assert dead == sum(1 for a in amounts if a == 0)
+        assert refunds == batches // 10

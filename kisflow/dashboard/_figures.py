@@ -1,8 +1,8 @@
 """The dashboard's observer: per-flow and per-stage figures, kept cheap and thread-safe.
 
-Runs add plain integers under one lock (a few hundred nanoseconds per stage call); rates
-and percentiles are worked out only when the figures are read (``snapshot``), which the
-page does about once a second. The figures are those of ``StageStats`` and of the
+Runs add plain integers under one lock, once per stage call (which stage a run is in is
+one dict write, without the lock); rates and percentiles are worked out only when the
+figures are read (``snapshot``), which the page does twice a second. The figures are those of ``StageStats`` and of the
 Prometheus endpoint: calls (stage calls that succeeded, as ``StageStats.calls``; the
 failed FaaS calls apart, their sum is ``func_schedule_cnts``), rows in / out / filtered /
 dead-lettered and retries.
@@ -10,6 +10,7 @@ dead-lettered and retries.
 
 from __future__ import annotations
 
+import collections
 import threading
 import time
 from typing import TYPE_CHECKING, Any
@@ -19,22 +20,26 @@ from kisflow.rows import safe_str
 
 if TYPE_CHECKING:
     from kisflow._context import RunInfo
-    from kisflow.result import RunResult
+    from kisflow.result import RunEnd, RunResult
     from kisflow.stage import Stage
 
 __all__ = ["ENDED_AFTER", "RATE_WINDOW", "RESERVOIR", "Figures"]
 
-RATE_WINDOW = 10
-"""Seconds over which rows/s is measured (rows taken in, per second)."""
+RATE_WINDOW = 10.0
+"""Seconds over which rows/s is measured (rows taken in, per second), from the figures
+as earlier reads saw them: a stage call costs no clock reading for it."""
 
 RESERVOIR = 1024
 """Stage calls whose durations are kept per stage for p50/p99 (the most recent ones)."""
+
+_LAST = RESERVOIR - 1
 
 ENDED_AFTER = 2.0
 """Seconds with no run in progress after which a flow is shown as ended (a stream's
 batches follow each other closely; no event says a stream is over)."""
 
-_BUCKETS = RATE_WINDOW + 1  # one more than the window: the current second is partial
+_SAMPLE_EVERY = 0.25
+"""Seconds between two samples kept for the rate (however many pages read)."""
 
 
 def _error(error: BaseException, stage: str | None) -> dict[str, Any]:
@@ -61,13 +66,11 @@ class _Stage:
         "mode",
         "name",
         "next_duration",
+        "samples",
         "position",
-        "rate_rows",
-        "rate_second",
         "retries",
         "rows_in",
         "rows_out",
-        "running",
         "seconds",
         "stage_id",
     )
@@ -80,33 +83,43 @@ class _Stage:
         self.calls = self.failed_calls = self.retries = 0
         self.rows_in = self.rows_out = self.filtered = self.dead = 0
         self.seconds = 0.0
-        self.running = 0
         self.failing = False
         self.error: dict[str, Any] | None = None
-        self.durations: list[float] = []
+        self.durations = [0.0] * RESERVOIR
+        """A ring of the last calls' durations; the first ``min(calls, RESERVOIR)`` count."""
         self.next_duration = 0
-        self.rate_second = [0] * _BUCKETS
-        self.rate_rows = [0] * _BUCKETS
+        self.samples: collections.deque[tuple[float, int]] = collections.deque()
+        """(time, rows_in) as reads saw them, the oldest at most one before the window."""
 
-    def state(self) -> str:
+    def state(self, running: bool) -> str:
         """``failing`` (its last call raised), ``running`` (a call under way) or ``idle``."""
         if self.failing:
             return "failing"
-        return "running" if self.running > 0 else "idle"
+        return "running" if running else "idle"
 
-    def view(self, now_second: int) -> dict[str, Any]:
+    def rate(self, now: float) -> float | None:
+        """Rows in per second since the oldest sample in the window (None on a first read)."""
+        samples = self.samples
+        while len(samples) > 1 and samples[1][0] <= now - RATE_WINDOW:
+            samples.popleft()
+        rate = None
+        if samples:
+            then, rows = samples[0]
+            if now > then:
+                rate = (self.rows_in - rows) / (now - then)
+        if not samples or now - samples[-1][0] >= _SAMPLE_EVERY:
+            samples.append((now, self.rows_in))
+        return rate
+
+    def view(self, now: float, running: bool) -> dict[str, Any]:
         """The figures as plain JSON data (called under the lock: copies only)."""
-        recent = sum(
-            rows
-            for second, rows in zip(self.rate_second, self.rate_rows, strict=True)
-            if now_second - RATE_WINDOW < second <= now_second
-        )
+        kept = min(self.calls, RESERVOIR)
         return {
             "position": self.position,
             "stage_id": self.stage_id,
             "name": self.name,
             "mode": self.mode,
-            "state": self.state(),
+            "state": self.state(running),
             "calls": self.calls,
             "failed_calls": self.failed_calls,
             "rows_in": self.rows_in,
@@ -115,8 +128,8 @@ class _Stage:
             "dead_letters": self.dead,
             "retries": self.retries,
             "seconds": self.seconds,
-            "rows_per_second": recent / RATE_WINDOW,
-            "durations": list(self.durations),  # replaced by p50/p99 outside the lock
+            "rows_per_second": self.rate(now),
+            "durations": self.durations[:kept],  # replaced by p50/p99 outside the lock
             "last_error": None if self.error is None else dict(self.error),
         }
 
@@ -126,8 +139,8 @@ class _Flow:
 
     __slots__ = (
         "active",
-        "at",
         "batches",
+        "chain_of",
         "completed",
         "error",
         "failed",
@@ -146,11 +159,11 @@ class _Flow:
         self.stages: list[_Stage] = []
         self.runs = self.completed = self.failed = self.rows = 0
         self.active = 0
-        self.at: dict[int, _Stage] = {}
-        """The stage each run in progress is calling, by run id."""
+        self.chain_of: tuple[Stage, ...] | None = None
+        """The chain ``stages`` was last made from (a plan's tuple: compared by identity)."""
         self.started = time.time()
         self.last_active = time.monotonic()
-        self.outcome: str | None = None
+        self.outcome: RunEnd | str | None = None
         self.error: dict[str, Any] | None = None
         self.batches = 0
         self.stream: dict[str, Any] | None = None
@@ -181,6 +194,7 @@ class _Flow:
         if position < len(stages):
             got = stages[position]
             if got.name == stage.name:
+                got.stage_id = stage.id  # the same chain, maybe another Flow of it
                 return got
             stages[position] = got = _Stage(stage, position)
             return got
@@ -201,6 +215,9 @@ class Figures(Observer):
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._flows: dict[str, _Flow] = {}
+        # The stage each run in progress is calling, by run id: set and popped without
+        # the lock (one dict operation each, atomic in CPython), read as a copy.
+        self._at: dict[int, _Stage] = {}
         self.created = time.time()
 
     def _flow(self, name: str) -> _Flow:
@@ -212,38 +229,41 @@ class Figures(Observer):
     # -- observer events (called in the threads running the runs) -----------------------
 
     def run_started(self, run: RunInfo, rows: int) -> None:
-        """Count a run and its source rows; learn the flow's chain."""
+        """Count a run and its source rows; learn the flow's chain (once per plan)."""
         stages: tuple[Stage, ...] | None = getattr(run, "stages", None)
         with self._lock:
-            flow = self._flow(run.flow_name)
-            if stages is not None:
+            flow = self._flows.get(run.flow_name) or self._flow(run.flow_name)
+            if stages is not None and stages is not flow.chain_of:
                 flow.chain(stages)
+                flow.chain_of = stages
             flow.runs += 1
             flow.rows += rows
             flow.active += 1
-            flow.last_active = time.monotonic()
+
+    def _slow_stage(self, run: RunInfo, stage: Stage, position: int) -> _Stage:
+        """The figures of a stage not found at its place (another flow of the same name)."""
+        with self._lock:
+            return self._flow(run.flow_name).stage(stage, position)
 
     def stage_started(self, run: RunInfo, stage: Stage, position: int) -> None:
-        """Mark the stage running."""
-        with self._lock:
-            flow = self._flow(run.flow_name)
-            figures = flow.stage(stage, position)
-            figures.running += 1
-            flow.at[run.run_id] = figures
+        """Mark the stage running: which stage each run is in (a dict write, no lock)."""
+        flow = self._flows.get(run.flow_name)
+        figures = None
+        if flow is not None:
+            stages = flow.stages
+            if position < len(stages):
+                figures = stages[position]
+        if figures is None or figures.stage_id is not stage.id:
+            figures = self._slow_stage(run, stage, position)
+        self._at[run.run_id] = figures
 
     def stage_done(self, run: RunInfo, call: StageCall) -> None:
         """Count a finished stage call: rows, duration, rate."""
         stage, position, rows_in, rows_out, filtered, dead, seconds, _ = call
-        now = time.monotonic()
-        second = int(now)
-        slot = second % _BUCKETS
+        figures = self._at.pop(run.run_id, None)
+        if figures is None or figures.stage_id is not stage.id:
+            figures = self._slow_stage(run, stage, position)
         with self._lock:
-            flow = self._flow(run.flow_name)
-            figures = flow.at.pop(run.run_id, None)
-            if figures is None:
-                figures = flow.stage(stage, position)
-            else:
-                figures.running -= 1
             figures.calls += 1
             figures.rows_in += rows_in
             figures.rows_out += rows_out
@@ -251,24 +271,16 @@ class Figures(Observer):
             figures.dead += dead
             figures.seconds += seconds
             figures.failing = False
-            durations = figures.durations
-            if len(durations) < RESERVOIR:
-                durations.append(seconds)
-            else:
-                durations[figures.next_duration] = seconds
-                figures.next_duration = (figures.next_duration + 1) % RESERVOIR
-            if figures.rate_second[slot] != second:
-                figures.rate_second[slot] = second
-                figures.rate_rows[slot] = 0
-            figures.rate_rows[slot] += rows_in
-            flow.last_active = now
+            at = figures.next_duration
+            figures.durations[at] = seconds
+            figures.next_duration = 0 if at == _LAST else at + 1
 
     def call_failed(self, run: RunInfo, stage: Stage, attempt: int, error: BaseException) -> None:
         """Count a failed FaaS call and keep its error; the stage is failing."""
         failure = _error(error, stage.name)
         with self._lock:
             flow = self._flow(run.flow_name)
-            figures = flow.at.get(run.run_id) or flow.find(stage)
+            figures = self._at.get(run.run_id) or flow.find(stage)
             figures.failed_calls += 1
             figures.failing = True
             figures.error = failure
@@ -277,22 +289,20 @@ class Figures(Observer):
         """Count a retry."""
         with self._lock:
             flow = self._flow(run.flow_name)
-            figures = flow.at.get(run.run_id) or flow.find(stage)
+            figures = self._at.get(run.run_id) or flow.find(stage)
             figures.retries += 1
 
     def run_done(self, run: RunInfo, result: RunResult | None, error: BaseException | None) -> None:
         """The run ended: its outcome, and its error when it failed."""
         failure = None if error is None else _error(error, getattr(error, "stage", None))
+        self._at.pop(run.run_id, None)  # failed inside a stage: it gets no stage_done
         with self._lock:
             flow = self._flow(run.flow_name)
-            left = flow.at.pop(run.run_id, None)
-            if left is not None:  # failed inside a stage: it gets no stage_done
-                left.running -= 1
             flow.active = max(0, flow.active - 1)
             flow.last_active = time.monotonic()
             if result is not None:
                 flow.completed += 1
-                flow.outcome = result.ended.value
+                flow.outcome = result.ended
             else:
                 flow.failed += 1
                 flow.outcome = "failed"
@@ -319,8 +329,8 @@ class Figures(Observer):
         """Every flow's figures as JSON-able data, in the order the flows were first seen."""
         now = time.monotonic()
         wall = time.time()
-        second = int(now)
         with self._lock:
+            running = {id(figures) for figures in list(self._at.values())}
             flows: list[dict[str, Any]] = [
                 {
                     "name": flow.name,
@@ -329,7 +339,7 @@ class Figures(Observer):
                         if flow.active or now - flow.last_active < ENDED_AFTER
                         else "ended"
                     ),
-                    "outcome": flow.outcome,
+                    "outcome": getattr(flow.outcome, "value", flow.outcome),
                     "kind": "stream" if flow.stream is not None else "run",
                     "runs": flow.runs,
                     "runs_in_progress": flow.active,
@@ -340,7 +350,9 @@ class Figures(Observer):
                     "started": flow.started,
                     "last_error": None if flow.error is None else dict(flow.error),
                     "stream": None if flow.stream is None else dict(flow.stream),
-                    "stages": [stage.view(second) for stage in flow.stages],
+                    "stages": [
+                        stage.view(now, id(stage) in running) for stage in flow.stages
+                    ],
                 }
                 for flow in self._flows.values()
             ]
