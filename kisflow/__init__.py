@@ -46,10 +46,12 @@ from kisflow.connector import Connector
 from kisflow.deadletter import DeadLetter
 from kisflow.errors import (
     ActionError,
+    CheckpointError,
     CommitError,
     ConfigError,
     ConnectorError,
     DeadLetterError,
+    DeliveryError,
     DuplicateRegistrationError,
     FaaSSignatureError,
     FlowCycleError,
@@ -66,6 +68,7 @@ from kisflow.errors import (
     RowConversionError,
     RowRejectedError,
     RunError,
+    SourceError,
     StageExecutionError,
 )
 from kisflow.flow import DEFAULT_MAX_STEPS, Flow
@@ -99,6 +102,7 @@ except PackageNotFoundError:  # pragma: no cover - running from a source tree
 __all__ = [
     "Action",
     "ActionError",
+    "CheckpointError",
     "CommitError",
     "ConfigError",
     "ConnConfig",
@@ -107,6 +111,7 @@ __all__ = [
     "DEFAULT_MAX_STEPS",
     "DeadLetter",
     "DeadLetterError",
+    "DeliveryError",
     "DuplicateRegistrationError",
     "FaaSSignatureError",
     "Flow",
@@ -139,6 +144,7 @@ __all__ = [
     "RunOptions",
     "RunResult",
     "Source",
+    "SourceError",
     "Stage",
     "StageExecutionError",
     "StageStats",
