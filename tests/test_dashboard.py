@@ -473,3 +473,26 @@ def test_the_cli_refuses_a_bad_dashboard_address(copying: tuple[Path, Path]) -> 
     )
     assert proc.returncode == 2
     assert "--dashboard: dashboard address 'nowhere' is not host:port" in proc.stderr
+
+
+def test_the_cli_stops_its_dashboard_when_the_run_ends(copying: tuple[Path, Path]) -> None:
+    """In process (click's runner): the URL is printed, and after the run the port is closed
+    and the dashboard observes nothing."""
+    from click.testing import CliRunner
+
+    from kisflow.cli import main
+
+    conf, faas = copying
+    before = kf.observers.active()
+    result = CliRunner().invoke(
+        main,
+        ["run", str(conf), "--faas", str(faas), "--dashboard=127.0.0.1:0"],
+        input='{"n": 1}\n{"n": 2}\n',
+    )
+    assert result.exit_code == 0, result.output
+    match = re.search(r"dashboard at http://127\.0\.0\.1:(\d+)/ while the run lasts", result.stderr)
+    assert match, result.stderr
+    assert result.stdout == '{"n": 1}\n{"n": 2}\n'
+    assert kf.observers.active() == before
+    with socket.socket() as probe:
+        assert probe.connect_ex(("127.0.0.1", int(match[1]))) != 0
