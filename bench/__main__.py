@@ -22,7 +22,7 @@ from collections.abc import Callable
 from typing import Any
 
 import kisflow as kf
-from bench import parallel, workload
+from bench import dashboard, parallel, workload
 from kisflow import metrics
 
 BIG = 1_000_000
@@ -186,6 +186,7 @@ def main(argv: list[str] | None = None) -> None:
         "ratio_small_batch": shape_small("batch", args.repeat),
     }
     ratios["ratio_big_metrics"], ratios["ratio_small_metrics"] = shape_metrics(args.repeat)
+    ratios.update(dashboard.main(["--repeat", str(args.repeat)]))
     ratios["speedup_parallel"] = parallel.speedup()
     print(f"parallel       2 processes vs 1: speed-up {ratios['speedup_parallel']:.2f}x")
     loop_mib, flow_mib = peak_rss_mib("loop"), peak_rss_mib("kisflow")

@@ -496,3 +496,15 @@ def test_the_cli_stops_its_dashboard_when_the_run_ends(copying: tuple[Path, Path
     assert kf.observers.active() == before
     with socket.socket() as probe:
         assert probe.connect_ex(("127.0.0.1", int(match[1]))) != 0
+
+
+def test_the_cost_bench_streams_both_ways() -> None:
+    """bench/dashboard.py runs (tiny): both sides stream every row, the dashboard watched."""
+    from bench import dashboard as bench_dashboard
+
+    figures = bench_dashboard.measure(rows=2000, batch_size=500, repeat=1)
+    assert figures["rows"] == 2000
+    assert figures["off_s"] > 0
+    assert figures["on_s"] > 0
+    assert figures["slowdown"] == figures["on_s"] / figures["off_s"] - 1.0
+    assert not any(isinstance(o, kf.dashboard.Figures) for o in kf.observers.active())

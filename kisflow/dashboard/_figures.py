@@ -2,10 +2,10 @@
 
 Runs add plain integers under one lock, once per stage call (which stage a run is in is
 one dict write, without the lock); rates and percentiles are worked out only when the
-figures are read (``snapshot``), which the page does twice a second. The figures are those of ``StageStats`` and of the
-Prometheus endpoint: calls (stage calls that succeeded, as ``StageStats.calls``; the
-failed FaaS calls apart, their sum is ``func_schedule_cnts``), rows in / out / filtered /
-dead-lettered and retries.
+figures are read (``snapshot``), which the page does twice a second. The figures are
+those of ``StageStats`` and of the Prometheus endpoint: calls (stage calls that
+succeeded, as ``StageStats.calls``; with the failed FaaS calls, ``func_schedule_cnts``),
+rows in / out / filtered / dead-lettered and retries.
 """
 
 from __future__ import annotations
@@ -66,11 +66,11 @@ class _Stage:
         "mode",
         "name",
         "next_duration",
-        "samples",
         "position",
         "retries",
         "rows_in",
         "rows_out",
+        "samples",
         "seconds",
         "stage_id",
     )
