@@ -45,9 +45,7 @@ def dashboard_open() -> Iterator[kf.dashboard.Dashboard]:
     reader.join(5)
 
 
-def stream_seconds(
-    flow: kf.Flow, rows: list[workload.Row], batch_size: int
-) -> tuple[float, float]:
+def stream_seconds(flow: kf.Flow, rows: list[workload.Row], batch_size: int) -> tuple[float, float]:
     """(wall, CPU) seconds to stream ``rows`` through ``flow`` in batches of ``batch_size``."""
     gc.collect()
     started, cpu = time.perf_counter(), time.process_time()

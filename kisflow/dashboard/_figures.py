@@ -350,9 +350,7 @@ class Figures(Observer):
                     "started": flow.started,
                     "last_error": None if flow.error is None else dict(flow.error),
                     "stream": None if flow.stream is None else dict(flow.stream),
-                    "stages": [
-                        stage.view(now, id(stage) in running) for stage in flow.stages
-                    ],
+                    "stages": [stage.view(now, id(stage) in running) for stage in flow.stages],
                 }
                 for flow in self._flows.values()
             ]
