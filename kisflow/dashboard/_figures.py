@@ -1,8 +1,10 @@
 """The dashboard's observer: per-flow and per-stage figures, kept cheap and thread-safe.
 
-Runs add plain integers under one lock, once per stage call (which stage a run is in is
-one dict write, without the lock); rates and percentiles are worked out only when the
-figures are read (``snapshot``), which the page does twice a second. The figures are
+A run's thread notes its stage calls in the run's own record, without a lock (a dict
+write, a list append); when the run ends, its calls are added to the plain counters of
+their stages under one lock, and a read adds in the calls of the runs still under way.
+Rates and percentiles are worked out only when the figures are read (``snapshot``),
+which the page does twice a second. The figures are
 those of ``StageStats`` and of the Prometheus endpoint: calls (stage calls that
 succeeded, as ``StageStats.calls``; with the failed FaaS calls, ``func_schedule_cnts``),
 rows in / out / filtered / dead-lettered and retries.
@@ -10,7 +12,6 @@ rows in / out / filtered / dead-lettered and retries.
 
 from __future__ import annotations
 
-import collections
 import threading
 import time
 from typing import TYPE_CHECKING, Any
@@ -25,9 +26,9 @@ if TYPE_CHECKING:
 
 __all__ = ["ENDED_AFTER", "RATE_WINDOW", "RESERVOIR", "Figures"]
 
-RATE_WINDOW = 10.0
-"""Seconds over which rows/s is measured (rows taken in, per second), from the figures
-as earlier reads saw them: a stage call costs no clock reading for it."""
+RATE_WINDOW = 10
+"""Seconds over which rows/s is measured: rows taken in, counted in the second their run
+ended (a run still under way counts now), divided by the window."""
 
 RESERVOIR = 1024
 """Stage calls whose durations are kept per stage for p50/p99 (the most recent ones)."""
@@ -38,8 +39,7 @@ ENDED_AFTER = 2.0
 """Seconds with no run in progress after which a flow is shown as ended (a stream's
 batches follow each other closely; no event says a stream is over)."""
 
-_SAMPLE_EVERY = 0.25
-"""Seconds between two samples kept for the rate (however many pages read)."""
+_BUCKETS = RATE_WINDOW + 1  # one more than the window: the current second is partial
 
 
 def _error(error: BaseException, stage: str | None) -> dict[str, Any]:
@@ -67,10 +67,11 @@ class _Stage:
         "name",
         "next_duration",
         "position",
+        "rate_rows",
+        "rate_second",
         "retries",
         "rows_in",
         "rows_out",
-        "samples",
         "seconds",
         "stage_id",
     )
@@ -88,8 +89,9 @@ class _Stage:
         self.durations = [0.0] * RESERVOIR
         """A ring of the last calls' durations; the first ``min(calls, RESERVOIR)`` count."""
         self.next_duration = 0
-        self.samples: collections.deque[tuple[float, int]] = collections.deque()
-        """(time, rows_in) as reads saw them, the oldest at most one before the window."""
+        self.rate_second = [0] * _BUCKETS
+        self.rate_rows = [0] * _BUCKETS
+        """Rows in by the second (``int(time.monotonic())``) their run ended, a ring."""
 
     def state(self, running: bool) -> str:
         """``failing`` (its last call raised), ``running`` (a call under way) or ``idle``."""
@@ -97,48 +99,80 @@ class _Stage:
             return "failing"
         return "running" if running else "idle"
 
-    def rate(self, now: float) -> float | None:
-        """Rows in per second since the oldest sample in the window (None on a first read)."""
-        samples = self.samples
-        while len(samples) > 1 and samples[1][0] <= now - RATE_WINDOW:
-            samples.popleft()
-        rate = None
-        if samples:
-            then, rows = samples[0]
-            if now > then:
-                rate = (self.rows_in - rows) / (now - then)
-        if not samples or now - samples[-1][0] >= _SAMPLE_EVERY:
-            samples.append((now, self.rows_in))
-        return rate
+    def rate(self, now_second: int, live_rows: int) -> float:
+        """Rows in per second over the last ``RATE_WINDOW`` seconds."""
+        recent = live_rows
+        for second, rows in zip(self.rate_second, self.rate_rows, strict=True):
+            if now_second - RATE_WINDOW < second <= now_second:
+                recent += rows
+        return recent / RATE_WINDOW
 
-    def view(self, now: float, running: bool) -> dict[str, Any]:
-        """The figures as plain JSON data (called under the lock: copies only)."""
+    def add(self, call: StageCall, second: int) -> None:
+        """Count one finished call of a run that ended in ``second`` (under the lock)."""
+        _, _, rows_in, rows_out, filtered, dead, seconds, _ = call
+        self.calls += 1
+        self.rows_in += rows_in
+        self.rows_out += rows_out
+        self.filtered += filtered
+        self.dead += dead
+        self.seconds += seconds
+        at = self.next_duration
+        self.durations[at] = seconds
+        self.next_duration = 0 if at == _LAST else at + 1
+        slot = second % _BUCKETS
+        if self.rate_second[slot] != second:
+            self.rate_second[slot] = second
+            self.rate_rows[slot] = 0
+        self.rate_rows[slot] += rows_in
+
+    def view(self, now_second: int, running: bool, live: list[StageCall]) -> dict[str, Any]:
+        """The figures as plain JSON data, with the calls of runs still under way (``live``),
+        called under the lock: copies only."""
         kept = min(self.calls, RESERVOIR)
+        calls, rows_in, rows_out = self.calls, self.rows_in, self.rows_out
+        filtered, dead, seconds = self.filtered, self.dead, self.seconds
+        durations = self.durations[:kept]
+        live_rows = 0
+        for call in live:
+            live_rows += call[2]
+            calls += 1
+            rows_out += call[3]
+            filtered += call[4]
+            dead += call[5]
+            seconds += call[6]
+            durations.append(call[6])
+        rows_in += live_rows
         return {
             "position": self.position,
             "stage_id": self.stage_id,
             "name": self.name,
             "mode": self.mode,
             "state": self.state(running),
-            "calls": self.calls,
+            "calls": calls,
             "failed_calls": self.failed_calls,
-            "rows_in": self.rows_in,
-            "rows_out": self.rows_out,
-            "filtered": self.filtered,
-            "dead_letters": self.dead,
+            "rows_in": rows_in,
+            "rows_out": rows_out,
+            "filtered": filtered,
+            "dead_letters": dead,
             "retries": self.retries,
-            "seconds": self.seconds,
-            "rows_per_second": self.rate(now),
-            "durations": self.durations[:kept],  # replaced by p50/p99 outside the lock
+            "seconds": seconds,
+            "rows_per_second": self.rate(now_second, live_rows),
+            "durations": durations,  # replaced by p50/p99 outside the lock
             "last_error": None if self.error is None else dict(self.error),
         }
+
+
+# A run under way, as its own thread alone writes it (a list: made once per run, cheaply):
+# [its flow's figures, its source rows, the stage being called (or None), its finished
+# calls as (stage figures, StageCall)], counted into the stages' figures when it ends.
+_FLOW, _ROWS, _AT, _CALLS = range(4)
+_Run = list[Any]
 
 
 class _Flow:
     """One flow's figures: its runs, its chain's stages and, for a stream, its status."""
 
     __slots__ = (
-        "active",
         "batches",
         "chain_of",
         "completed",
@@ -158,7 +192,6 @@ class _Flow:
         self.name = name
         self.stages: list[_Stage] = []
         self.runs = self.completed = self.failed = self.rows = 0
-        self.active = 0
         self.chain_of: tuple[Stage, ...] | None = None
         """The chain ``stages`` was last made from (a plan's tuple: compared by identity)."""
         self.started = time.time()
@@ -215,9 +248,10 @@ class Figures(Observer):
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._flows: dict[str, _Flow] = {}
-        # The stage each run in progress is calling, by run id: set and popped without
-        # the lock (one dict operation each, atomic in CPython), read as a copy.
-        self._at: dict[int, _Stage] = {}
+        # The runs under way, by run id: added, read and written by their own thread
+        # without the lock (one dict operation or list append each, atomic in CPython);
+        # counted and removed under the lock when they end, read under it as copies.
+        self._runs: dict[int, _Run] = {}
         self.created = time.time()
 
     def _flow(self, name: str) -> _Flow:
@@ -229,77 +263,81 @@ class Figures(Observer):
     # -- observer events (called in the threads running the runs) -----------------------
 
     def run_started(self, run: RunInfo, rows: int) -> None:
-        """Count a run and its source rows; learn the flow's chain (once per plan)."""
+        """A run starts: note it (no lock); learn the flow's chain once per plan."""
         stages: tuple[Stage, ...] | None = getattr(run, "stages", None)
-        with self._lock:
-            flow = self._flows.get(run.flow_name) or self._flow(run.flow_name)
-            if stages is not None and stages is not flow.chain_of:
-                flow.chain(stages)
-                flow.chain_of = stages
-            flow.runs += 1
-            flow.rows += rows
-            flow.active += 1
+        flow = self._flows.get(run.flow_name)
+        if flow is None or (stages is not None and stages is not flow.chain_of):
+            with self._lock:
+                flow = self._flow(run.flow_name)
+                if stages is not None and stages is not flow.chain_of:
+                    flow.chain(stages)
+                    flow.chain_of = stages
+        self._runs[run.run_id] = [flow, rows, None, []]
 
-    def _slow_stage(self, run: RunInfo, stage: Stage, position: int) -> _Stage:
+    def _live(self, run: RunInfo) -> _Run:
+        """The record of a run that began before this observer was added."""
+        with self._lock:
+            live = self._runs[run.run_id] = [self._flow(run.flow_name), 0, None, []]
+        return live
+
+    def _slow_stage(self, flow: _Flow, stage: Stage, position: int) -> _Stage:
         """The figures of a stage not found at its place (another flow of the same name)."""
         with self._lock:
-            return self._flow(run.flow_name).stage(stage, position)
+            return flow.stage(stage, position)
 
     def stage_started(self, run: RunInfo, stage: Stage, position: int) -> None:
-        """Mark the stage running: which stage each run is in (a dict write, no lock)."""
-        flow = self._flows.get(run.flow_name)
-        figures = None
-        if flow is not None:
-            stages = flow.stages
-            if position < len(stages):
-                figures = stages[position]
+        """Mark the stage running (no lock)."""
+        live = self._runs.get(run.run_id) or self._live(run)
+        stages = live[_FLOW].stages
+        figures = stages[position] if position < len(stages) else None
         if figures is None or figures.stage_id is not stage.id:
-            figures = self._slow_stage(run, stage, position)
-        self._at[run.run_id] = figures
+            figures = self._slow_stage(live[_FLOW], stage, position)
+        live[_AT] = figures
 
     def stage_done(self, run: RunInfo, call: StageCall) -> None:
-        """Count a finished stage call: rows, duration, rate."""
-        stage, position, rows_in, rows_out, filtered, dead, seconds, _ = call
-        figures = self._at.pop(run.run_id, None)
-        if figures is None or figures.stage_id is not stage.id:
-            figures = self._slow_stage(run, stage, position)
-        with self._lock:
-            figures.calls += 1
-            figures.rows_in += rows_in
-            figures.rows_out += rows_out
-            figures.filtered += filtered
-            figures.dead += dead
-            figures.seconds += seconds
-            figures.failing = False
-            at = figures.next_duration
-            figures.durations[at] = seconds
-            figures.next_duration = 0 if at == _LAST else at + 1
+        """Note a finished stage call in its run's record (no lock)."""
+        live = self._runs.get(run.run_id) or self._live(run)
+        figures = live[_AT]
+        live[_AT] = None
+        if figures is None or figures.stage_id is not call[0].id:
+            figures = self._slow_stage(live[_FLOW], call[0], call[1])
+        live[_CALLS].append((figures, call))
+        if figures.failing:
+            figures.failing = False  # its call succeeded
 
     def call_failed(self, run: RunInfo, stage: Stage, attempt: int, error: BaseException) -> None:
         """Count a failed FaaS call and keep its error; the stage is failing."""
         failure = _error(error, stage.name)
+        live = self._runs.get(run.run_id)
         with self._lock:
-            flow = self._flow(run.flow_name)
-            figures = self._at.get(run.run_id) or flow.find(stage)
+            figures = (live and live[_AT]) or self._flow(run.flow_name).find(stage)
             figures.failed_calls += 1
             figures.failing = True
             figures.error = failure
 
     def retried(self, run: RunInfo, stage: Stage, attempt: int, error: BaseException) -> None:
         """Count a retry."""
+        live = self._runs.get(run.run_id)
         with self._lock:
-            flow = self._flow(run.flow_name)
-            figures = self._at.get(run.run_id) or flow.find(stage)
+            figures = (live and live[_AT]) or self._flow(run.flow_name).find(stage)
             figures.retries += 1
 
     def run_done(self, run: RunInfo, result: RunResult | None, error: BaseException | None) -> None:
         """The run ended: its outcome, and its error when it failed."""
         failure = None if error is None else _error(error, getattr(error, "stage", None))
-        self._at.pop(run.run_id, None)  # failed inside a stage: it gets no stage_done
+        now = time.monotonic()
         with self._lock:
-            flow = self._flow(run.flow_name)
-            flow.active = max(0, flow.active - 1)
-            flow.last_active = time.monotonic()
+            live = self._runs.pop(run.run_id, None)
+            if live is None:
+                flow = self._flow(run.flow_name)
+            else:  # its calls (those of a failed run too) join the figures
+                flow = live[_FLOW]
+                flow.runs += 1
+                flow.rows += live[_ROWS]
+                second = int(now)
+                for figures, call in live[_CALLS]:
+                    figures.add(call, second)
+            flow.last_active = now
             if result is not None:
                 flow.completed += 1
                 flow.outcome = result.ended
@@ -309,10 +347,11 @@ class Figures(Observer):
                 flow.error = failure
 
     def batch_done(self, flow: str, batch: int, result: RunResult) -> None:
-        """A stream handed out a batch: the flow is a stream."""
-        with self._lock:
-            figures = self._flow(flow)
-            figures.batches = max(figures.batches, batch)
+        """A stream handed out a batch: the flow is a stream (batches come in order: no lock)."""
+        figures = self._flows.get(flow)
+        if figures is not None:
+            if batch > figures.batches:
+                figures.batches = batch
             if figures.stream is None:
                 figures.stream = {}
 
@@ -330,27 +369,40 @@ class Figures(Observer):
         now = time.monotonic()
         wall = time.time()
         with self._lock:
-            running = {id(figures) for figures in list(self._at.values())}
+            running: set[int] = set()
+            live: dict[int, list[StageCall]] = {}
+            busy: dict[int, list[int]] = {}  # per flow: runs under way, their source rows
+            for record in list(self._runs.values()):
+                if record[_AT] is not None:
+                    running.add(id(record[_AT]))
+                for figures, call in list(record[_CALLS]):
+                    live.setdefault(id(figures), []).append(call)
+                counts = busy.setdefault(id(record[_FLOW]), [0, 0])
+                counts[0] += 1
+                counts[1] += record[_ROWS]
             flows: list[dict[str, Any]] = [
                 {
                     "name": flow.name,
                     "status": (
                         "running"
-                        if flow.active or now - flow.last_active < ENDED_AFTER
+                        if id(flow) in busy or now - flow.last_active < ENDED_AFTER
                         else "ended"
                     ),
                     "outcome": getattr(flow.outcome, "value", flow.outcome),
                     "kind": "stream" if flow.stream is not None else "run",
-                    "runs": flow.runs,
-                    "runs_in_progress": flow.active,
+                    "runs": flow.runs + busy.get(id(flow), (0, 0))[0],
+                    "runs_in_progress": busy.get(id(flow), (0, 0))[0],
                     "runs_completed": flow.completed,
                     "runs_failed": flow.failed,
-                    "source_rows": flow.rows,
+                    "source_rows": flow.rows + busy.get(id(flow), (0, 0))[1],
                     "batches": flow.batches,
                     "started": flow.started,
                     "last_error": None if flow.error is None else dict(flow.error),
                     "stream": None if flow.stream is None else dict(flow.stream),
-                    "stages": [stage.view(now, id(stage) in running) for stage in flow.stages],
+                    "stages": [
+                        stage.view(int(now), id(stage) in running, live.get(id(stage), []))
+                        for stage in flow.stages
+                    ],
                 }
                 for flow in self._flows.values()
             ]

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import importlib.resources
 import json
+import socket
 import threading
 import urllib.parse
 from http import HTTPStatus
@@ -78,8 +79,9 @@ class Dashboard:
         self._stopping = threading.Event()
         self._svgs: dict[tuple[str, tuple[tuple[str, str], ...]], bytes] = {}
         self._svg_lock = threading.Lock()
+        server_class = _Server6 if ":" in host else _Server
         try:
-            self._httpd = _Server((host, port), _Handler)
+            self._httpd: _Server = server_class((host, port), _Handler)
         except OSError as exc:
             raise ConfigError(
                 f"cannot serve the dashboard on {_join(host, port)}: {exc}; pick a free port "
@@ -159,6 +161,10 @@ def _join(host: str, port: int) -> str:
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
     dashboard: Dashboard
+
+
+class _Server6(_Server):
+    address_family = socket.AF_INET6
 
 
 class _Handler(BaseHTTPRequestHandler):

@@ -39,7 +39,7 @@ function errorText(error) {
 function figure(stage, key) {
   const value = stage[key];
   if (key === "p50_ms" || key === "p99_ms") return ms(value);
-  if (key === "rows_per_second") return value === null ? "–" : value.toFixed(1);
+  if (key === "rows_per_second") return value.toFixed(1);
   if (key === "last_error") return errorText(value);
   return String(value);
 }
