@@ -16,6 +16,8 @@ from loguru import logger
 __all__ = ["builtin_svg", "chain_svg", "dot_svg"]
 
 _LETTERS = {"Verify": "V", "Save": "S", "Load": "L", "Calculate": "C", "Expand": "E"}
+_SHAPES = {"Verify": "diamond", "Save": "cylinder", "Load": "cylinder", "Expand": "hexagon"}
+"""Graphviz shapes by mode, as in ``kisflow graph`` (a Calculate is a rounded box)."""
 
 
 def chain_svg(flow: str, stages: Sequence[tuple[str, str]]) -> str:
@@ -43,7 +45,9 @@ def dot_svg(dot: str, flow: str, stages: Sequence[tuple[str, str]]) -> str | Non
     ]
     for i, (name, mode) in enumerate(stages):
         label = f"{name}\n{mode} ({_LETTERS.get(mode, '?')})"
-        lines.append(f'  s{i} [id="stage-{i}", class="stage", label={_quote(label)}];')
+        shape = _SHAPES.get(mode)
+        look = f', shape={shape}, style=filled, margin="0.05,0.02"' if shape else ""
+        lines.append(f'  s{i} [id="stage-{i}", class="stage", label={_quote(label)}{look}];')
     lines += [f"  s{i} -> s{i + 1};" for i in range(len(stages) - 1)]
     lines.append("}")
     try:
