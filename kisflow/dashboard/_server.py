@@ -162,6 +162,10 @@ class _Server(ThreadingHTTPServer):
     daemon_threads = True
     dashboard: Dashboard
 
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A request that failed (most often: the page went away) is logged, not printed."""
+        logger.opt(exception=True).debug("dashboard: request from {} failed", client_address)
+
 
 class _Server6(_Server):
     address_family = socket.AF_INET6
