@@ -22,7 +22,7 @@ import traceback
 import types
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import IO, Any, TextIO, TypeVar, cast
+from typing import IO, TYPE_CHECKING, Any, TextIO, TypeVar, cast
 
 import click
 
@@ -36,6 +36,9 @@ from kisflow.flow import Flow
 from kisflow.options import RunOptions
 from kisflow.progress import RunProgress
 from kisflow.result import RunResult
+
+if TYPE_CHECKING:
+    from kisflow.dashboard import Dashboard
 
 __all__ = [
     "EXIT_CONFIG",
@@ -362,7 +365,7 @@ def _start_metrics(config: LoadedConfig, choice: bool, address: str | None) -> b
     return True
 
 
-def _start_dashboard(address: str | None, started_metrics: bool) -> Any:
+def _start_dashboard(address: str | None, started_metrics: bool) -> Dashboard | None:
     """Serve the dashboard when ``--dashboard`` asks (its URL on stderr), else None.
 
     A bad address is a usage error; metrics this command turned on are turned off again.
