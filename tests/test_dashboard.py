@@ -343,6 +343,7 @@ class TestServer:
         assert b"A&lt;b&gt;" in svg
         assert b"Z&amp;z" in svg
         assert b"<b>" not in svg
+        assert b"<rect" not in svg  # drawn by dot
         # dot writes the id's dash as an entity
         assert re.search(rb'id="stage(-|&#45;)1"', svg)
         assert get(board.url + "api/chain.svg?flow=unknown")[0] == 404
@@ -354,6 +355,10 @@ class TestServer:
         assert 'id="stage-1"' in built
         assert "A&lt;b&gt;" in built
         assert "<b>" not in built
+        kf.FlowBuilder("undrawn").verify("A<b>").build().run([1])
+        status, _, served = get(board.url + "api/chain.svg?flow=undrawn")
+        assert status == 200
+        assert b"<rect" in served  # the built-in layout (dot draws paths and polygons)
 
     def test_stop_closes_the_port_and_stops_observing(self) -> None:
         board = kf.dashboard.serve("127.0.0.1:0")
