@@ -107,24 +107,6 @@ class _Stage:
                 recent += rows
         return recent / RATE_WINDOW
 
-    def add(self, call: StageCall, second: int) -> None:
-        """Count one finished call of a run that ended in ``second`` (under the lock)."""
-        _, _, rows_in, rows_out, filtered, dead, seconds, _ = call
-        self.calls += 1
-        self.rows_in += rows_in
-        self.rows_out += rows_out
-        self.filtered += filtered
-        self.dead += dead
-        self.seconds += seconds
-        at = self.next_duration
-        self.durations[at] = seconds
-        self.next_duration = 0 if at == _LAST else at + 1
-        slot = second % _BUCKETS
-        if self.rate_second[slot] != second:
-            self.rate_second[slot] = second
-            self.rate_rows[slot] = 0
-        self.rate_rows[slot] += rows_in
-
     def view(self, now_second: int, running: bool, live: list[StageCall]) -> dict[str, Any]:
         """The figures as plain JSON data, with the calls of runs still under way (``live``),
         called under the lock: copies only."""
@@ -163,8 +145,8 @@ class _Stage:
 
 
 # A run under way, as its own thread alone writes it (a list: made once per run, cheaply):
-# [its flow's figures, its source rows, the stage being called (or None), its finished
-# calls as (stage figures, StageCall)], counted into the stages' figures when it ends.
+# [its flow's figures, its source rows, the position of the stage being called (or None),
+# its finished calls (StageCall)], counted into the stages' figures when it ends.
 _FLOW, _ROWS, _AT, _CALLS = range(4)
 _Run = list[Any]
 
@@ -210,6 +192,15 @@ class _Flow:
         ):
             return
         self.stages = [_Stage(stage, i) for i, stage in enumerate(stages)]
+
+    def placed(self, stage: Stage, position: int) -> _Stage:
+        """The figures of ``stage`` at ``position``: at its place when its id matches."""
+        stages = self.stages
+        if position < len(stages):
+            figures = stages[position]
+            if figures.stage_id is stage.id:
+                return figures
+        return self.stage(stage, position)
 
     def find(self, stage: Stage) -> _Stage:
         """The figures of ``stage`` by id (then by name), added at the end if unknown."""
@@ -280,37 +271,22 @@ class Figures(Observer):
             live = self._runs[run.run_id] = [self._flow(run.flow_name), 0, None, []]
         return live
 
-    def _slow_stage(self, flow: _Flow, stage: Stage, position: int) -> _Stage:
-        """The figures of a stage not found at its place (another flow of the same name)."""
-        with self._lock:
-            return flow.stage(stage, position)
-
     def stage_started(self, run: RunInfo, stage: Stage, position: int) -> None:
-        """Mark the stage running (no lock)."""
-        live = self._runs.get(run.run_id) or self._live(run)
-        stages = live[_FLOW].stages
-        figures = stages[position] if position < len(stages) else None
-        if figures is None or figures.stage_id is not stage.id:
-            figures = self._slow_stage(live[_FLOW], stage, position)
-        live[_AT] = figures
+        """Note the stage being called in the run's record (no lock)."""
+        (self._runs.get(run.run_id) or self._live(run))[_AT] = position
 
     def stage_done(self, run: RunInfo, call: StageCall) -> None:
         """Note a finished stage call in its run's record (no lock)."""
         live = self._runs.get(run.run_id) or self._live(run)
-        figures = live[_AT]
         live[_AT] = None
-        if figures is None or figures.stage_id is not call[0].id:
-            figures = self._slow_stage(live[_FLOW], call[0], call[1])
-        live[_CALLS].append((figures, call))
-        if figures.failing:
-            figures.failing = False  # its call succeeded
+        live[_CALLS].append(call)
 
     def call_failed(self, run: RunInfo, stage: Stage, attempt: int, error: BaseException) -> None:
         """Count a failed FaaS call and keep its error; the stage is failing."""
         failure = _error(error, stage.name)
         live = self._runs.get(run.run_id)
         with self._lock:
-            figures = (live and live[_AT]) or self._flow(run.flow_name).find(stage)
+            figures = _at(self._flow(run.flow_name), stage, live)
             figures.failed_calls += 1
             figures.failing = True
             figures.error = failure
@@ -319,7 +295,7 @@ class Figures(Observer):
         """Count a retry."""
         live = self._runs.get(run.run_id)
         with self._lock:
-            figures = (live and live[_AT]) or self._flow(run.flow_name).find(stage)
+            figures = _at(self._flow(run.flow_name), stage, live)
             figures.retries += 1
 
     def run_done(self, run: RunInfo, result: RunResult | None, error: BaseException | None) -> None:
@@ -334,9 +310,7 @@ class Figures(Observer):
                 flow = live[_FLOW]
                 flow.runs += 1
                 flow.rows += live[_ROWS]
-                second = int(now)
-                for figures, call in live[_CALLS]:
-                    figures.add(call, second)
+                _count(flow, live[_CALLS], int(now))
             flow.last_active = now
             if result is not None:
                 flow.completed += 1
@@ -373,10 +347,12 @@ class Figures(Observer):
             live: dict[int, list[StageCall]] = {}
             busy: dict[int, list[int]] = {}  # per flow: runs under way, their source rows
             for record in list(self._runs.values()):
-                if record[_AT] is not None:
-                    running.add(id(record[_AT]))
-                for figures, call in list(record[_CALLS]):
-                    live.setdefault(id(figures), []).append(call)
+                flow = record[_FLOW]
+                at = record[_AT]
+                if at is not None and at < len(flow.stages):
+                    running.add(id(flow.stages[at]))
+                for call in list(record[_CALLS]):
+                    live.setdefault(id(flow.placed(call[0], call[1])), []).append(call)
                 counts = busy.setdefault(id(record[_FLOW]), [0, 0])
                 counts[0] += 1
                 counts[1] += record[_ROWS]
@@ -416,6 +392,40 @@ class Figures(Observer):
                 checkpoint = stream.get("checkpoint_time")
                 stream["checkpoint_age"] = None if checkpoint is None else wall - checkpoint
         return flows
+
+
+def _count(flow: _Flow, calls: list[StageCall], second: int) -> None:
+    """Add a run's finished calls to their stages' figures (under the lock; inlined: this
+    is the observer's one loop per run)."""
+    stages = flow.stages
+    slot = second % _BUCKETS
+    for call in calls:
+        stage, position, rows_in, rows_out, filtered, dead, seconds, _ = call
+        figures = stages[position] if position < len(stages) else None
+        if figures is None or figures.stage_id is not stage.id:
+            figures = flow.stage(stage, position)
+            stages = flow.stages
+        figures.calls += 1
+        figures.rows_in += rows_in
+        figures.rows_out += rows_out
+        figures.filtered += filtered
+        figures.dead += dead
+        figures.seconds += seconds
+        figures.failing = False  # a call of it succeeded since it failed
+        at = figures.next_duration
+        figures.durations[at] = seconds
+        figures.next_duration = 0 if at == _LAST else at + 1
+        if figures.rate_second[slot] != second:
+            figures.rate_second[slot] = second
+            figures.rate_rows[slot] = 0
+        figures.rate_rows[slot] += rows_in
+
+
+def _at(flow: _Flow, stage: Stage, live: _Run | None) -> _Stage:
+    """The figures of the stage a run is calling (under the lock)."""
+    if live is not None and live[_AT] is not None:
+        return flow.placed(stage, live[_AT])
+    return flow.find(stage)
 
 
 def _percentile(ordered: list[float], q: float) -> float | None:
