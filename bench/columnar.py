@@ -154,7 +154,6 @@ def figures(repeat: int = 5) -> dict[str, float]:
         lambda: workload.loop(rows), lambda: run_flow(flow, rows), repeat
     )
     _report("big/columnar-dicts", BIG, "loop  ", t_loop_d, t_dicts)
-    del rows
 
     mids = [pl.from_dicts(workload.make_rows(MID_ROWS)) for _ in range(MID_RUNS)]
 

@@ -79,7 +79,7 @@ def _dtype_name(dtype: Any) -> str:
     return str(dtype)
 
 
-@attrs.frozen(repr=False)
+@attrs.frozen(repr=False, init=False)
 class Columns:
     """A DataFrame's declared columns (name and Polars dtype), for the build-time check.
 
@@ -93,7 +93,7 @@ class Columns:
 
     def __init__(self, columns: Mapping[str, Any] | None = None, /, **named: Any) -> None:
         merged = {**(dict(columns) if columns is not None else {}), **named}
-        self.__attrs_init__(tuple(merged.items()))  # type: ignore[attr-defined]
+        self.__attrs_init__(tuple(merged.items()))
 
     def schema(self) -> dict[str, Any]:
         """Column name -> Polars dtype, in order."""
@@ -157,7 +157,7 @@ def _kind_fits(got: str | None, want: str | None) -> bool:
 
 
 def _dtype_fits(got: Any, want: Any) -> bool:
-    return bool(got == want) or _kind_fits(_kind(got), _kind(want)) and _kind(got) is not None
+    return bool(got == want) or (_kind(got) is not None and _kind_fits(_kind(got), _kind(want)))
 
 
 def fits(produced: Any, consumed: Any) -> bool | None:
@@ -175,7 +175,7 @@ def fits(produced: Any, consumed: Any) -> bool | None:
         return None
     want = consumed.columns if consumed_frame else None
     if consumed_frame:
-        if want is None or out_cols is None and produced_frame:
+        if want is None or (out_cols is None and produced_frame):
             return True
         if out_cols is not None:
             have = out_cols.schema()
@@ -254,8 +254,8 @@ def frame_of(rows: Sequence[Any], columns: Columns | None = None) -> Any:
     fast = _by_columns(pl, rows, schema)
     if fast is not None:
         return fast
-    if schema is None:
-        with contextlib.suppress(Exception):
+    if schema is None and all(type(row) is dict for row in rows):
+        with contextlib.suppress(Exception):  # Polars reads other objects as one column
             return pl.from_dicts(rows, infer_schema_length=None)
     good, bad = _convert_each(pl, rows, schema)
     if bad:

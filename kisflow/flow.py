@@ -386,7 +386,8 @@ class Flow(FlowAPI):
             # garbage-collector pass over every row. A run never changes its source.
             source = rows
         elif is_frame(rows):
-            source = rows  # a DataFrame: the first stage gets it whole (docs/columnar.md)
+            # A DataFrame: the first stage gets it whole (docs/columnar.md).
+            source = rows  # type: ignore[assignment]
         else:
             source = list(rows)
         return Run(d, plan, source, options, max_steps)
