@@ -533,3 +533,19 @@ class TestTypeCheck:
         assert sig.frames is True
         assert sig.rows_type == columnar.Frame(Columns(x=pl.Float64))
         assert repr(sig.rows_type) == "DataFrame[Columns(x: Float64)]"
+
+
+class TestBenchWorkload:
+    """The benchmark's columnar flow and hand-written Polars give the loop's counts."""
+
+    def test_frame_and_dict_inputs(self) -> None:
+        from bench import columnar as bench_columnar
+        from bench import workload
+
+        rows = workload.make_rows(2000)
+        expected = workload.loop(rows)
+        flow = bench_columnar.build(kf.Pool())
+        assert bench_columnar.run_flow(flow, pl.from_dicts(rows)) == expected
+        assert bench_columnar.run_flow(flow, rows) == expected
+        assert bench_columnar.by_hand(pl.from_dicts(rows)) == expected
+        assert sum(expected.values()) == 1800
