@@ -268,6 +268,32 @@ class TestFramesPassThrough:
         assert flow.run(_rows(7)).output == [{"n": 7}]
 
 
+class TestDrivers:
+    """``arun`` and streams run columnar stages as ``run`` does."""
+
+    def test_arun(self) -> None:
+        import asyncio
+
+        pool = kf.Pool()
+        rec = Recorder()
+        _columnar_chain(pool, rec)
+        flow = kf.FlowBuilder("async", pool=pool).verify("Keep").calculate("Double").build()
+        result = asyncio.run(flow.arun(_rows(15)))
+        assert rec.got["Double"] is rec.committed["Keep"]
+        assert result.output["score"].to_list() == [s * 2 for s in range(10, 15)]
+
+    def test_stream_batches(self) -> None:
+        pool = kf.Pool()
+        rec = Recorder()
+        _columnar_chain(pool, rec)
+        flow = kf.FlowBuilder("stream", pool=pool).calculate("Double").build()
+        results = list(flow.stream(iter(_rows(25)), batch_size=10, handle_sigint=False))
+        assert [r.output.height for r in results] == [10, 10, 5]
+        assert pl.concat([r.output for r in results])["score"].to_list() == [
+            (i % 100) * 2 for i in range(25)
+        ]
+
+
 class TestCounts:
     """Rows in, out, filtered and dead-lettered are exact for columnar stages."""
 
