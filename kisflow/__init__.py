@@ -48,10 +48,12 @@ from kisflow.connector import Connector
 from kisflow.deadletter import DeadLetter
 from kisflow.errors import (
     ActionError,
+    CheckpointError,
     CommitError,
     ConfigError,
     ConnectorError,
     DeadLetterError,
+    DeliveryError,
     DuplicateRegistrationError,
     FaaSSignatureError,
     FlowCycleError,
@@ -68,6 +70,7 @@ from kisflow.errors import (
     RowConversionError,
     RowRejectedError,
     RunError,
+    SourceError,
     StageExecutionError,
 )
 from kisflow.flow import DEFAULT_MAX_STEPS, Flow
@@ -100,6 +103,7 @@ except PackageNotFoundError:  # pragma: no cover - running from a source tree
 __all__ = [
     "Action",
     "ActionError",
+    "CheckpointError",
     "Columns",
     "CommitError",
     "ConfigError",
@@ -109,6 +113,7 @@ __all__ = [
     "DEFAULT_MAX_STEPS",
     "DeadLetter",
     "DeadLetterError",
+    "DeliveryError",
     "DuplicateRegistrationError",
     "FaaSSignatureError",
     "Flow",
@@ -141,6 +146,7 @@ __all__ = [
     "RunOptions",
     "RunResult",
     "Source",
+    "SourceError",
     "Stage",
     "StageExecutionError",
     "StageStats",
