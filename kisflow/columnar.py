@@ -34,6 +34,7 @@ __all__ = [
     "FileSlice",
     "Frame",
     "FrameRows",
+    "as_rows",
     "file_slices",
     "fits",
     "frame_of",
@@ -212,6 +213,11 @@ def rows_of(frame: Any) -> list[Any]:
     """A DataFrame's rows as dicts (what a row stage after a columnar one gets)."""
     rows: list[Any] = frame.to_dicts()
     return rows
+
+
+def as_rows(output: Any) -> Any:
+    """A run's output as rows to iterate: a DataFrame's as dicts, anything else as it is."""
+    return rows_of(output) if is_frame(output) else output
 
 
 def _as_mapping(row: Any) -> dict[str, Any]:

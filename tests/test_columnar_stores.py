@@ -313,3 +313,53 @@ class TestWithoutPolars:
             "polars kisflow.columnar.file_slices needs 'polars', which is not installed; "
             "install it with pip install 'kisflow[polars]'",
         ]
+
+
+class TestCommandLine:
+    """``kisflow run`` writes a columnar flow's DataFrame output as JSON lines."""
+
+    def test_run_prints_the_rows(self, tmp_path: Path) -> None:
+        from click.testing import CliRunner
+
+        from kisflow.cli import main
+
+        conf = _conf(tmp_path, "parquet")
+        _write(_scores(3), conf / "data" / "in" / "a.parquet")
+        faas = tmp_path / "faas.py"
+        faas.write_text(
+            textwrap.dedent(
+                """
+                import polars as pl
+                import kisflow as kf
+
+                @kf.faas("Average")
+                def average(flow: kf.Flow, rows: pl.DataFrame) -> None:
+                    avg = ((pl.col("score_1") + pl.col("score_2")) / 2).alias("avg_score")
+                    flow.commit_row_batch(rows.select("stu_id", avg))
+                """
+            )
+        )
+        result = CliRunner().invoke(
+            main, ["run", str(conf), "--flow", "Averages", "--faas", str(faas)]
+        )
+        assert result.exit_code == 0, result.output
+        assert result.stdout.splitlines() == [
+            '{"stu_id": 0, "avg_score": 0.0}',
+            '{"stu_id": 1, "avg_score": 1.0}',
+            '{"stu_id": 2, "avg_score": 2.0}',
+        ]
+
+    def test_a_stream_writes_each_batchs_rows(self) -> None:
+        import io
+
+        from kisflow.executors import run_jsonl_stream
+
+        def double(flow: kf.Flow, rows: pl.DataFrame) -> None:
+            flow.commit_row_batch(rows.with_columns(pl.col("a") * 2))
+
+        kf.faas("Double", double)
+        flow = kf.FlowBuilder("lines").calculate("Double").build()
+        out = io.StringIO()
+        lines = [f'{{"a": {i}}}' for i in range(5)]
+        run_jsonl_stream(flow, lines, out, batch_size=2)
+        assert out.getvalue().splitlines() == [f'{{"a": {2 * i}}}' for i in range(5)]
