@@ -110,11 +110,24 @@ def as_columns(value: Any) -> Columns | None:
     if isinstance(value, Columns):
         return value
     pl = sys.modules.get("polars")
-    if pl is not None and isinstance(value, pl.Schema):
+    if pl is None:
+        return None
+    if isinstance(value, pl.Schema):
         return Columns(dict(value))
-    if isinstance(value, Mapping) and value and all(isinstance(k, str) for k in value):
+    if (
+        isinstance(value, Mapping)
+        and value
+        and all(isinstance(k, str) and _is_dtype(pl, d) for k, d in value.items())
+    ):
         return Columns(value)
     return None
+
+
+def _is_dtype(pl: Any, dtype: Any) -> bool:
+    """Whether ``dtype`` is a Polars dtype, as a class (``pl.Int64``) or an instance."""
+    return isinstance(dtype, pl.DataType) or (
+        isinstance(dtype, type) and issubclass(dtype, pl.DataType)
+    )
 
 
 @attrs.frozen(repr=False)

@@ -575,3 +575,23 @@ class TestBenchWorkload:
         assert bench_columnar.run_flow(flow, rows) == expected
         assert bench_columnar.by_hand(pl.from_dicts(rows)) == expected
         assert sum(expected.values()) == 1800
+
+
+class TestDeclarations:
+    """What a FaaS may declare about DataFrames, and what it may not."""
+
+    def test_an_output_mapping_must_name_polars_dtypes(self) -> None:
+        def up(flow: kf.Flow, rows: pl.DataFrame) -> None:
+            flow.commit_row_batch(rows)
+
+        with pytest.raises(kf.FaaSSignatureError, match="is not a supported row type"):
+            kf.faas("Up", up, output={"a": int})
+        spec = kf.Pool().faas("Up", up, output={"a": pl.Int64, "b": pl.List(pl.String)})
+        assert spec.signature.output_type == Columns(a=pl.Int64, b=pl.List(pl.String))
+
+    def test_a_lazy_frame_is_not_a_rows_annotation(self) -> None:
+        def lazy(flow: kf.Flow, rows: pl.LazyFrame) -> None:
+            flow.commit_row_batch(rows.collect())
+
+        with pytest.raises(kf.FaaSSignatureError, match="rows must be annotated as list"):
+            kf.faas("Lazy", lazy)
