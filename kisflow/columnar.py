@@ -383,8 +383,11 @@ def merge_commit(buffer: Any, rows: Iterable[Any]) -> Any:
     The first DataFrame committed becomes the result as it is; rows committed before it
     and what is committed after it are concatenated to it (columns by name).
     """
+    committed = is_frame(rows)
+    if committed and type(buffer) is list and not buffer:
+        return rows  # the common case: one DataFrame, handed on as it is
     pl = polars()
-    frame = rows if is_frame(rows) else frame_of(list(rows))
+    frame = rows if committed else frame_of(list(rows))
     if is_frame(buffer):
         return pl.concat([buffer, frame], how="diagonal_relaxed")
     if not buffer:
