@@ -17,7 +17,6 @@ Polars is imported only where a DataFrame is made or read, never by importing ki
 from __future__ import annotations
 
 import collections.abc
-import contextlib
 import json
 import sys
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -26,7 +25,13 @@ from typing import Any
 import attrs
 
 from kisflow.errors import CommitError, MissingExtraError
-from kisflow.rows import RowConversionFailure, _record_fields, converter, is_record_type
+from kisflow.rows import (
+    RowConversionFailure,
+    _record_fields,
+    converter,
+    is_record_type,
+    safe_repr,
+)
 
 __all__ = [
     "REASON",
@@ -262,8 +267,8 @@ def frame_of(rows: Sequence[Any], columns: Columns | None = None) -> Any:
 
     With ``columns`` the frame has exactly those columns and dtypes (a missing key is
     null, other keys are left out, a value of another dtype is an error, never cast);
-    without, each column's dtype is inferred from all its values (ints and floats make
-    a float column).
+    without, each column's dtype is inferred from all its values: ints and floats make
+    a float column, other mixes (an int and a str) are an error naming the row.
 
     Raises:
         RowConversionFailure: naming the first row that does not convert.
@@ -273,9 +278,6 @@ def frame_of(rows: Sequence[Any], columns: Columns | None = None) -> Any:
     fast = _by_columns(pl, rows, schema)
     if fast is not None:
         return fast
-    if schema is None and all(type(row) is dict for row in rows):
-        with contextlib.suppress(Exception):  # Polars reads other objects as one column
-            return pl.from_dicts(rows, infer_schema_length=None)
     good, bad = _convert_each(pl, rows, schema)
     if bad:
         raise bad[0]
@@ -288,8 +290,12 @@ def _strict(pl: Any, rows: Sequence[Mapping[str, Any]], schema: dict[str, Any]) 
     try:
         return pl.DataFrame(data, schema=schema, strict=True)
     except Exception as exc:  # Polars' message runs on with hints: keep its first line
-        lines = str(exc).strip().splitlines() or [type(exc).__name__]
-        raise TypeError(lines[0]) from exc
+        raise TypeError(_first_line(exc)) from exc
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = str(exc).strip().splitlines()
+    return lines[0] if lines else type(exc).__name__
 
 
 def _by_columns(pl: Any, rows: Sequence[Any], schema: dict[str, Any] | None) -> Any:
@@ -311,11 +317,54 @@ def _by_columns(pl: Any, rows: Sequence[Any], schema: dict[str, Any] | None) -> 
         return None
 
 
+_NUMBERS = (int, float)
+
+
+def _kind_of(value: Any) -> type:
+    """What a column may mix: ints with floats, else values of one type."""
+    tp = type(value)
+    return float if tp is int else tp
+
+
+def _inferred(pl: Any, rows: Sequence[Mapping[str, Any]]) -> tuple[Any, int, str]:
+    """Mappings as a frame, each column's dtype inferred from all its values.
+
+    Returns ``(frame, -1, "")``, or ``(None, position, reason)`` for the first row whose
+    value does not fit its column's other values (an int among strs, say).
+    """
+    names = list(dict.fromkeys(name for row in rows for name in row))
+    series = []
+    for name in names:
+        values = [row.get(name) for row in rows]
+        try:
+            series.append(pl.Series(name, values, strict=True))
+            continue
+        except Exception as exc:
+            error = exc
+        if all(v is None or (type(v) in _NUMBERS) for v in values):
+            series.append(pl.Series(name, values, dtype=pl.Float64, strict=True))
+            continue
+        first = next((i for i, v in enumerate(values) if v is not None), 0)
+        kind = _kind_of(values[first])
+        for pos, value in enumerate(values):
+            if value is not None and _kind_of(value) is not kind:
+                return (
+                    None,
+                    pos,
+                    f"column {name!r} holds {type(values[first]).__name__} values, this "
+                    f"row {type(value).__name__} {safe_repr(value, 60)}; a column holds "
+                    f"values of one type (ints and floats make floats)",
+                )
+        return None, first, f"column {name!r}: {_first_line(error)}"
+    return pl.DataFrame(series), -1, ""
+
+
 def _convert_each(
     pl: Any, rows: Sequence[Any], schema: dict[str, Any] | None
 ) -> tuple[Any, list[RowConversionFailure]]:
     """The rows that convert, as a frame, and a failure for each row that does not."""
     kept: list[dict[str, Any]] = []
+    where: list[int] = []
     bad: list[RowConversionFailure] = []
     for index, row in enumerate(rows):
         try:
@@ -326,15 +375,17 @@ def _convert_each(
             bad.append(RowConversionFailure(index, row, exc))
             continue
         kept.append(mapped)
+        where.append(index)
     if schema is not None:
         return _strict(pl, kept, schema), bad
-    if not kept:
-        return pl.DataFrame(), bad
-    try:
-        frame = pl.from_dicts(kept, infer_schema_length=None)
-    except Exception as exc:  # rows of clashing types, each fine on its own
-        bad.append(RowConversionFailure(0, rows[0], exc))
-        return pl.DataFrame(), bad
+    while True:  # a row whose value clashes with its column's others is dropped, then retried
+        frame, pos, reason = _inferred(pl, kept)
+        if frame is not None:
+            break
+        index = where.pop(pos)
+        del kept[pos]
+        bad.append(RowConversionFailure(index, rows[index], TypeError(reason)))
+    bad.sort(key=lambda failure: failure.index)
     return frame, bad
 
 

@@ -182,6 +182,19 @@ class TestConversion:
         stats = result.stage("Ints")
         assert (stats.rows_in, stats.rows_out, stats.dead_letters, stats.filtered) == (4, 2, 2, 0)
 
+    def test_mixed_types_are_an_error_not_a_string_column(self) -> None:
+        pool = kf.Pool()
+        rec = Recorder()
+        _columnar_chain(pool, rec)
+        flow = kf.FlowBuilder("mixed", pool=pool).calculate("Tag").build()
+        with pytest.raises(kf.RowConversionError, match=r"row 2 cannot be converted") as err:
+            flow.run([{"score": 1}, {"score": 2.5}, {"score": "3"}])
+        assert "column 'score' holds int values, this row str '3'" in str(err.value)
+        sink: list[kf.DeadLetter] = []
+        result = flow.run([{"score": "3"}, {"score": 1}, {"score": 2.5}], dead_letters=sink)
+        assert [d.row_index for d in sink] == [1, 2]  # the column is str from row 0
+        assert result.output.rows() == [("3", "x")]
+
     def test_no_rows_make_an_empty_frame_that_stops_the_flow(self) -> None:
         pool = kf.Pool()
         rec = Recorder()
