@@ -463,9 +463,14 @@ def _serve_one_batch(proc: subprocess.Popen[str]) -> int:
         proc.stdin.write('{"n": 1}\n')
         proc.stdin.flush()
         assert proc.stdout.readline() == '{"n": 1}\n'  # the first batch ran
-        status, _, body = get(url + "api/flows")
-        (view,) = json.loads(body)
+        for _ in range(100):  # the batch's row is written as the stream hands it out
+            status, _, body = get(url + "api/flows")
+            (view,) = json.loads(body)
+            if view["batches"] == 1:
+                break
+            time.sleep(0.05)
         assert (status, view["name"], view["runs_completed"]) == (200, "Copying", 1)
+        assert (view["kind"], view["batches"]) == ("stream", 1)  # the CLI streams its input
         assert view["stages"][0]["rows_out"] == 1
         proc.stdin.close()  # the input ends: so does the run, and the dashboard with it
         assert proc.wait(60) == 0
