@@ -12,7 +12,15 @@ from __future__ import annotations
 import contextvars
 from typing import Any, Protocol
 
-__all__ = ["PARTITION", "RUN", "Keyed", "RunInfo", "current_partition", "current_run"]
+__all__ = [
+    "PARTITION",
+    "RUN",
+    "STREAMING",
+    "Keyed",
+    "RunInfo",
+    "current_partition",
+    "current_run",
+]
 
 
 class RunInfo(Protocol):
@@ -52,6 +60,11 @@ RUN: contextvars.ContextVar[RunInfo | None] = contextvars.ContextVar("kisflow_ru
 
 PARTITION: contextvars.ContextVar[Any] = contextvars.ContextVar("kisflow_partition", default=None)
 """The ``Keyed`` unit (partition, batch) an executor is running in this context."""
+
+
+STREAMING: contextvars.ContextVar[bool] = contextvars.ContextVar("kisflow_streaming", default=False)
+"""True while a run is one batch of a stream: window stages keep their open windows
+between runs (saved with the checkpoint) instead of closing them when the run ends."""
 
 
 def current_run() -> RunInfo | None:

@@ -60,6 +60,7 @@ from kisflow.observers import Observer, StageCall, notify, observer_failed
 from kisflow.result import RunEnd, RunResult, StageLog
 from kisflow.rows import RowConversionFailure, describe_type, safe_repr, safe_str
 from kisflow.stage import Stage
+from kisflow.windows import LateRow
 
 if TYPE_CHECKING:
     from kisflow._definition import Definition
@@ -91,6 +92,7 @@ class Run:
         "_call_dead",
         "_ctx_token",
         "_ended_at",
+        "_held",
         "_log",
         "_rejects",
         "_retries",
@@ -157,6 +159,7 @@ class Run:
         self._log: list[tuple[int, int, int, int, float]] = []
         self._retries: dict[int, int] | None = None
         self._attempt = 1
+        self._held: list[Any] | None = None
         self._call_dead = 0
         self._rejects: list[DeadLetter] = []
         self.converted: list[Any] = source
@@ -197,6 +200,22 @@ class Run:
     def position(self) -> int:
         """The index of the stage being called."""
         return self.pos
+
+    def hold(self, lock: Any) -> None:
+        """Take ``lock`` (a stage's state) until the current stage call returns."""
+        held = self._held
+        if held is None:
+            held = self._held = []
+        elif any(h is lock for h in held):
+            return
+        lock.acquire()
+        held.append(lock)
+
+    def _release_held(self) -> None:
+        held = self._held
+        self._held = None
+        for lock in held or ():
+            lock.release()
 
     def ask(self, action: Action) -> None:
         """Record an action of the current call; actions are frozen values that combine."""
@@ -255,6 +274,8 @@ class Run:
             else:
                 yield spec, (view,)
             # -- apply the data-layer rules and the action ---------------------------------
+            if self._held is not None:
+                self._release_held()
             action = self.action
             stop: RunEnd | None
             if action is None:
@@ -457,7 +478,7 @@ class Run:
                 stage_id=stage.id,
                 row_index=index,
                 row=row,
-                reason="rejected",
+                reason="late" if type(reason) is LateRow else "rejected",
                 error=error,
                 error_type=error_type,
             )
@@ -562,6 +583,8 @@ class Run:
         its layers at once, instead of waiting for the cycle collector; the view drops its
         last input too, so a FaaS that kept its flow does not keep a layer alive.
         """
+        if self._held is not None:
+            self._release_held()
         if self._runner is not None:
             self._runner.close()
             self._runner = None

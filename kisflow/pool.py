@@ -18,6 +18,7 @@ from kisflow._pool import CaaSSpec, FaaSSpec, Pool, current, use
 from kisflow.config import ConnConfig
 from kisflow.connector import ConnectorType, find_type
 from kisflow.modes import Mode
+from kisflow.windows import WindowSpec
 
 if TYPE_CHECKING:
     from kisflow.connectors import Store
@@ -50,21 +51,40 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 @overload
 def faas(
-    name: str, fn: None = None, *, output: Any | None = None, replace: bool = False
+    name: str,
+    fn: None = None,
+    *,
+    output: Any | None = None,
+    replace: bool = False,
+    window: WindowSpec | None = None,
 ) -> Callable[[F], F]: ...
 @overload
-def faas(name: str, fn: F, *, output: Any | None = None, replace: bool = False) -> F: ...
 def faas(
-    name: str, fn: F | None = None, *, output: Any | None = None, replace: bool = False
+    name: str,
+    fn: F,
+    *,
+    output: Any | None = None,
+    replace: bool = False,
+    window: WindowSpec | None = None,
+) -> F: ...
+def faas(
+    name: str,
+    fn: F | None = None,
+    *,
+    output: Any | None = None,
+    replace: bool = False,
+    window: WindowSpec | None = None,
 ) -> F | Callable[[F], F]:
     """Register a FaaS for function ``name``; used as a call or as a decorator.
 
     ``output`` declares the type of the rows the FaaS commits, so ``build()`` can check
-    it against the next stage's input. The signature is checked now, not at run time.
+    it against the next stage's input. ``window`` (``kisflow.windows.tumbling(...)``,
+    ``sliding``, ``session``) makes it a window FaaS, called once per closed window. The
+    signature is checked now, not at run time.
     """
 
     def register(f: F) -> F:
-        current().faas(name, f, output=output, replace=replace)
+        current().faas(name, f, output=output, replace=replace, window=window)
         return f
 
     return register if fn is None else register(fn)

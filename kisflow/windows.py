@@ -1,0 +1,574 @@
+"""Event-time windows: ``windows.tumbling``, ``sliding`` and ``session`` for a FaaS.
+
+A window belongs to a FaaS's registration (``@kf.faas("PerMinute",
+window=windows.tumbling(60, time="ts", key="user", grace=5))``); the stage stays a
+Calculate (or Expand) stage. Its rows are assigned to windows by event time and key; a
+window closes when the watermark (the highest event time seen, minus ``grace``) reaches
+its end, and the FaaS is then called once with that window's rows in event-time order,
+``flow.window()`` telling it the key, start and end.
+
+Windows are half-open ``[start, end)``, aligned to event time 0: a tumbling window of
+``size`` starts at ``floor(ts / size) * size``; sliding windows start at multiples of
+``every``; a session starts at its first event and ends ``gap`` after its last.
+
+A row is late only when its window has already closed (for sliding windows: when every
+window it belongs to has closed); a late row goes to the stage's dead-letter sink with
+reason ``late`` (no sink: an error, like any rejected row). A row without a usable
+event time (missing, not a finite number) or key is rejected the same way.
+
+In ``flow.run(rows)`` the rows are one bounded stream: the windows still open when the
+stage's input ends close then. In a stream the open windows stay between batches and are
+saved with the checkpoint.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import heapq
+import inspect
+import math
+import operator
+import threading
+from collections.abc import Callable, Hashable, Iterable, Mapping
+from typing import Any, Protocol
+
+import attrs
+
+from kisflow.errors import ConfigError, FaaSSignatureError, KisFlowError
+from kisflow.state import decode, encode
+
+__all__ = [
+    "Session",
+    "Sliding",
+    "Tumbling",
+    "LateRow",
+    "Window",
+    "WindowSpec",
+    "Windows",
+    "current",
+    "session",
+    "sliding",
+    "tumbling",
+]
+
+Field = str | Callable[[Any], Any]
+"""How to read a row's event time or key: a field name (mapping key or attribute) or a
+callable taking the row."""
+
+
+@attrs.frozen
+class Window:
+    """The window a window FaaS call is closing: ``flow.window()``."""
+
+    key: Any
+    start: float
+    end: float
+    kind: str = "tumbling"
+
+
+_CURRENT: contextvars.ContextVar[Window | None] = contextvars.ContextVar(
+    "kisflow_window", default=None
+)
+
+
+def current() -> Window | None:
+    """The window the FaaS running in this context is called for, or None."""
+    return _CURRENT.get()
+
+
+def _positive(name: str, value: Any, *, zero: bool = False) -> Any:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ConfigError(f"window {name} must be a number, got {value!r}", key=name)
+    if not math.isfinite(value) or value < 0 or (value == 0 and not zero):
+        bound = "≥ 0" if zero else "> 0"
+        raise ConfigError(f"window {name} must be finite and {bound}, got {value!r}", key=name)
+    return value
+
+
+def _field(name: str, value: Any) -> Field | None:
+    if value is None and name == "key":
+        return None
+    if isinstance(value, str) and value:
+        return value
+    if callable(value):
+        return value  # type: ignore[no-any-return]
+    raise ConfigError(
+        f"window {name}= must be a field name or a callable taking the row, got {value!r}",
+        key=name,
+    )
+
+
+def _getter(field: Field) -> Callable[[Any], Any]:
+    """A fast reader of ``field`` from a row: a mapping's key, else an attribute."""
+    if callable(field):
+        return field
+    item = operator.itemgetter(field)
+    attr = operator.attrgetter(field)
+
+    def get(row: Any) -> Any:
+        if isinstance(row, Mapping):
+            return item(row)
+        return attr(row)
+
+    return get
+
+
+@attrs.frozen
+class WindowSpec:
+    """What the windows of a FaaS are: kind, sizes, event-time field, key and grace."""
+
+    kind: str
+    size: float
+    every: float
+    time: Field
+    key: Field | None
+    grace: float
+
+    def starts(self, ts: float) -> list[float]:
+        """The starts of the fixed windows (tumbling, sliding) holding ``ts``, oldest first."""
+        size = self.size
+        if self.kind == "tumbling":
+            return [math.floor(ts / size) * size]
+        every = self.every
+        last = math.floor(ts / every) * every
+        out = []
+        start = last
+        while start > ts - size:
+            out.append(start)
+            start -= every
+        out.reverse()
+        return out
+
+    def check_rows_type(self, fname: str, rows_type: Any) -> None:
+        """Refuse a time or key field name the declared row type does not have."""
+        names = _field_names(rows_type)
+        if names is None:
+            return
+        for what, field in (("time", self.time), ("key", self.key)):
+            if isinstance(field, str) and field not in names:
+                raise FaaSSignatureError(
+                    fname,
+                    f"has window {what}={field!r}, but its rows "
+                    f"({getattr(rows_type, '__name__', rows_type)}) have no field {field!r} "
+                    f"(fields: {', '.join(sorted(names))})",
+                )
+
+
+def _field_names(tp: Any) -> set[str] | None:
+    if isinstance(tp, type) and attrs.has(tp):
+        return {f.name for f in attrs.fields(tp)}
+    fields = getattr(tp, "__dataclass_fields__", None)
+    if isinstance(fields, dict):
+        return set(fields)
+    return None
+
+
+class Tumbling(WindowSpec):
+    """Windows of ``size`` back to back: ``[k*size, (k+1)*size)``."""
+
+
+class Sliding(WindowSpec):
+    """Windows of ``size`` starting every ``every``; a row is in ``size/every`` of them."""
+
+
+class Session(WindowSpec):
+    """Per key, a window from the first event to ``gap`` after the last one."""
+
+
+def tumbling(
+    size: float, *, time: Field, key: Field | None = None, grace: float = 0.0
+) -> WindowSpec:
+    """Tumbling windows of ``size`` (event-time units, e.g. seconds) per ``key``."""
+    return Tumbling(
+        "tumbling",
+        _positive("size", size),
+        _positive("size", size),
+        _field("time", time),  # type: ignore[arg-type]
+        _field("key", key),
+        _positive("grace", grace, zero=True),
+    )
+
+
+def sliding(
+    size: float, every: float, *, time: Field, key: Field | None = None, grace: float = 0.0
+) -> WindowSpec:
+    """Sliding windows of ``size`` starting at every multiple of ``every``."""
+    size_f, every_f = _positive("size", size), _positive("every", every)
+    if every_f > size_f:
+        raise ConfigError(
+            f"sliding window every={every!r} is longer than size={size!r}: rows between "
+            f"windows would belong to none; use a tumbling window or a smaller every",
+            key="every",
+        )
+    return Sliding(
+        "sliding",
+        size_f,
+        every_f,
+        _field("time", time),  # type: ignore[arg-type]
+        _field("key", key),
+        _positive("grace", grace, zero=True),
+    )
+
+
+def session(gap: float, *, time: Field, key: Field | None = None, grace: float = 0.0) -> WindowSpec:
+    """Session windows per ``key``: a session ends ``gap`` after its last event."""
+    return Session(
+        "session",
+        _positive("gap", gap),
+        _positive("gap", gap),
+        _field("time", time),  # type: ignore[arg-type]
+        _field("key", key),
+        _positive("grace", grace, zero=True),
+    )
+
+
+# -- the windows of one stage ----------------------------------------------------------------
+
+
+class _Open:
+    """An open window: its key, bounds and rows (with their event times)."""
+
+    __slots__ = ("end", "key", "last", "rows", "sorted", "start", "times")
+
+    def __init__(self, key: Any, start: float, end: float) -> None:
+        self.key = key
+        self.start = start
+        self.end = end
+        self.last = start
+        """A session's last event time (its end is ``last + gap``)."""
+        self.rows: list[Any] = []
+        self.times: list[float] = []
+        self.sorted = True
+
+    def add(self, ts: float, row: Any) -> None:
+        times = self.times
+        if times and ts < times[-1]:
+            self.sorted = False
+        times.append(ts)
+        self.rows.append(row)
+
+    def ordered(self) -> list[Any]:
+        """The rows in event-time order (arrival order among equal times)."""
+        if self.sorted:
+            return self.rows
+        order = sorted(range(len(self.rows)), key=self.times.__getitem__)
+        rows = self.rows
+        return [rows[i] for i in order]
+
+
+class LateRow(KisFlowError, ValueError):
+    """Why a row is late: its window closed before it came (a dead letter's reason).
+
+    Its letter has ``reason="late"``; ``key``, ``start``, ``end`` and ``watermark`` say
+    which window had closed and how far event time had got.
+    """
+
+    def __init__(self, key: Any, start: float, end: float, watermark: float) -> None:
+        self.key = key
+        self.start = start
+        self.end = end
+        self.watermark = watermark
+        super().__init__(
+            f"late: window [{start:g}, {end:g}) of key {key!r} closed (watermark {watermark:g})"
+        )
+
+
+class Windows:
+    """The open windows of one window stage, its watermark, and what closes when.
+
+    ``add(rows)`` assigns rows and returns the windows the rows' event times closed
+    (oldest end first) and the rows found late or without time/key; ``close_all``
+    closes the rest. A window stage's state part: ``snapshot``/``restore`` save it.
+    """
+
+    def __init__(self, spec: WindowSpec, name: str = "") -> None:
+        self.spec = spec
+        self.name = name
+        self.lock = threading.Lock()
+        self.broken: BaseException | None = None
+        """Set when a FaaS call failed half-way in a stream (see ``windowed``)."""
+        self.max_time = -math.inf
+        self._open: dict[Hashable, _Open] = {}
+        """Fixed windows by (key, start); sessions by (key, start) too."""
+        self._sessions: dict[Hashable, list[_Open]] = {}
+        """A key's open sessions (session windows only)."""
+        self._ends: list[tuple[float, float, int, Hashable]] = []
+        """Heap of (end, start, sequence, id) of open windows; stale entries skipped."""
+        self._seq = 0
+        self._time = _getter(spec.time)
+        self._key = _getter(spec.key) if spec.key is not None else None
+
+    @property
+    def watermark(self) -> float:
+        """The highest event time seen minus grace (-inf before the first row)."""
+        return self.max_time - self.spec.grace
+
+    def __len__(self) -> int:
+        return len(self._open)
+
+    def add(self, rows: Iterable[Any]) -> tuple[list[_Open], list[tuple[Any, str | LateRow]]]:
+        """Assign ``rows`` in arrival order; the windows closed and the rows rejected."""
+        closed: list[_Open] = []
+        rejected: list[tuple[Any, str | LateRow]] = []
+        spec = self.spec
+        grace = spec.grace
+        get_time, get_key = self._time, self._key
+        session = spec.kind == "session"
+        tumbling = spec.kind == "tumbling"
+        size = spec.size
+        opened = self._open
+        ends = self._ends
+        max_time = self.max_time
+        next_end = ends[0][0] if ends else math.inf
+        floor = math.floor
+        for row in rows:
+            try:
+                ts = get_time(row)
+                key = get_key(row) if get_key is not None else None
+                hash(key)
+            except Exception as exc:  # a row without the field, an unhashable key
+                rejected.append((row, f"no event time or key: {type(exc).__name__}: {exc}"))
+                continue
+            if isinstance(ts, bool) or not isinstance(ts, (int, float)) or not math.isfinite(ts):
+                rejected.append((row, f"event time is not a finite number: {ts!r}"))
+                continue
+            if ts > max_time:
+                max_time = ts
+            watermark = max_time - grace
+            if tumbling:
+                start = floor(ts / size) * size
+                end = start + size
+                if end <= watermark:
+                    rejected.append((row, self._late(key, start, end, watermark)))
+                else:
+                    win = opened.get((key, start))
+                    if win is None:
+                        win = opened[(key, start)] = _Open(key, start, end)
+                        self._seq += 1
+                        heapq.heappush(ends, (end, start, self._seq, (key, start)))
+                        if end < next_end:
+                            next_end = end
+                    win.add(ts, row)
+            elif session:
+                if not self._add_session(key, ts, row, watermark):
+                    rejected.append((row, self._late(key, ts, ts + size, watermark)))
+                next_end = ends[0][0] if ends else math.inf
+            else:
+                placed = False
+                for start in spec.starts(ts):
+                    end = start + size
+                    if end <= watermark:
+                        continue
+                    win = opened.get((key, start))
+                    if win is None:
+                        win = opened[(key, start)] = _Open(key, start, end)
+                        self._seq += 1
+                        heapq.heappush(ends, (end, start, self._seq, (key, start)))
+                        if end < next_end:
+                            next_end = end
+                    win.add(ts, row)
+                    placed = True
+                if not placed:
+                    last = spec.starts(ts)[-1]
+                    rejected.append((row, self._late(key, last, last + size, watermark)))
+            if next_end <= watermark:
+                self.max_time = max_time
+                closed.extend(self._close(watermark))
+                next_end = ends[0][0] if ends else math.inf
+        self.max_time = max_time
+        return closed, rejected
+
+    def _late(self, key: Any, start: float, end: float, watermark: float) -> LateRow:
+        return LateRow(key, start, end, watermark)
+
+    def _add_session(self, key: Any, ts: float, row: Any, watermark: float) -> bool:
+        """Put an event in its key's session, merging the sessions it joins; False if late.
+
+        An event joins a session when it lies within ``gap`` of it (``start - gap < ts <
+        last + gap``); one that joins none starts a session unless that session would
+        already be closed (``ts + gap <= watermark``): then it is late.
+        """
+        gap = self.spec.size
+        sessions = self._sessions.get(key)
+        hits = [s for s in sessions if s.start - gap < ts < s.last + gap] if sessions else []
+        if not hits:
+            if ts + gap <= watermark:
+                return False
+            win = _Open(key, ts, ts + gap)
+            win.last = ts
+            win.add(ts, row)
+            self._sessions.setdefault(key, []).append(win)
+            self._open[(key, ts)] = win
+            self._push(win)
+            return True
+        assert sessions is not None
+        first = hits[0]
+        before = (first.start, first.end)
+        del self._open[(key, first.start)]
+        for other in hits[1:]:
+            sessions.remove(other)
+            del self._open[(key, other.start)]
+            for t, r in zip(other.times, other.rows, strict=True):
+                first.add(t, r)
+            first.start = min(first.start, other.start)
+            first.last = max(first.last, other.last)
+        first.add(ts, row)
+        first.start = min(first.start, ts)
+        first.last = max(first.last, ts)
+        first.end = first.last + gap
+        self._open[(key, first.start)] = first
+        if (first.start, first.end) != before:
+            self._push(first)
+        return True
+
+    def _push(self, win: _Open) -> None:
+        self._seq += 1
+        heapq.heappush(self._ends, (win.end, win.start, self._seq, (win.key, win.start)))
+
+    def _close(self, watermark: float) -> list[_Open]:
+        """Pop every open window whose end the watermark reached, oldest end first."""
+        out = []
+        ends = self._ends
+        opened = self._open
+        while ends and ends[0][0] <= watermark:
+            end, start, _, ident = heapq.heappop(ends)
+            win = opened.get(ident)
+            if win is None or win.end != end or win.start != start:
+                continue  # stale: merged or extended since
+            del opened[ident]
+            if self.spec.kind == "session":
+                sessions = self._sessions[win.key]
+                sessions.remove(win)
+                if not sessions:
+                    del self._sessions[win.key]
+            out.append(win)
+        return out
+
+    def close_all(self) -> list[_Open]:
+        """Close every open window (the end of a bounded input), oldest end first."""
+        return self._close(math.inf)
+
+    # -- saved with a checkpoint ------------------------------------------------------------
+
+    def snapshot(self) -> Any:
+        """The open windows and the watermark as JSON data."""
+        wins = [
+            [encode(w.key), w.start, w.end, w.last, [encode(r) for r in w.rows], w.times]
+            for w in self._open.values()
+        ]
+        return {"max_time": None if self.max_time == -math.inf else self.max_time, "open": wins}
+
+    def restore(self, data: Any) -> None:
+        """Replace the open windows by a ``snapshot``."""
+        self._open = {}
+        self._sessions = {}
+        self._ends = []
+        mt = data.get("max_time")
+        self.max_time = -math.inf if mt is None else float(mt)
+        for key_data, start, end, last, rows, times in data["open"]:
+            key = decode(key_data)
+            if isinstance(key, list):
+                key = tuple(key)
+            win = _Open(key, start, end)
+            win.last = last
+            for t, r in zip(times, rows, strict=True):
+                win.add(t, decode(r))
+            self._open[(key, start)] = win
+            if self.spec.kind == "session":
+                self._sessions.setdefault(key, []).append(win)
+            self._seq += 1
+            heapq.heappush(self._ends, (end, start, self._seq, (key, start)))
+
+
+class WindowFlow(Protocol):
+    """What a window stage's wrapper calls on the flow it is given."""
+
+    def dead_letter(self, row: Any, reason: str | BaseException = ...) -> None:
+        """Reject ``row`` (a late row, a row without event time)."""
+
+    def commit_row_batch(self, rows: Iterable[Any], /, copy: bool = True) -> None:
+        """Commit rows a generator FaaS yielded."""
+
+
+class StateParts(Protocol):
+    """Where a stream's window stages keep their windows (``kisflow.state.StateStore``)."""
+
+    def part(self, key: str, make: Callable[[str], Any]) -> Any:
+        """The state part ``key``, made by ``make(key)`` on first use."""
+
+
+def windowed(
+    spec: WindowSpec,
+    fn: Callable[..., Any],
+    *,
+    asynchronous: bool,
+    state_key: str,
+    store: StateParts,
+    streaming: Callable[[], bool],
+) -> Callable[..., Any]:
+    """``fn`` as a window stage's FaaS: assign the stage's rows, call ``fn`` per closed window.
+
+    In a plain run the windows live for the call and all close at its end; when
+    ``streaming()`` is true (a stream's batch) they live in ``store`` between batches.
+    """
+
+    def windows_for() -> Windows:
+        if streaming():
+            wins: Windows = store.part(state_key, lambda key: Windows(spec, key))
+            if wins.broken is not None:
+                raise RuntimeError(
+                    f"the open windows of stage {state_key!r} are inconsistent after a "
+                    f"failed call ({type(wins.broken).__name__}: {wins.broken}); resume "
+                    f"the stream from its checkpoint"
+                ) from wins.broken
+            return wins
+        return Windows(spec, state_key)
+
+    def closing(wins: Windows, flow: WindowFlow, rows: list[Any]) -> list[_Open]:
+        closed, rejected = wins.add(rows)
+        for row, reason in rejected:
+            flow.dead_letter(row, reason)
+        if not streaming():
+            closed.extend(wins.close_all())
+        return closed
+
+    kind = spec.kind
+    if asynchronous:
+
+        async def call_async(*args: Any) -> None:
+            wins = windows_for()
+            flow, rows = args[-2], args[-1]
+            head = args[:-1]
+            with wins.lock:
+                try:
+                    for win in closing(wins, flow, rows):
+                        token = _CURRENT.set(Window(win.key, win.start, win.end, kind))
+                        try:
+                            await fn(*head, win.ordered())
+                        finally:
+                            _CURRENT.reset(token)
+                except BaseException as exc:
+                    wins.broken = exc
+                    raise
+
+        return call_async
+
+    def call(*args: Any) -> None:
+        wins = windows_for()
+        flow, rows = args[-2], args[-1]
+        head = args[:-1]
+        with wins.lock:
+            try:
+                for win in closing(wins, flow, rows):
+                    token = _CURRENT.set(Window(win.key, win.start, win.end, kind))
+                    try:
+                        out = fn(*head, win.ordered())
+                        if out is not None and inspect.isgenerator(out):
+                            flow.commit_row_batch(out)
+                    finally:
+                        _CURRENT.reset(token)
+            except BaseException as exc:
+                wins.broken = exc
+                raise
+
+    return call
