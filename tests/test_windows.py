@@ -160,7 +160,7 @@ class TestRegistration:
             def bad(flow: kf.Flow, rows: list[Click]) -> None: ...
 
     def test_not_a_window_spec(self) -> None:
-        with pytest.raises(kf.FaaSSignatureError, match="must be a kisflow.windows spec"):
+        with pytest.raises(kf.FaaSSignatureError, match=r"must be a kisflow\.windows spec"):
             kf.faas("X", lambda flow, rows: None, window=60)  # type: ignore[arg-type]
 
     @pytest.mark.parametrize(
