@@ -256,6 +256,18 @@ class _Open:
         return [rows[i] for i in order]
 
 
+_UNPLACED: Any = object()
+"""A row that went nowhere (rejected before its window was looked up)."""
+
+
+def _hashable_key(key: Any) -> bool:
+    try:
+        hash(key)
+    except TypeError:
+        return False
+    return True
+
+
 class LateRow(KisFlowError, ValueError):
     """Why a row is late: its window closed before it came (a dead letter's reason).
 
@@ -321,34 +333,56 @@ class Windows:
         max_time = self.max_time
         next_end = ends[0][0] if ends else math.inf
         floor = math.floor
+        tname = spec.time if isinstance(spec.time, str) else None
+        kname = spec.key if isinstance(spec.key, str) else None
+        no_key = spec.key is None
         for row in rows:
+            # Read time and key: a dict by its keys inline (the common case), else the getters.
             try:
-                ts = get_time(row)
-                key = get_key(row) if get_key is not None else None
-                hash(key)
-            except Exception as exc:  # a row without the field, an unhashable key
+                if type(row) is dict and tname is not None:
+                    ts = row[tname]
+                    key = None if no_key else row[kname] if kname is not None else get_key(row)  # type: ignore[misc]
+                else:
+                    ts = get_time(row)
+                    key = get_key(row) if get_key is not None else None
+            except Exception as exc:  # a row without the field
                 rejected.append((row, f"no event time or key: {type(exc).__name__}: {exc}"))
                 continue
-            if isinstance(ts, bool) or not isinstance(ts, (int, float)) or not math.isfinite(ts):
-                rejected.append((row, f"event time is not a finite number: {ts!r}"))
-                continue
+            tt = type(ts)
+            if not ((tt is float and ts - ts == 0.0) or tt is int):
+                if tt is bool or not isinstance(ts, (int, float)) or not math.isfinite(ts):
+                    rejected.append((row, f"event time is not a finite number: {ts!r}"))
+                    continue
             if ts > max_time:
                 max_time = ts
             watermark = max_time - grace
             if tumbling:
                 start = floor(ts / size) * size
                 end = start + size
-                if end <= watermark:
+                ident = (key, start)
+                try:
+                    win = opened.get(ident)
+                except TypeError as exc:  # an unhashable key
+                    rejected.append((row, f"key is not hashable: {exc}"))
+                    win = _UNPLACED
+                if win is _UNPLACED:
+                    pass
+                elif end <= watermark:
                     rejected.append((row, self._late(key, start, end, watermark)))
                 else:
-                    win = opened.get((key, start))
                     if win is None:
-                        win = opened[(key, start)] = _Open(key, start, end)
+                        win = opened[ident] = _Open(key, start, end)
                         self._seq += 1
-                        heapq.heappush(ends, (end, start, self._seq, (key, start)))
+                        heapq.heappush(ends, (end, start, self._seq, ident))
                         if end < next_end:
                             next_end = end
-                    win.add(ts, row)
+                    times = win.times
+                    if times and ts < times[-1]:
+                        win.sorted = False
+                    times.append(ts)
+                    win.rows.append(row)
+            elif not _hashable_key(key):
+                rejected.append((row, f"key is not hashable: {type(key).__name__} {key!r}"))
             elif session:
                 if not self._add_session(key, ts, row, watermark):
                     rejected.append((row, self._late(key, ts, ts + size, watermark)))
