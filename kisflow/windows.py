@@ -30,12 +30,17 @@ import math
 import operator
 import threading
 from collections.abc import Callable, Hashable, Iterable, Mapping
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 import attrs
 
 from kisflow.errors import ConfigError, FaaSSignatureError, KisFlowError
 from kisflow.state import decode, encode
+
+
+def _hashable(key: Any) -> Any:
+    return tuple(key) if isinstance(key, list) else key
+
 
 __all__ = [
     "Session",
@@ -56,9 +61,8 @@ Field = str | Callable[[Any], Any]
 callable taking the row."""
 
 
-@attrs.frozen
-class Window:
-    """The window a window FaaS call is closing: ``flow.window()``."""
+class Window(NamedTuple):
+    """The window a window FaaS call is closing: ``flow.window()`` (a tuple: cheap per call)."""
 
     key: Any
     start: float
@@ -304,8 +308,14 @@ class Windows:
         """Fixed windows by (key, start); sessions by (key, start) too."""
         self._sessions: dict[Hashable, list[_Open]] = {}
         """A key's open sessions (session windows only)."""
+        self._closed_end: dict[Hashable, float] = {}
+        """A key's latest closed session's end, while it can still make an event late."""
         self._ends: list[tuple[float, float, int, Hashable]] = []
-        """Heap of (end, start, sequence, id) of open windows; stale entries skipped."""
+        """Sessions: heap of (end, start, sequence, id) of open sessions; stale skipped."""
+        self._end_heap: list[float] = []
+        """Fixed windows: heap of the distinct ends of open windows."""
+        self._by_end: dict[float, list[Hashable]] = {}
+        """Fixed windows: the windows ending at each end, in the order they opened."""
         self._seq = 0
         self._time = _getter(spec.time)
         self._key = _getter(spec.key) if spec.key is not None else None
@@ -329,9 +339,10 @@ class Windows:
         tumbling = spec.kind == "tumbling"
         size = spec.size
         opened = self._open
-        ends = self._ends
+        by_end = self._by_end
+        end_heap = self._end_heap
         max_time = self.max_time
-        next_end = ends[0][0] if ends else math.inf
+        next_end = self._next_end()
         floor = math.floor
         tname = spec.time if isinstance(spec.time, str) else None
         kname = spec.key if isinstance(spec.key, str) else None
@@ -349,10 +360,11 @@ class Windows:
                 rejected.append((row, f"no event time or key: {type(exc).__name__}: {exc}"))
                 continue
             tt = type(ts)
-            if not ((tt is float and ts - ts == 0.0) or tt is int):
-                if tt is bool or not isinstance(ts, (int, float)) or not math.isfinite(ts):
-                    rejected.append((row, f"event time is not a finite number: {ts!r}"))
-                    continue
+            if not ((tt is float and ts - ts == 0.0) or tt is int) and (
+                tt is bool or not isinstance(ts, (int, float)) or not math.isfinite(ts)
+            ):
+                rejected.append((row, f"event time is not a finite number: {ts!r}"))
+                continue
             if ts > max_time:
                 max_time = ts
             watermark = max_time - grace
@@ -372,10 +384,14 @@ class Windows:
                 else:
                     if win is None:
                         win = opened[ident] = _Open(key, start, end)
-                        self._seq += 1
-                        heapq.heappush(ends, (end, start, self._seq, ident))
-                        if end < next_end:
-                            next_end = end
+                        same_end = by_end.get(end)
+                        if same_end is None:
+                            by_end[end] = [ident]
+                            heapq.heappush(end_heap, end)
+                            if end < next_end:
+                                next_end = end
+                        else:
+                            same_end.append(ident)
                     times = win.times
                     if times and ts < times[-1]:
                         win.sorted = False
@@ -386,7 +402,7 @@ class Windows:
             elif session:
                 if not self._add_session(key, ts, row, watermark):
                     rejected.append((row, self._late(key, ts, ts + size, watermark)))
-                next_end = ends[0][0] if ends else math.inf
+                next_end = self._next_end()
             else:
                 placed = False
                 for start in spec.starts(ts):
@@ -396,8 +412,7 @@ class Windows:
                     win = opened.get((key, start))
                     if win is None:
                         win = opened[(key, start)] = _Open(key, start, end)
-                        self._seq += 1
-                        heapq.heappush(ends, (end, start, self._seq, (key, start)))
+                        self._index(win)
                         if end < next_end:
                             next_end = end
                     win.add(ts, row)
@@ -408,7 +423,7 @@ class Windows:
             if next_end <= watermark:
                 self.max_time = max_time
                 closed.extend(self._close(watermark))
-                next_end = ends[0][0] if ends else math.inf
+                next_end = self._next_end()
         self.max_time = max_time
         return closed, rejected
 
@@ -420,9 +435,12 @@ class Windows:
 
         An event joins a session when it lies within ``gap`` of it (``start - gap < ts <
         last + gap``); one that joins none starts a session unless that session would
-        already be closed (``ts + gap <= watermark``): then it is late.
+        already be closed (``ts + gap <= watermark``) or the event lies before the end of
+        a session of its key that closed: then it is late.
         """
         gap = self.spec.size
+        if ts < self._closed_end.get(key, -math.inf):
+            return False  # in (or joining) a session of its key that already closed
         sessions = self._sessions.get(key)
         hits = [s for s in sessions if s.start - gap < ts < s.last + gap] if sessions else []
         if not hits:
@@ -459,23 +477,51 @@ class Windows:
         self._seq += 1
         heapq.heappush(self._ends, (win.end, win.start, self._seq, (win.key, win.start)))
 
+    def _index(self, win: _Open) -> None:
+        """File a new fixed window under its end."""
+        same_end = self._by_end.get(win.end)
+        if same_end is None:
+            self._by_end[win.end] = [(win.key, win.start)]
+            heapq.heappush(self._end_heap, win.end)
+        else:
+            same_end.append((win.key, win.start))
+
+    def _next_end(self) -> float:
+        """The earliest end of an open window (inf when none is open)."""
+        if self.spec.kind == "session":
+            return self._ends[0][0] if self._ends else math.inf
+        return self._end_heap[0] if self._end_heap else math.inf
+
     def _close(self, watermark: float) -> list[_Open]:
         """Pop every open window whose end the watermark reached, oldest end first."""
-        out = []
-        ends = self._ends
+        out: list[_Open] = []
         opened = self._open
+        if self.spec.kind != "session":
+            heap, by_end = self._end_heap, self._by_end
+            while heap and heap[0] <= watermark:
+                pop = opened.pop
+                out.extend([pop(ident) for ident in by_end.pop(heapq.heappop(heap))])
+            return out
+        ends = self._ends
         while ends and ends[0][0] <= watermark:
             end, start, _, ident = heapq.heappop(ends)
             win = opened.get(ident)
             if win is None or win.end != end or win.start != start:
                 continue  # stale: merged or extended since
             del opened[ident]
-            if self.spec.kind == "session":
-                sessions = self._sessions[win.key]
-                sessions.remove(win)
-                if not sessions:
-                    del self._sessions[win.key]
+            sessions = self._sessions[win.key]
+            sessions.remove(win)
+            if not sessions:
+                del self._sessions[win.key]
+            closed_end = self._closed_end
+            if closed_end.get(win.key, -math.inf) < end:
+                closed_end[win.key] = end
             out.append(win)
+        if out and watermark != math.inf:
+            # An end more than gap behind the watermark rejects nothing ts + gap would not.
+            horizon = watermark - self.spec.size
+            for key in [k for k, e in self._closed_end.items() if e <= horizon]:
+                del self._closed_end[key]
         return out
 
     def close_all(self) -> list[_Open]:
@@ -490,13 +536,18 @@ class Windows:
             [encode(w.key), w.start, w.end, w.last, [encode(r) for r in w.rows], w.times]
             for w in self._open.values()
         ]
-        return {"max_time": None if self.max_time == -math.inf else self.max_time, "open": wins}
+        closed = [[encode(k), e] for k, e in self._closed_end.items()]
+        max_time = None if self.max_time == -math.inf else self.max_time
+        return {"max_time": max_time, "open": wins, "closed": closed}
 
     def restore(self, data: Any) -> None:
         """Replace the open windows by a ``snapshot``."""
         self._open = {}
         self._sessions = {}
         self._ends = []
+        self._end_heap = []
+        self._by_end = {}
+        self._closed_end = {_hashable(decode(k)): e for k, e in data.get("closed", ())}
         mt = data.get("max_time")
         self.max_time = -math.inf if mt is None else float(mt)
         for key_data, start, end, last, rows, times in data["open"]:
@@ -510,8 +561,9 @@ class Windows:
             self._open[(key, start)] = win
             if self.spec.kind == "session":
                 self._sessions.setdefault(key, []).append(win)
-            self._seq += 1
-            heapq.heappush(self._ends, (end, start, self._seq, (key, start)))
+                self._push(win)
+            else:
+                self._index(win)
 
 
 class WindowFlow(Protocol):

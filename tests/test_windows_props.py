@@ -4,7 +4,8 @@ The reference below is written from the rules in docs/state.md, event by event i
 order, with no code shared with kisflow.windows: the watermark is the highest event time
 seen minus grace; a window is closed once the watermark reaches its end; a row is late
 when its window (for sliding windows: every window it belongs to) has closed; a session
-takes an event within ``gap`` of it and closes ``gap`` after its last event.
+takes an event within ``gap`` of it and closes ``gap`` after its last event; an event
+before the end of a session of its key that closed is late.
 """
 
 from __future__ import annotations
@@ -51,18 +52,24 @@ def _session_reference(
     open_sessions: dict[Any, list[dict[str, Any]]] = defaultdict(list)
     done: dict[tuple[Any, int], list[int]] = {}
     late: set[int] = set()
+    closed_end: dict[Any, float] = defaultdict(lambda: -math.inf)
 
     def close(watermark: float) -> None:
         for key, sessions in open_sessions.items():
             for s in [s for s in sessions if s["last"] + gap <= watermark]:
                 sessions.remove(s)
+                assert (key, s["start"]) not in done
                 done[(key, s["start"])] = [i for _, _, i in sorted(s["members"])]
+                closed_end[key] = max(closed_end[key], s["last"] + gap)
 
     for arrival, e in enumerate(events):
         ts, key = e["ts"], e["k"]
         max_ts = max(max_ts, ts)
         watermark = max_ts - grace
         close(watermark)
+        if ts < closed_end[key]:  # within (or joining) a session that closed
+            late.add(e["id"])
+            continue
         sessions = open_sessions[key]
         hits = [s for s in sessions if s["start"] - gap < ts < s["last"] + gap]
         if not hits:
