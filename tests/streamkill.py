@@ -10,6 +10,8 @@ child stored (``count_rows``) and asserts on the values.
 A child script should print a line (``flush=True``) after each committed batch, e.g.
 ``print("batch", flush=True)``, and pass that text as ``ready`` so kills land while
 batches run; it must exit 0 once its source is drained (an ``idle_timeout`` does it).
+``ListSource`` is a durable source over a fixed list, for engine tests and children
+(a child imports it after ``sys.path.insert(0, TESTS)``).
 """
 
 from __future__ import annotations
@@ -29,10 +31,13 @@ from pathlib import Path
 
 import attrs
 
+from kisflow.sources import BadRecord, Chunk, Source
+
 ROOT = Path(__file__).resolve().parent.parent
 """The tree whose ``kisflow`` the child imports."""
+TESTS = ROOT / "tests"
 
-__all__ = ["ROOT", "KillReport", "count_rows", "kill_loop", "write_child"]
+__all__ = ["ROOT", "KillReport", "ListSource", "count_rows", "kill_loop", "write_child"]
 
 
 def write_child(folder: Path, body: str, name: str = "child.py") -> Path:
@@ -116,6 +121,9 @@ def kill_loop(
             if left <= 0:
                 proc.kill()
                 proc.wait()
+                for pipe in (proc.stdout, proc.stderr):
+                    if pipe is not None:
+                        pipe.close()
                 raise AssertionError(
                     f"{script.name} did not finish within {timeout} s "
                     f"({report.kills} kills, {report.starts} starts); last output: "
@@ -139,6 +147,9 @@ def kill_loop(
         proc.wait()
         reader.join(5)
         err_reader.join(5)
+        for pipe in (proc.stdout, proc.stderr):
+            if pipe is not None:
+                pipe.close()
         report.outputs.append("".join(seen))
         report.stdout = "".join(seen)
         report.stderr = "".join(errors)
@@ -159,3 +170,65 @@ def count_rows(db: Path, table: str, column: str) -> dict[object, int]:
         return counts
     finally:
         con.close()
+
+
+class ListSource(Source):
+    """A durable source over a fixed list: the same list after a restart, spans ``[a, b]``.
+
+    A record that is a ``str`` starting with ``"!"`` is a bad record (``BadRecord``).
+    ``follow=True`` makes the end wait for more (empty chunks) instead of ending the
+    stream. ``log`` records the calls the stream made, for assertions.
+    """
+
+    def __init__(self, records: Sequence[object], name: str = "list", follow: bool = False):
+        self.records = list(records)
+        self.name = name
+        self.follow = follow
+        self.at = 0
+        self.log: list[tuple[str, object]] = []
+
+    @property
+    def key(self) -> str:
+        return f"list:{self.name}"
+
+    def open(self, position: object | None) -> None:
+        self.log.append(("open", position))
+        self.at = 0 if position is None else int(position)  # type: ignore[call-overload]
+
+    def _chunk(self, a: int, b: int) -> Chunk:
+        rows: list[object] = []
+        bad: list[BadRecord] = []
+        for i in range(a, b):
+            record = self.records[i]
+            if isinstance(record, str) and record.startswith("!"):
+                where = f"{self.key} record {i}"
+                bad.append(BadRecord(where, record, "is marked bad", i - a))
+            else:
+                rows.append(record)
+        return Chunk(rows, [a, b], bad)
+
+    def read(self, max_rows: int, timeout: float) -> Chunk | None:
+        self.log.append(("read", self.at))
+        if self.at >= len(self.records):
+            if not self.follow:
+                return None
+            time.sleep(min(timeout, 0.01))
+            return Chunk([], [self.at, self.at])
+        a, b = self.at, min(self.at + max_rows, len(self.records))
+        self.at = b
+        return self._chunk(a, b)
+
+    def join(self, chunks: Sequence[Chunk]) -> Chunk:
+        joined = super().join(chunks)
+        return attrs.evolve(joined, span=[chunks[0].span[0], chunks[-1].span[1]])
+
+    def reread(self, span: object) -> Chunk:
+        self.log.append(("reread", span))
+        a, b = span  # type: ignore[misc]
+        return self._chunk(int(a), int(b))
+
+    def position(self, span: object) -> object:
+        return span[1]  # type: ignore[index]
+
+    def ack(self, span: object) -> None:
+        self.log.append(("ack", span))
