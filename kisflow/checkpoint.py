@@ -196,8 +196,7 @@ class Checkpoint:
         """What was last committed under ``key``, or None when nothing was."""
         rows = self._read(
             f"load {key!r}",
-            "SELECT position, seq, committed, updated, state FROM kisflow_checkpoints "
-            "WHERE key=?",
+            "SELECT position, seq, committed, updated, state FROM kisflow_checkpoints WHERE key=?",
             (key,),
         )
         if not rows:

@@ -56,7 +56,7 @@ from typing import TYPE_CHECKING, Any, Protocol, TextIO
 import attrs
 from loguru import logger
 
-from kisflow import _context, observers
+from kisflow import _context, _state, observers
 from kisflow.checkpoint import Batch, Checkpoint
 from kisflow.connectors._base import to_json_text
 from kisflow.deadletter import DeadLetter, DeadLetterSink
@@ -71,6 +71,7 @@ from kisflow.errors import (
     SourceError,
 )
 from kisflow.observers import StreamStatus
+from kisflow.options import DEFAULT as DEFAULT_OPTIONS
 from kisflow.options import RunOptions, merge
 from kisflow.progress import progress_bar
 from kisflow.result import RunResult
@@ -137,8 +138,7 @@ def _check_seconds(flow: str, key: str, value: Any) -> float | None:
         return None
     if isinstance(value, bool) or not isinstance(value, int | float) or not value >= 0:
         raise ConfigError(
-            f"flow {flow!r}: stream {key} must be a number of seconds >= 0 or None, "
-            f"got {value!r}",
+            f"flow {flow!r}: stream {key} must be a number of seconds >= 0 or None, got {value!r}",
             key=key,
         )
     return float(value)
@@ -692,8 +692,12 @@ class Stream(_Base, Iterator[RunResult]):
         self._reading = False
         self._gen: Generator[RunResult, None, None] | None = None
 
-    def __iter__(self) -> Stream:
-        return self
+    def __iter__(self) -> Iterator[RunResult]:
+        # The batches' generator itself: a for loop then resumes it with no frame of ours.
+        gen = self._gen
+        if gen is None:
+            gen = self._gen = self._generate()
+        return gen
 
     def __next__(self) -> RunResult:
         gen = self._gen
@@ -765,30 +769,46 @@ class Stream(_Base, Iterator[RunResult]):
             self._reading = False
 
     def _fast_serial(self) -> Iterator[RunResult]:
+        """Batches cut in place: per batch one ``islice``, one run, a few counters."""
+        source = self.source
+        assert isinstance(source, IterableSource)
+        it = source.iterator
         stop = self._stop
         run = self.flow.run
-        take = self._fast_take
+        size = self.batch_size
+        islice = itertools.islice
+        bar = self._bar
+        watched = _state
+        options = self.options
+        given = None if options is DEFAULT_OPTIONS else options  # flow.run's fast path
         while not stop.is_set():
-            rows = take()
+            rows: list[Any] = []
+            self._reading = True
+            try:
+                rows.extend(islice(it, size))  # rows read before a Ctrl-C stay
+            except _ReadInterrupted:
+                pass
+            finally:
+                self._reading = False
             if not rows:
                 return
-            options = self.options
-            size = len(rows)
+            if self.options is not options:  # the ctx setter, between batches
+                options = self.options
+                given = None if options is DEFAULT_OPTIONS else options
+            n = len(rows)
             try:
-                result = run(rows, options)
+                result = run(rows, given)
             except KisFlowError as exc:
-                _Slot(self._index, self._first, size).note(exc)
+                _Slot(self.batches_done, self.rows_done, n).note(exc)
                 raise
             del rows
-            self._index += 1
-            self.rows_done += size
-            self.committed += size
+            self.rows_done += n
+            self.committed += n
             self.batches_done += 1
-            self._first += size
-            if self._bar is not None:
-                self._bar.update(size)
-            if _state_observers() or options.observers:
-                self._tell(self._index, result)
+            if bar is not None:
+                bar.update(n)
+            if watched.observers or options.observers:
+                self._tell(self.batches_done, result)
             yield result
 
     def _tell(self, batch: int, result: RunResult) -> None:
@@ -973,11 +993,6 @@ def _nothing() -> None:
     """What restores no signal handler."""
 
 
-def _state_observers() -> tuple[Any, ...]:
-    return observers.active()
-
-
-
 class AsyncStream(_Base, AsyncIterator[RunResult]):
     """An async micro-batch stream: ``async for result in flow.astream(source)``.
 
@@ -1133,8 +1148,12 @@ class AsyncStream(_Base, AsyncIterator[RunResult]):
                 if later.turn is not None:
                     later.turn.fail()
 
-        self._io = None if plain else concurrent.futures.ThreadPoolExecutor(
-            1, thread_name_prefix=f"kisflow-source-{self.flow.name}"
+        self._io = (
+            None
+            if plain
+            else concurrent.futures.ThreadPoolExecutor(
+                1, thread_name_prefix=f"kisflow-source-{self.flow.name}"
+            )
         )
         try:
             replays = [] if plain else await self._call(self._open)
