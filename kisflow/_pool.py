@@ -41,6 +41,9 @@ class FaaSSpec:
     signature: Signature
     window: WindowSpec | None = None
     """The FaaS's event-time windows (``kisflow.windows``), or None."""
+    joins_commit: bool = False
+    """A Save FaaS that records ``kisflow.current_batch().key`` with its rows in one
+    transaction, so a stream may call it exactly once (docs/streaming.md)."""
 
 
 @attrs.frozen
@@ -137,6 +140,7 @@ class Pool:
         output: Any | None = None,
         replace: bool = False,
         window: WindowSpec | None = None,
+        joins_commit: bool = False,
     ) -> FaaSSpec:
         """Register ``fn`` as the FaaS of function ``name`` after checking its signature.
 
@@ -152,7 +156,9 @@ class Pool:
         signature = read_signature(name, fn, output)
         if window is not None:
             check_window(name, window, signature)
-        spec = FaaSSpec(name=name, fn=fn, signature=signature, window=window)
+        spec = FaaSSpec(
+            name=name, fn=fn, signature=signature, window=window, joins_commit=joins_commit
+        )
         with self._faas_lock:
             if name in self._faas and not replace:
                 raise DuplicateRegistrationError("faas", name)

@@ -57,6 +57,7 @@ def faas(
     output: Any | None = None,
     replace: bool = False,
     window: WindowSpec | None = None,
+    joins_commit: bool = False,
 ) -> Callable[[F], F]: ...
 @overload
 def faas(
@@ -66,6 +67,7 @@ def faas(
     output: Any | None = None,
     replace: bool = False,
     window: WindowSpec | None = None,
+    joins_commit: bool = False,
 ) -> F: ...
 def faas(
     name: str,
@@ -74,17 +76,22 @@ def faas(
     output: Any | None = None,
     replace: bool = False,
     window: WindowSpec | None = None,
+    joins_commit: bool = False,
 ) -> F | Callable[[F], F]:
     """Register a FaaS for function ``name``; used as a call or as a decorator.
 
     ``output`` declares the type of the rows the FaaS commits, so ``build()`` can check
     it against the next stage's input. ``window`` (``kisflow.windows.tumbling(...)``,
-    ``sliding``, ``session``) makes it a window FaaS, called once per closed window. The
+    ``sliding``, ``session``) makes it a window FaaS, called once per closed window.
+    ``joins_commit=True`` says a Save FaaS records ``kisflow.current_batch().key`` in its
+    own transaction (a stream may then promise exactly once; docs/streaming.md). The
     signature is checked now, not at run time.
     """
 
     def register(f: F) -> F:
-        current().faas(name, f, output=output, replace=replace, window=window)
+        current().faas(
+            name, f, output=output, replace=replace, window=window, joins_commit=joins_commit
+        )
         return f
 
     return register if fn is None else register(fn)

@@ -196,14 +196,24 @@ class TestStreamStop:
         stream = flow.stream(range(1000), batch_size=10)
         results = []
         for result in stream:
-            # In the caller's loop body Ctrl-C is the caller's: the usual handler is back.
-            assert signal.getsignal(signal.SIGINT) is before
+            # The stream's handler stays for its whole life (installed once, not per
+            # batch): a Ctrl-C in the loop body also ends the stream after this batch.
+            assert signal.getsignal(signal.SIGINT) is not before
             results.append(result)
         assert len(results) == 3
         assert stream.interrupted is True
         assert stream.rows_done == 30
         assert _count(db) == 30
         assert signal.getsignal(signal.SIGINT) is before
+
+    def test_ctrl_c_in_the_loop_body_ends_the_stream_after_it(self, tmp_path: Path) -> None:
+        db = tmp_path / "rows.db"
+        stream = _sqlite_save_flow(db).stream(range(1000), batch_size=10)
+        for result in stream:
+            assert len(result.output) == 10
+            if stream.batches_done == 2:
+                signal.raise_signal(signal.SIGINT)  # between batches: a clean stop
+        assert (stream.batches_done, stream.interrupted, _count(db)) == (2, True, 20)
 
     def test_second_ctrl_c_interrupts_at_once(self, tmp_path: Path) -> None:
         def interrupt_twice(n: int) -> None:
