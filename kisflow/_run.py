@@ -206,12 +206,18 @@ class Run:
         return self.pos
 
     def hold(self, lock: Any) -> None:
-        """Take ``lock`` (a stage's state) until the current stage call returns."""
+        """Take ``lock`` (a stage's state) until the current stage call returns.
+
+        In a stream running batches concurrently the call first waits for the batch
+        before to commit (its gate), so each commit saves the state of its batches only.
+        """
         held = self._held
         if held is None:
             held = self._held = []
         elif any(h is lock for h in held):
             return
+        if self.gate is not None:
+            self.gate.wait()
         lock.acquire()
         held.append(lock)
 
@@ -784,7 +790,9 @@ def run_sync(run: Run) -> RunResult:
     gate = run.gate
     try:
         for spec, args in run.calls():
-            if gate is not None and run.stages[run.pos].mode is Mode.SAVE:
+            if gate is not None and (
+                run.stages[run.pos].mode is Mode.SAVE or spec.window is not None
+            ):
                 gate.wait()
             while True:
                 try:
@@ -814,7 +822,9 @@ async def run_async(run: Run) -> RunResult:
     gate = run.gate
     try:
         for spec, args in run.calls():
-            if gate is not None and run.stages[run.pos].mode is Mode.SAVE:
+            if gate is not None and (
+                run.stages[run.pos].mode is Mode.SAVE or spec.window is not None
+            ):
                 await gate.await_()
             while True:
                 try:

@@ -214,6 +214,10 @@ class StateStore:
                 self._parts[key] = part
         return part
 
+    def __bool__(self) -> bool:
+        """Whether any stage keeps state (a stateless flow's commits save none)."""
+        return bool(self._parts or self._restored)
+
     def keyed(self, key: str) -> KeyedState:
         """The keyed state of the stage ``key``."""
         part: KeyedState = self.part(key, KeyedState)
