@@ -75,9 +75,8 @@ _CURRENT: contextvars.ContextVar[Window | None] = contextvars.ContextVar(
 )
 
 
-def current() -> Window | None:
-    """The window the FaaS running in this context is called for, or None."""
-    return _CURRENT.get()
+current: Callable[[], Window | None] = _CURRENT.get
+"""The window the FaaS running in this context is called for, or None."""
 
 
 def _positive(name: str, value: Any, *, zero: bool = False) -> Any:
@@ -113,6 +112,20 @@ def _getter(field: Field) -> Callable[[Any], Any]:
         if isinstance(row, Mapping):
             return item(row)
         return attr(row)
+
+    return get
+
+
+def _fast_getter(field: Field) -> Callable[[Any], Any]:
+    """Like ``_getter``, a dict's key read first (closing windows sort their rows by it)."""
+    if callable(field):
+        return field
+    slow = _getter(field)
+
+    def get(row: Any) -> Any:
+        if type(row) is dict:
+            return row[field]
+        return slow(row)
 
     return get
 
@@ -230,9 +243,13 @@ def session(gap: float, *, time: Field, key: Field | None = None, grace: float =
 
 
 class _Open:
-    """An open window: its key, bounds and rows (with their event times)."""
+    """An open window: its key, bounds and rows in arrival order.
 
-    __slots__ = ("end", "key", "last", "rows", "sorted", "start", "times")
+    A session also keeps each row's arrival number (``seqs``): merged sessions' rows are
+    put in event-time order, arrival order among equal times, when the session closes.
+    """
+
+    __slots__ = ("end", "key", "last", "rows", "seqs", "start")
 
     def __init__(self, key: Any, start: float, end: float) -> None:
         self.key = key
@@ -241,23 +258,7 @@ class _Open:
         self.last = start
         """A session's last event time (its end is ``last + gap``)."""
         self.rows: list[Any] = []
-        self.times: list[float] = []
-        self.sorted = True
-
-    def add(self, ts: float, row: Any) -> None:
-        times = self.times
-        if times and ts < times[-1]:
-            self.sorted = False
-        times.append(ts)
-        self.rows.append(row)
-
-    def ordered(self) -> list[Any]:
-        """The rows in event-time order (arrival order among equal times)."""
-        if self.sorted:
-            return self.rows
-        order = sorted(range(len(self.rows)), key=self.times.__getitem__)
-        rows = self.rows
-        return [rows[i] for i in order]
+        self.seqs: list[int] | None = None
 
 
 _UNPLACED: Any = object()
@@ -309,7 +310,8 @@ class Windows:
         self._sessions: dict[Hashable, list[_Open]] = {}
         """A key's open sessions (session windows only)."""
         self._closed_end: dict[Hashable, float] = {}
-        """A key's latest closed session's end, while it can still make an event late."""
+        """Each key's latest closed session's end: an event before it is late. Kept for
+        every key seen (an event may join an open session reaching back past it)."""
         self._ends: list[tuple[float, float, int, Hashable]] = []
         """Sessions: heap of (end, start, sequence, id) of open sessions; stale skipped."""
         self._end_heap: list[float] = []
@@ -319,6 +321,8 @@ class Windows:
         self._seq = 0
         self._time = _getter(spec.time)
         self._key = _getter(spec.key) if spec.key is not None else None
+        self._sort_time = _fast_getter(spec.time)
+        self._item = operator.itemgetter(spec.time) if isinstance(spec.time, str) else None
 
     @property
     def watermark(self) -> float:
@@ -349,6 +353,7 @@ class Windows:
         no_key = spec.key is None
         for row in rows:
             # Read time and key: a dict by its keys inline (the common case), else the getters.
+            # ``ts - ts`` is 0 for a finite number, NaN for inf/NaN, TypeError for the rest.
             try:
                 if type(row) is dict and tname is not None:
                     ts = row[tname]
@@ -392,10 +397,6 @@ class Windows:
                                 next_end = end
                         else:
                             same_end.append(ident)
-                    times = win.times
-                    if times and ts < times[-1]:
-                        win.sorted = False
-                    times.append(ts)
                     win.rows.append(row)
             elif not _hashable_key(key):
                 rejected.append((row, f"key is not hashable: {type(key).__name__} {key!r}"))
@@ -415,7 +416,7 @@ class Windows:
                         self._index(win)
                         if end < next_end:
                             next_end = end
-                    win.add(ts, row)
+                    win.rows.append(row)
                     placed = True
                 if not placed:
                     last = spec.starts(ts)[-1]
@@ -448,7 +449,8 @@ class Windows:
                 return False
             win = _Open(key, ts, ts + gap)
             win.last = ts
-            win.add(ts, row)
+            win.rows.append(row)
+            win.seqs = [self._arrival()]
             self._sessions.setdefault(key, []).append(win)
             self._open[(key, ts)] = win
             self._push(win)
@@ -460,11 +462,15 @@ class Windows:
         for other in hits[1:]:
             sessions.remove(other)
             del self._open[(key, other.start)]
-            for t, r in zip(other.times, other.rows, strict=True):
-                first.add(t, r)
+            first.rows.extend(other.rows)
+            assert first.seqs is not None
+            assert other.seqs is not None
+            first.seqs.extend(other.seqs)
             first.start = min(first.start, other.start)
             first.last = max(first.last, other.last)
-        first.add(ts, row)
+        first.rows.append(row)
+        assert first.seqs is not None
+        first.seqs.append(self._arrival())
         first.start = min(first.start, ts)
         first.last = max(first.last, ts)
         first.end = first.last + gap
@@ -472,6 +478,27 @@ class Windows:
         if (first.start, first.end) != before:
             self._push(first)
         return True
+
+    def _arrival(self) -> int:
+        self._seq += 1
+        return self._seq
+
+    def ordered(self, win: _Open) -> list[Any]:
+        """A closing window's rows in event-time order (arrival order among equal times)."""
+        rows = win.rows
+        if win.seqs is None:
+            # Stable, and linear when already in order; a dict's field read in C.
+            if self._item is not None:
+                try:
+                    rows.sort(key=self._item)
+                except (TypeError, KeyError, IndexError):
+                    rows.sort(key=self._sort_time)
+            else:
+                rows.sort(key=self._sort_time)
+            return rows
+        times = [self._sort_time(r) for r in rows]
+        order = sorted(range(len(rows)), key=lambda i: (times[i], win.seqs[i]))  # type: ignore[index]
+        return [rows[i] for i in order]
 
     def _push(self, win: _Open) -> None:
         self._seq += 1
@@ -517,11 +544,6 @@ class Windows:
             if closed_end.get(win.key, -math.inf) < end:
                 closed_end[win.key] = end
             out.append(win)
-        if out and watermark != math.inf:
-            # An end more than gap behind the watermark rejects nothing ts + gap would not.
-            horizon = watermark - self.spec.size
-            for key in [k for k, e in self._closed_end.items() if e <= horizon]:
-                del self._closed_end[key]
         return out
 
     def close_all(self) -> list[_Open]:
@@ -533,7 +555,7 @@ class Windows:
     def snapshot(self) -> Any:
         """The open windows and the watermark as JSON data."""
         wins = [
-            [encode(w.key), w.start, w.end, w.last, [encode(r) for r in w.rows], w.times]
+            [encode(w.key), w.start, w.end, w.last, [encode(r) for r in w.rows], w.seqs]
             for w in self._open.values()
         ]
         closed = [[encode(k), e] for k, e in self._closed_end.items()]
@@ -550,14 +572,16 @@ class Windows:
         self._closed_end = {_hashable(decode(k)): e for k, e in data.get("closed", ())}
         mt = data.get("max_time")
         self.max_time = -math.inf if mt is None else float(mt)
-        for key_data, start, end, last, rows, times in data["open"]:
+        for key_data, start, end, last, rows, seqs in data["open"]:
             key = decode(key_data)
             if isinstance(key, list):
                 key = tuple(key)
             win = _Open(key, start, end)
             win.last = last
-            for t, r in zip(times, rows, strict=True):
-                win.add(t, decode(r))
+            win.rows = [decode(r) for r in rows]
+            win.seqs = seqs
+            if seqs:
+                self._seq = max(self._seq, *seqs)
             self._open[(key, start)] = win
             if self.spec.kind == "session":
                 self._sessions.setdefault(key, []).append(win)
@@ -630,7 +654,7 @@ def windowed(
                     for win in closing(wins, flow, rows):
                         token = _CURRENT.set(Window(win.key, win.start, win.end, kind))
                         try:
-                            await fn(*head, win.ordered())
+                            await fn(*head, wins.ordered(win))
                         finally:
                             _CURRENT.reset(token)
                 except BaseException as exc:
@@ -648,7 +672,7 @@ def windowed(
                 for win in closing(wins, flow, rows):
                     token = _CURRENT.set(Window(win.key, win.start, win.end, kind))
                     try:
-                        out = fn(*head, win.ordered())
+                        out = fn(*head, wins.ordered(win))
                         if out is not None and inspect.isgenerator(out):
                             flow.commit_row_batch(out)
                     finally:

@@ -14,7 +14,7 @@ import math
 from collections import defaultdict
 from typing import Any
 
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 import kisflow as kf
@@ -138,8 +138,15 @@ def test_sliding_matches_the_reference(
     assert _run(spec, events) == _fixed_reference(events, size, every, grace)
 
 
-@settings(max_examples=150, deadline=None)
+def _es(*pairs: tuple[int, str]) -> list[Event]:
+    return [{"id": i, "ts": ts, "k": k} for i, (ts, k) in enumerate(pairs)]
+
+
+@settings(max_examples=200, deadline=None)
 @given(events_st, st.integers(1, 30), st.integers(0, 25))
+# Found by this test: an event inside a closed session, reached through an open one.
+@example(_es((28, "a"), (32, "a"), (29, "a"), (28, "a")), 2, 2)
+@example(_es((0, "b"), (60, "a"), (31, "b"), (2, "b")), 30, 0)
 def test_session_matches_the_reference(events: list[Event], gap: int, grace: int) -> None:
     spec = windows.session(gap, time="ts", key="k", grace=grace)
     assert _run(spec, events) == _session_reference(events, gap, grace)
