@@ -121,6 +121,26 @@ class TestRun:
             ("b", 2, 7, 1, "session"),
         ]
 
+    def test_time_and_key_may_be_callables_and_the_key_none(self) -> None:
+        @kf.faas(
+            "ByParity", window=windows.tumbling(10, time=lambda r: r[0], key=lambda r: r[1] % 2)
+        )
+        def by_parity(flow: kf.Flow, rows: list[Any]) -> None:
+            w = flow.window()
+            flow.commit_row((w.key, w.start, [r[1] for r in rows]))
+
+        @kf.faas("All", window=windows.tumbling(10, time=lambda r: r[0]))
+        def everything(flow: kf.Flow, rows: list[Any]) -> None:
+            flow.commit_row((flow.window().key, len(rows)))
+
+        rows = [(1, 1), (2, 2), (3, 3), (12, 4)]
+        out = kf.FlowBuilder("C").calculate("ByParity").build().run(rows).output
+        assert out == [(1, 0, [1, 3]), (0, 0, [2]), (0, 10, [4])]
+        assert kf.FlowBuilder("N").calculate("All").build().run(rows).output == [
+            (None, 3),
+            (None, 1),
+        ]
+
     def test_a_generator_and_an_async_window_faas(self) -> None:
         @kf.faas("Gen", window=windows.tumbling(10, time="ts"))
         def gen(flow: kf.Flow, rows: list[dict[str, Any]]) -> Iterator[int]:
