@@ -218,7 +218,18 @@ class Run:
             return
         if self.gate is not None:
             self.gate.wait()
-        lock.acquire()
+        if not lock.acquire(blocking=False):
+            if _on_event_loop():
+                # Waiting would block the loop, and the holder may be a task on it.
+                stage = self.stages[self.pos]
+                raise RunError(
+                    f"flow {self.flow_name!r} stage {stage.name!r}: flow.state() is held by "
+                    f"another run on this event loop; an async FaaS must not await while it "
+                    f"holds its stage's state (see docs/state.md)",
+                    flow=self.flow_name,
+                    stage=stage.name,
+                )
+            lock.acquire()
         held.append(lock)
 
     def _release_held(self) -> None:
@@ -783,6 +794,15 @@ async def _drain(agen: Any, buf: list[Any]) -> None:
 
 async def _as_coroutine(awaitable: Any) -> Any:
     return await awaitable
+
+
+def _on_event_loop() -> bool:
+    """Whether this thread is running an event loop."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
 
 
 def run_sync(run: Run) -> RunResult:

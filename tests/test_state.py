@@ -134,3 +134,26 @@ class TestSaving:
         store.restore({"0:Count": [["a", 5]]})
         assert store.snapshot() == {"0:Count": [["a", 5]]}
         assert store.keyed("0:Count")["a"] == 5
+
+
+def test_an_async_faas_awaiting_while_holding_state_is_an_error_not_a_deadlock() -> None:
+    import asyncio
+
+    @kf.faas("Holds")
+    async def holds(flow: kf.Flow, rows: list[int]) -> None:
+        st = flow.state()
+        st["n"] = st.get("n", 0) + 1
+        await asyncio.sleep(0.05)  # another run on this loop asks for the state meanwhile
+        flow.commit_row_batch(rows)
+
+    flow = kf.FlowBuilder("AsyncState").calculate("Holds").build()
+
+    async def both() -> list[Any]:
+        return await asyncio.gather(flow.arun([1]), flow.arun([2]), return_exceptions=True)
+
+    first, second = asyncio.run(asyncio.wait_for(both(), 5))
+    assert isinstance(first, kf.RunResult)
+    assert first.output == [1]
+    assert isinstance(second, kf.RunError)
+    assert "must not await while it holds" in str(second)
+    assert flow.state_store.keyed("0:Holds")["n"] == 1
