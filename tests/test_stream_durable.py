@@ -314,6 +314,30 @@ class TestOrderedCommits:
         assert saved is not None
         assert saved.position == 30
 
+    def test_cancelling_an_async_stream_commits_the_batches_in_flight(self, tmp_path: Path) -> None:
+        db, ckpt = tmp_path / "rows.db", tmp_path / "c"
+        flow = _store_flow(db, fail=lambda rows: time.sleep(0.01))
+        stream = flow.astream(
+            ListSource(range(1000)), batch_size=10, max_in_flight=3, checkpoint=ckpt
+        )
+
+        async def consume() -> None:
+            async with stream:  # closed in this task: the batches in flight commit
+                async for _ in stream:
+                    if stream.batches_done == 2:
+                        asyncio.current_task().cancel()  # type: ignore[union-attr]
+                        await asyncio.sleep(1)
+
+        with pytest.raises(asyncio.CancelledError):
+            asyncio.run(consume())
+        assert stream.interrupted is True
+        stored = _stored(db)
+        assert stored == dict.fromkeys(range(stream.committed), 1)  # in order, once
+        assert 20 <= stream.committed <= 50
+        saved = Checkpoint(ckpt).load("list:list")
+        assert saved is not None
+        assert saved.position == stream.committed
+
     def test_async_stream_resumes(self, tmp_path: Path) -> None:
         db, ckpt = tmp_path / "rows.db", tmp_path / "c"
         flow = _store_flow(db)
