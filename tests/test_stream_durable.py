@@ -139,6 +139,26 @@ class TestResume:
         assert saved is not None
         assert (saved.committed, saved.seq) == (100, 10)
 
+    def test_without_a_checkpoint_a_rerun_stores_again(self, tmp_path: Path) -> None:
+        """No checkpoint, no batch keys: a second run is a new run (at least once), and
+        the stores never skip rows because an earlier stream used the same numbers."""
+        db = tmp_path / "rows.db"
+        flow = _store_flow(db)
+        for _ in range(2):
+            stream = flow.stream(ListSource(range(20)), batch_size=10)
+            assert [len(r.output) for r in stream] == [10, 10]
+            assert stream.delivery == "at-least-once"
+        assert _stored(db) == dict.fromkeys(range(20), 2)
+
+    def test_a_failure_without_checkpoint_names_the_span_only(self, tmp_path: Path) -> None:
+        def boom(rows: list[int]) -> None:
+            raise ValueError("boom")
+
+        flow = _store_flow(tmp_path / "rows.db", fail=boom)
+        with pytest.raises(kf.StageExecutionError) as info:
+            list(flow.stream(ListSource(range(5)), batch_size=10))
+        assert info.value.__notes__ == ["in stream batch 1 (list:list span [0,5])"]
+
     def test_acks_after_each_commit_in_order(self, tmp_path: Path) -> None:
         src = ListSource(range(25))
         list(_store_flow(tmp_path / "r.db").stream(src, batch_size=10, checkpoint=tmp_path / "c"))

@@ -193,9 +193,12 @@ class _Turn:
             raise _Abandoned("abandoned before its Save: an earlier stream batch failed", flow="")
 
     async def await_(self) -> None:
-        """``wait`` on an event loop (polls the event without blocking the loop)."""
+        """``wait`` on an event loop: polls the event (1 ms, backing off to 20 ms) so the
+        loop is never blocked; the turn is opened from the loop or the source's thread."""
+        pause = 0.001
         while not self.event.is_set():
-            await asyncio.sleep(0.001)
+            await asyncio.sleep(pause)
+            pause = min(pause * 2, 0.02)
         if self.failed:
             raise _Abandoned("abandoned before its Save: an earlier stream batch failed", flow="")
 
@@ -515,8 +518,7 @@ class _Base:
             raise SourceError(
                 f"flow {self.flow.name!r}: {bad.where} {bad.reason}; record was "
                 f"{bad.text[:200]!r}; give the stream a dead-letter sink (dead_letters=) to "
-                f"keep such records and go on; the checkpoint stays at position "
-                f"{self.position!r}, before this batch",
+                f"keep such records and go on{self._where_checkpoint()}, before this batch",
                 source=self._key,
                 position=self.position,
                 flow=self.flow.name,
@@ -539,7 +541,13 @@ class _Base:
         where += _span_text(cut.span)
         if cut.seq:
             where += f", seq {cut.seq}"
-        exc.add_note(f"{where}); the checkpoint stays at position {self.position!r}")
+        exc.add_note(f"{where}){self._where_checkpoint()}")
+
+    def _where_checkpoint(self) -> str:
+        """``; the checkpoint stays at position ...`` (nothing without a checkpoint)."""
+        if self.checkpoint is None:
+            return ""
+        return f"; the checkpoint stays at position {self.position!r}"
 
     def _letters(self, cut: _Cut) -> None:
         """Hand the batch's bad records to the dead-letter sink (before its commit)."""
