@@ -791,7 +791,7 @@ def price(flow, rows):
 @kf.faas("After")
 def after(flow, rows):
     print("saved", flush=True)
-    time.sleep(0.05)  # the window between the Save and the commit, where kills land
+    time.sleep(0.2)  # the window between the Save and the commit, where kills land
     flow.commit_row_batch(rows)
 
 if mode == "builtin":
@@ -833,7 +833,7 @@ def _kill_run(tmp_path: Path, mode: str, *, n: int, seed: int, ready: str) -> di
     script = write_child(tmp_path, _CHILD.format(tests=str(TESTS), n=n))
     db = tmp_path / "rows.db"
     report = kill_loop(
-        script, args=[str(db), mode], kills=5, seed=seed, ready=ready, delay=(0.0, 0.04)
+        script, args=[str(db), mode], kills=5, seed=seed, ready=ready, delay=(0.0, 0.1)
     )
     assert report.kills == 5, report.outputs
     assert report.returncode == 0, report.stderr
