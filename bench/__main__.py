@@ -22,7 +22,7 @@ from collections.abc import Callable
 from typing import Any
 
 import kisflow as kf
-from bench import parallel, window, workload
+from bench import columnar, parallel, window, workload
 from kisflow import metrics
 
 BIG = 1_000_000
@@ -194,7 +194,8 @@ def main(argv: list[str] | None = None) -> None:
         f"({flow_mib / loop_mib:.2f}x)"
     )
     ratios["mem_ratio_big"] = flow_mib / loop_mib
-    ratios.update(window.figures(args.repeat))
+    ratios.update(columnar.figures(args.repeat))  # bench/columnar.py: the Polars stages
+    ratios.update(window.figures(args.repeat))  # bench/window.py: keyed tumbling counts
     print(" ".join(f"{k}={v:.2f}" for k, v in ratios.items()))
 
 

@@ -33,6 +33,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import concurrent.futures
+import functools
 import itertools
 import json
 import os
@@ -58,6 +59,7 @@ from loguru import logger
 
 from kisflow import _context, _state, observers
 from kisflow.checkpoint import Batch, Checkpoint
+from kisflow.columnar import as_rows
 from kisflow.connectors._base import to_json_text
 from kisflow.deadletter import DeadLetter, DeadLetterSink
 from kisflow.errors import (
@@ -197,9 +199,12 @@ class _Turn:
             raise _Abandoned("abandoned before its Save: an earlier stream batch failed", flow="")
 
     async def await_(self) -> None:
-        """``wait`` on an event loop (polls the event without blocking the loop)."""
+        """``wait`` on an event loop: polls the event (1 ms, backing off to 20 ms) so the
+        loop is never blocked; the turn is opened from the loop or the source's thread."""
+        pause = 0.001
         while not self.event.is_set():
-            await asyncio.sleep(0.001)
+            await asyncio.sleep(pause)
+            pause = min(pause * 2, 0.02)
         if self.failed:
             raise _Abandoned("abandoned before its Save: an earlier stream batch failed", flow="")
 
@@ -449,9 +454,9 @@ class _Base:
 
     # -- cutting batches -------------------------------------------------------------------
 
-    def _read(self, wait: float) -> Chunk | None:
-        """One ``read`` of the source (a plain iterable's may be cut short by Ctrl-C)."""
-        return self.source.read(self.batch_size, wait)
+    def _read(self, wait: float, most: int = 0) -> Chunk | None:
+        """One ``read`` of at most ``most`` (else ``batch_size``) records."""
+        return self.source.read(most or self.batch_size, wait)
 
     def _cut(self, ready: Callable[[], bool] | None = None) -> _Cut | None:
         """The next batch: wait for a first record (up to ``idle_timeout``), then read
@@ -499,7 +504,7 @@ class _Base:
                 if left <= 0:
                     break
                 wait = min(wait, left)
-            chunk = self.source.read(batch_size - size, wait)
+            chunk = self._read(wait, batch_size - size)
             if chunk is None:
                 self._exhausted = True
                 break
@@ -521,8 +526,7 @@ class _Base:
             raise SourceError(
                 f"flow {self.flow.name!r}: {bad.where} {bad.reason}; record was "
                 f"{bad.text[:200]!r}; give the stream a dead-letter sink (dead_letters=) to "
-                f"keep such records and go on; the checkpoint stays at position "
-                f"{self.position!r}, before this batch",
+                f"keep such records and go on{self._where_checkpoint()}, before this batch",
                 source=self._key,
                 position=self.position,
                 flow=self.flow.name,
@@ -545,7 +549,13 @@ class _Base:
         where += _span_text(cut.span)
         if cut.seq:
             where += f", seq {cut.seq}"
-        exc.add_note(f"{where}); the checkpoint stays at position {self.position!r}")
+        exc.add_note(f"{where}){self._where_checkpoint()}")
+
+    def _where_checkpoint(self) -> str:
+        """``; the checkpoint stays at position ...`` (nothing without a checkpoint)."""
+        if self.checkpoint is None:
+            return ""
+        return f"; the checkpoint stays at position {self.position!r}"
 
     def _letters(self, cut: _Cut) -> None:
         """Hand the batch's bad records to the dead-letter sink (before its commit)."""
@@ -716,6 +726,7 @@ class Stream(_Base, Iterator[RunResult]):
         )
         self._handle_sigint = handle_sigint
         self._reading = False
+        self._working = False
         self._gen: Generator[RunResult, None, None] | None = None
 
     def __iter__(self) -> Iterator[RunResult]:
@@ -745,41 +756,51 @@ class Stream(_Base, Iterator[RunResult]):
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def _read(self, wait: float) -> Chunk | None:
-        if not self._plain:
-            return self.source.read(self.batch_size, wait)
+    def _read(self, wait: float, most: int = 0) -> Chunk | None:
+        source = self.source
+        if not isinstance(source, IterableSource) or not source.blocks:
+            return source.read(most or self.batch_size, wait)  # waits in short slices
         self._reading = True
         try:
-            return self.source.read(self.batch_size, wait)
+            return source.read(most or self.batch_size, wait)
         except _ReadInterrupted:
-            return None
+            return None  # Ctrl-C cut a blocked read short: the rows read so far still run
         finally:
             self._reading = False
 
     def _generate(self) -> Generator[RunResult, None, None]:
-        # Ctrl-C is a clean stop for the stream's whole life (one handler, installed once).
+        # One Ctrl-C handler for the stream's whole life (not one per batch): a clean stop
+        # while the stream works, the usual KeyboardInterrupt in the caller's loop body.
         restore = self._install_sigint()
+        self._working = True
         self._open_bar()
         try:
             replays = self._open()
             try:
-                if self._fast:
-                    if self.max_in_flight == 1:
-                        yield from self._fast_serial()
-                    else:
-                        yield from self._threaded(self._fast_cuts())
+                if self._fast and self.max_in_flight == 1:
+                    yield from self._fast_serial()
                 else:
-                    for cut in replays:
-                        yield self._serial_one(cut, intent=False)
-                    if self.max_in_flight == 1:
-                        yield from self._serial()
-                    else:
-                        yield from self._threaded(None)
+                    for result in self._source_batches(replays):
+                        self._working = False
+                        yield result
+                        self._working = True
             finally:
                 self._close_source()
         finally:
+            self._working = False
             restore()
             self._finish()
+
+    def _source_batches(self, replays: list[_Cut]) -> Iterator[RunResult]:
+        if self._fast:
+            yield from self._threaded(self._fast_cuts())
+            return
+        for cut in replays:
+            yield self._serial_one(cut, intent=False)
+        if self.max_in_flight == 1:
+            yield from self._serial()
+        else:
+            yield from self._threaded(None)
 
     # -- the fast path: a plain iterable, no time bounds -----------------------------------
 
@@ -838,7 +859,9 @@ class Stream(_Base, Iterator[RunResult]):
                 bar.update(n)
             if watched.observers or options.observers:
                 self._tell(self.batches_done, result)
+            self._working = False  # the caller's loop body: Ctrl-C is the caller's
             yield result
+            self._working = True
 
     def _tell(self, batch: int, result: RunResult) -> None:
         watching = observers.active() + self.options.observers
@@ -919,27 +942,32 @@ class Stream(_Base, Iterator[RunResult]):
             pending.append((cut, pool.submit(self._execute, cut)))
             self._in_flight = len(pending)
 
-        def settle() -> RunResult | None:
-            """Wait for the oldest batch; commit it (None: it was cancelled)."""
+        def fail_from(cut: _Cut) -> None:
+            """Nothing from ``cut`` on may store or commit: open their gates as failed."""
+            self._broken = True
+            for later in (cut, *(c for c, _ in pending)):
+                if later.turn is not None:
+                    later.turn.fail()
+
+        def settle() -> RunResult:
+            """Wait for the oldest batch, commit it and count it."""
             cut, future = pending.popleft()
             self._in_flight = len(pending)
             try:
                 result = future.result()
-            except concurrent.futures.CancelledError:
-                if cut.turn is not None:
-                    cut.turn.fail()
-                return None
             except BaseException as exc:
-                self._broken = True
-                for later, _ in pending:
-                    if later.turn is not None:
-                        later.turn.fail()
-                if cut.turn is not None:
-                    cut.turn.fail()
+                if not future.done():  # a second Ctrl-C while waiting: not the batch's
+                    pending.appendleft((cut, future))
+                    raise
+                fail_from(cut)
                 if isinstance(exc, KisFlowError):
                     self._note(cut, exc)
                 raise
-            self._commit(cut)
+            try:
+                self._commit(cut)
+            except BaseException:
+                fail_from(cut)
+                raise
             return self._deliver(cut, result)
 
         with concurrent.futures.ThreadPoolExecutor(
@@ -951,42 +979,44 @@ class Stream(_Base, Iterator[RunResult]):
                         taken = list(self._takeovers())
                         if taken:
                             while pending:
-                                result = settle()
-                                if result is not None:
-                                    yield result
+                                yield settle()
                             for cut in taken:
                                 submit(cut, intent=cut.key == self._key)
-                                result = settle()
-                                if result is not None:
-                                    yield result
-                    while len(pending) < self.max_in_flight and not self._stop.is_set():
-                        new = next(cuts, None) if cuts is not None else self._cut(ready)
-                        if new is None or new is _EMPTY_CUT:
-                            break
-                        submit(new)
-                        del new
+                                yield settle()
+                    try:
+                        while len(pending) < self.max_in_flight and not self._stop.is_set():
+                            new = next(cuts, None) if cuts is not None else self._cut(ready)
+                            if new is None or new is _EMPTY_CUT:
+                                break
+                            submit(new)
+                            del new
+                    except Exception:
+                        # The source (or a bad record) failed: the batches before it
+                        # still commit and come out, then the error.
+                        while pending:
+                            yield settle()
+                        raise
                     if not pending:
                         break
-                    result = settle()
-                    if result is not None:
-                        yield result
+                    yield settle()
             finally:
                 # Never abandon a batch half-run: cancel those not started, commit the
-                # rest in order as they finish (up to the first that failed).
-                for _, future in pending:
-                    future.cancel()
+                # rest in order as they finish, up to the first that failed (or was
+                # cancelled: nothing after it may store, so its gate opens as failed).
+                failed = self._broken
+                for cut, future in pending:
+                    if failed or future.cancel():
+                        failed = True
+                        if cut.turn is not None:
+                            cut.turn.fail()
                 failed = self._broken
                 while pending:
                     cut, future = pending.popleft()
-                    if failed:
-                        continue
-                    try:
-                        future.result()
-                    except BaseException:
+                    concurrent.futures.wait([future])
+                    broke = future.cancelled() or future.exception() is not None
+                    if failed or broke:
+                        fail_from(cut)
                         failed = True
-                        for later, _ in pending:
-                            if later.turn is not None:
-                                later.turn.fail()
                         continue
                     self._commit(cut)
                 if cuts is not None and hasattr(cuts, "close"):
@@ -999,6 +1029,13 @@ class Stream(_Base, Iterator[RunResult]):
         previous = signal.getsignal(signal.SIGINT)
 
         def on_sigint(signum: int, frame: types.FrameType | None) -> None:
+            if not self._working:  # in the caller's code: what it would get without us
+                if callable(previous):
+                    previous(signum, frame)
+                    return
+                if previous == signal.SIG_IGN:
+                    return
+                raise KeyboardInterrupt
             if self._stop.is_set():
                 signal.signal(signal.SIGINT, previous)
                 raise KeyboardInterrupt
@@ -1014,6 +1051,8 @@ class Stream(_Base, Iterator[RunResult]):
         signal.signal(signal.SIGINT, on_sigint)
 
         def restore() -> None:
+            if threading.current_thread() is not threading.main_thread():
+                return  # a stream dropped in another thread: its handler defers anyway
             if signal.getsignal(signal.SIGINT) is on_sigint:
                 signal.signal(signal.SIGINT, previous)
 
@@ -1169,14 +1208,19 @@ class AsyncStream(_Base, AsyncIterator[RunResult]):
             self._in_flight = len(pending)
 
         async def commit(cut: _Cut) -> None:
-            if plain:
-                self._commit(cut)
-            else:
-                await self._call(self._commit, cut)
+            try:
+                if plain:
+                    self._commit(cut)
+                else:
+                    await self._call(self._commit, cut)
+            except BaseException:
+                fail_all(cut)
+                raise
 
-        def fail_all() -> None:
+        def fail_all(cut: _Cut) -> None:
+            """Nothing from ``cut`` on may store or commit: open their gates as failed."""
             self._broken = True
-            for later, _ in pending:
+            for later in (cut, *(c for c, _ in pending)):
                 if later.turn is not None:
                     later.turn.fail()
 
@@ -1190,7 +1234,7 @@ class AsyncStream(_Base, AsyncIterator[RunResult]):
         try:
             replays = [] if plain else await self._call(self._open)
             for cut in replays:
-                await self._call(self._prepare, cut, False)
+                await self._call(functools.partial(self._prepare, cut, intent=False))
                 try:
                     result = await self._aexecute(cut)
                 except KisFlowError as exc:
@@ -1199,12 +1243,28 @@ class AsyncStream(_Base, AsyncIterator[RunResult]):
                 await commit(cut)
                 yield self._deliver(cut, result)
             while True:
-                while len(pending) < self.max_in_flight and not self._stop.is_set():
-                    new = await next_cut()
-                    if new is None or new is _EMPTY_CUT:
-                        break
-                    submit(new)
-                    del new
+                try:
+                    while len(pending) < self.max_in_flight and not self._stop.is_set():
+                        new = await next_cut()
+                        if new is None or new is _EMPTY_CUT:
+                            break
+                        submit(new)
+                        del new
+                except Exception:
+                    # The source (or a bad record) failed: the batches before it still
+                    # commit and come out, then the error.
+                    while pending:
+                        cut, task = pending.popleft()
+                        try:
+                            result = await task
+                        except BaseException as exc:
+                            fail_all(cut)
+                            if isinstance(exc, KisFlowError):
+                                self._note(cut, exc)
+                            raise
+                        await commit(cut)
+                        yield self._deliver(cut, result)
+                    raise
                 if not pending:
                     break
                 cut, task = pending[0]
@@ -1215,9 +1275,7 @@ class AsyncStream(_Base, AsyncIterator[RunResult]):
                         raise
                     pending.popleft()
                     self._in_flight = len(pending)
-                    fail_all()
-                    if cut.turn is not None:
-                        cut.turn.fail()
+                    fail_all(cut)
                     if isinstance(exc, KisFlowError):
                         self._note(cut, exc)
                     raise
@@ -1225,19 +1283,23 @@ class AsyncStream(_Base, AsyncIterator[RunResult]):
                 self._in_flight = len(pending)
                 await commit(cut)
                 yield self._deliver(cut, result)
-        except asyncio.CancelledError:
-            self._stop.set()
+        except (asyncio.CancelledError, GeneratorExit):
+            self._stop.set()  # cancelled, or closed (aclose, the loop's shutdown)
             raise
         finally:
             # Let started batches finish so no Save stage is left with half a batch, and
-            # commit them in order up to the first that failed.
-            if pending:
-                await asyncio.gather(*(t for _, t in pending), return_exceptions=True)
+            # commit them in order as they finish, up to the first that failed.
             failed = self._broken
             while pending:
                 cut, task = pending.popleft()
-                if failed or task.cancelled() or task.exception() is not None:
+                if failed and cut.turn is not None:
+                    cut.turn.fail()
+                await asyncio.wait([task])
+                # Always retrieve the outcome, so no task's error goes unretrieved.
+                broke = task.cancelled() or task.exception() is not None
+                if failed or broke:
                     failed = True
+                    fail_all(cut)
                     continue
                 await commit(cut)
             if cuts is not None:
@@ -1451,7 +1513,7 @@ def run_jsonl_stream(
         first, last = reader.release(stream.rows_done - done)
         done = stream.rows_done
         texts: list[str] = []
-        for row in result.output:
+        for row in as_rows(result.output):  # a columnar stage's DataFrame: its rows
             try:
                 texts.append(to_json_text(row))
             except (TypeError, ValueError, RecursionError) as exc:
