@@ -274,6 +274,23 @@ class TestTakeover:
         assert pending(r) == []
         assert live.takeovers() == []
 
+    def test_a_dead_consumers_committed_position_is_acked_and_left_out(
+        self, port: int, r: redis.Redis
+    ) -> None:
+        add(r, 6)
+        dead = source(port, "dead")
+        dead.open(None)
+        done = dead.read(3, 0.0)  # committed; the crash came before its XACK
+        rest = dead.read(3, 0.0)
+        live = source(port, "live", min_idle=0.1, claim_every=0.01)
+        live.open(None)
+        time.sleep(0.2)
+        (took,) = live.takeovers()
+        assert len(unpack_ids(took.span)) == 6
+        live.committed(dead.position(done.span))
+        assert sorted(pending(r)) == sorted(unpack_ids(rest.span))
+        assert live.without(took.span, []) == rest.span
+
     def test_a_live_consumer_is_not_taken_over_and_none_disables(
         self, port: int, r: redis.Redis
     ) -> None:

@@ -203,6 +203,8 @@ class RedisStreamSource(Source):
         """Ids re-read since open (intents): never delivered again as new."""
         self._claimed: set[str] = set()
         """Ids taken over since open (or re-reported at open): not in the backlog."""
+        self._done: set[str] = set()
+        """Ids of committed positions (``committed``): never delivered again."""
         self._backlog: str | None = None
         """The id after which this consumer's own pending entries are re-delivered, or
         None once they all have been."""
@@ -337,7 +339,7 @@ class RedisStreamSource(Source):
                     self._backlog = None
                     break
                 self._backlog = entries[-1][0].decode()
-                skip = self._replayed | self._claimed
+                skip = self._replayed | self._claimed | self._done
                 if skip:
                     entries = [e for e in entries if e[0].decode() not in skip]
                 if entries:
@@ -480,6 +482,14 @@ class RedisStreamSource(Source):
         last = max((_parse_id(last) for _first, last, _n in _runs(span)), default=None)
         return {"last": None if last is None else f"{last[0]}-{last[1]}", "ids": span}
 
+    def committed(self, position: Any) -> None:
+        """A position the checkpoint holds as committed (this consumer's at open, or a
+        dead one's before its takeover is replayed): ack its ids, in case the crash came
+        between the commit and the ``XACK``, and never deliver them again (``without``)."""
+        ids = unpack_ids(position)
+        self._done.update(ids)
+        self.ack(ids)
+
     def ack(self, span: Any) -> None:
         """``XACK`` the span's ids (one pipeline)."""
         ids = unpack_ids(span)
@@ -546,7 +556,7 @@ class RedisStreamSource(Source):
     def without(self, span: Any, spans: Sequence[Any]) -> Any:
         """``span`` minus the ids of ``spans`` and of every batch re-read since open
         (a dead consumer's replayed intents), or None when nothing is left."""
-        drop = set(unpack_ids(list(spans))) | self._replayed
+        drop = set(unpack_ids(list(spans))) | self._replayed | self._done
         left = [i for i in unpack_ids(span) if i not in drop]
         return pack_ids(left) if left else None
 
