@@ -53,6 +53,7 @@ __all__ = ["RedisStreamSource"]
 
 _JSON_FIELDS = ("data", "json", "row")
 _HEADER_FIELDS = ("traceparent", "tracestate")
+_DECODER = json.JSONDecoder()
 _ACK_CHUNK = 10_000
 """Ids per XACK command (a pipeline sends several)."""
 
@@ -65,24 +66,26 @@ def _parse_id(entry_id: str) -> tuple[int, int]:
 def pack_ids(ids: Sequence[str]) -> list[str]:
     """Entry ids (in read order) as a span: consecutive ids of one millisecond as runs."""
     out: list[str] = []
-    run_ms = run_start = run_end = -1
-    prefix = ""
+    prefix = following = ""
+    start = end = 0
     for entry_id in ids:
-        ms_text, _, seq_text = entry_id.partition("-")
-        ms, seq = int(ms_text), int(seq_text)
-        if ms == run_ms and seq == run_end + 1:
-            run_end = seq
+        if entry_id == following:  # the next id of the run (most ids of a busy stream)
+            end += 1
+            following = prefix + str(end + 1)
             continue
-        if run_ms >= 0:
-            out.append(_run(prefix, run_start, run_end))
-        run_ms, run_start, run_end, prefix = ms, seq, seq, ms_text
-    if run_ms >= 0:
-        out.append(_run(prefix, run_start, run_end))
+        if prefix:
+            out.append(_run(prefix, start, end))
+        ms, _, seq = entry_id.partition("-")
+        prefix = ms + "-"
+        start = end = int(seq)
+        following = prefix + str(end + 1)
+    if prefix:
+        out.append(_run(prefix, start, end))
     return out
 
 
-def _run(ms: str, start: int, end: int) -> str:
-    return f"{ms}-{start}" if start == end else f"{ms}-{start}+{end - start}"
+def _run(prefix: str, start: int, end: int) -> str:
+    return f"{prefix}{start}" if start == end else f"{prefix}{start}+{end - start}"
 
 
 def _runs(span: Any) -> Iterator[tuple[str, str, int]]:
@@ -361,16 +364,27 @@ class RedisStreamSource(Source):
     def _chunk(self, entries: Sequence[tuple[bytes, Mapping[bytes, bytes] | None]]) -> Chunk:
         rows: list[Any] = []
         bad: list[BadRecord] = []
-        ids: list[str] = []
-        row_ids: list[str] = []
+        ids = [raw_id.decode() for raw_id, _ in entries]
         headers: list[Mapping[str, str]] | None = None
         json_fields = self._json_fields
         header_fields = self._header_fields
-        for index, (raw_id, fields) in enumerate(entries):
-            entry_id = raw_id.decode()
-            ids.append(entry_id)
+        decode = _DECODER.decode
+        append = rows.append
+        for index, (_raw_id, fields) in enumerate(entries):
+            if fields is not None and len(fields) == 1 and headers is None:
+                # The common case first: one field, no headers so far.
+                ((name, value),) = fields.items()
+                try:
+                    if name in json_fields:
+                        append(decode(value.decode()))
+                    else:
+                        append({name.decode(): value.decode()})
+                    continue
+                except (ValueError, RecursionError) as exc:
+                    bad.append(self._bad(ids[index], index, fields, exc))
+                    continue
             if not fields:
-                bad.append(self._gone(entry_id, index))
+                bad.append(self._gone(ids[index], index))
                 continue
             head: dict[str, str] | None = None
             if header_fields and len(fields) > 1 and not header_fields.isdisjoint(fields):
@@ -385,20 +399,23 @@ class RedisStreamSource(Source):
                 if len(fields) == 1:
                     ((name, value),) = fields.items()
                     if name in json_fields:
-                        row = json.loads(value)
+                        row = decode(value.decode())
                     else:
                         row = {name.decode(): value.decode()}
                 else:
                     row = {k.decode(): v.decode() for k, v in fields.items()}
             except (ValueError, RecursionError) as exc:
-                bad.append(self._bad(entry_id, index, fields, exc))
+                bad.append(self._bad(ids[index], index, fields, exc))
                 continue
             if head is not None or headers is not None:
                 if headers is None:
                     headers = [{} for _ in rows]
                 headers.append(head or {})
-            rows.append(row)
-            row_ids.append(entry_id)
+            append(row)
+        row_ids = ids
+        if bad:
+            skip = {b.index for b in bad}
+            row_ids = [i for n, i in enumerate(ids) if n not in skip]
         return Chunk(rows, pack_ids(ids), bad, headers, _Wheres(self.stream, row_ids))
 
     def _gone(self, entry_id: str, index: int) -> BadRecord:
