@@ -249,14 +249,14 @@ class TestTwoConsumers:
                 assert line.startswith("batch"), line + doomed.stderr.read()
             time.sleep(0.05)
             doomed.send_signal(signal.SIGKILL)
-            doomed.wait(10)
+            doomed.communicate(timeout=10)
             left_pending = pending(port, "two", "a")
             out, err = survivor.communicate(timeout=75)
         finally:
             for proc in (doomed, survivor):
                 if proc.poll() is None:
                     proc.kill()
-                    proc.wait()
+                proc.communicate()
         assert survivor.returncode == 0, err[-3000:]
         assert left_pending > 0  # the kill left entries pending for the survivor
         counts = count_rows(tmp_path / "orders.db", "orders", "id")

@@ -233,14 +233,30 @@ class TestRecovery:
 
         again = source(port)
         again.open(src.position(committed.span))
-        assert sorted(pending(r, "w1")) == sorted(unpack_ids(intent.span) + unpack_ids(lost.span))
         assert again.reread(intent.span).rows == intent.rows
         # Pages of 3 of its PEL, less the replayed ids: 19 is left out of 19..21.
         assert again.read(3, 0.0).rows == lost.rows[:2]
+        # The committed position's ids were acked at that first read.
+        assert sorted(pending(r, "w1")) == sorted(unpack_ids(intent.span) + unpack_ids(lost.span))
         assert again.read(100, 0.0).rows == lost.rows[2:]  # backlog done
         assert again.read(100, 0.0).rows == [{"id": i} for i in range(27, 30)]  # then new
         assert again.read(100, 0.0).size == 0
         assert theirs.rows == [{"id": 25}, {"id": 26}]
+
+    def test_an_intents_position_stays_pending_until_acked(self, port: int, r: redis.Redis) -> None:
+        add(r, 5)
+        src = source(port)
+        src.open(None)
+        intent = src.read(5, 0.0)
+        src.close()
+        again = source(port)
+        again.open(again.position(intent.span))  # what a stream passes with intents
+        assert again.reread(intent.span).rows == intent.rows
+        assert again.read(10, 0.0).size == 0
+        assert again.takeovers() == []
+        assert sorted(pending(r, "w1")) == sorted(unpack_ids(intent.span))
+        again.ack(intent.span)
+        assert pending(r) == []
 
 
 class TestTakeover:

@@ -16,7 +16,8 @@ entries (``reread``, whoever owns them now).
 there so that a restart after a crash between the commit and the ``XACK`` acks them
 instead of running them again.
 
-**Opening** acks the committed position's ids, then, before any new entry, re-delivers
+**Opening** acks the committed position's ids (at the first read, unless the stream re-read
+them: then it was an intent's), then, before any new entry, re-delivers
 this consumer's own pending entries (``XREADGROUP`` from id 0) except those the stream
 replayed from its checkpoint (``reread``) and those taken over from a dead consumer.
 
@@ -213,6 +214,7 @@ class RedisStreamSource(Source):
         None once they all have been."""
         self._reports: list[Takeover] = []
         self._next_claim = 0.0
+        self._opened_at: list[str] = []
         self._stream_b = stream.encode()
         self._claims_key = f"kisflow:claims:{stream}:{group}"
 
@@ -286,13 +288,15 @@ class RedisStreamSource(Source):
             except redis.ResponseError as exc:
                 if "BUSYGROUP" not in str(exc):
                     raise
-            if position is not None:
-                self.ack(position)
             self._recover_claims()
         except redis.RedisError as exc:
             self._fail("open the group", exc, position)
         self._replayed.clear()
         self._backlog = "0"
+        # The position is the last committed batch's (acked at the first read: the crash
+        # may have come before its XACK) unless the stream re-reads it (then it was an
+        # intent's: not committed, and it must stay pending until it is).
+        self._opened_at = [] if position is None else unpack_ids(position)
 
     def _recover_claims(self) -> None:
         """Report again the takeovers a previous run of this consumer had not finished."""
@@ -331,6 +335,8 @@ class RedisStreamSource(Source):
     def read(self, max_rows: int, timeout: float) -> Chunk:
         """Up to ``max_rows`` entries: first this consumer's own pending ones, then new
         ones (``XREADGROUP ... >``), waiting at most ``timeout`` seconds for them."""
+        if self._opened_at:
+            self._settle()
         client = self._client
         try:
             while self._backlog is not None:
@@ -499,6 +505,13 @@ class RedisStreamSource(Source):
         last = max((_parse_id(last) for _first, last, _n in _runs(span)), default=None)
         return {"last": None if last is None else f"{last[0]}-{last[1]}", "ids": span}
 
+    def _settle(self) -> None:
+        """Ack the ids of the position opened at that were not re-read (committed)."""
+        ids = [i for i in self._opened_at if i not in self._replayed]
+        self._opened_at = []
+        if ids:
+            self.committed(ids)
+
     def committed(self, position: Any) -> None:
         """A position the checkpoint holds as committed (this consumer's at open, or a
         dead one's before its takeover is replayed): ack its ids, in case the crash came
@@ -529,6 +542,8 @@ class RedisStreamSource(Source):
         """Entries other consumers left pending over ``min_idle`` seconds, now this
         consumer's, one ``Takeover`` per previous owner (looked for every
         ``claim_every`` seconds)."""
+        if self._opened_at:
+            self._settle()
         reports, self._reports = self._reports, []
         if self.min_idle is None:
             return reports
