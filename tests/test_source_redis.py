@@ -4,8 +4,12 @@ re-reads, re-delivery on open, takeovers of a dead consumer's entries, lag."""
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
+import textwrap
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -16,6 +20,8 @@ from kisflow.errors import SourceError
 from kisflow.sources import Chunk, Takeover
 from kisflow.sources.redis import RedisStreamSource, pack_ids, unpack_ids
 from tests.redisserver import free_port, redis_server
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture(scope="module")
@@ -381,3 +387,43 @@ class TestLagAndErrors:
         assert src.key == f"redis:127.0.0.1:{port}/3/s/g/c"
         assert src.durable is True
         assert "group 'g'" in src.describe()
+
+
+class TestMissingExtra:
+    """Without redis-py the factory raises MissingExtraError; importing sources loads none."""
+
+    def test_missing_redis(self) -> None:
+        code = textwrap.dedent(
+            """
+            import json, sys
+            sys.modules["redis"] = None
+            import kisflow as kf
+            from kisflow import sources
+            try:
+                sources.redis_stream("redis://127.0.0.1:1/0", stream="s", group="g", consumer="c")
+            except kf.MissingExtraError as exc:
+                print(json.dumps([exc.extra, exc.name, str(exc)]))
+            """
+        )
+        done = subprocess.run(
+            [sys.executable, "-c", code],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"},
+        )
+        assert done.returncode == 0, done.stderr
+        extra, name, message = json.loads(done.stdout)
+        assert (extra, name) == ("redis", "redis")
+        assert "pip install 'kisflow[redis]'" in message
+
+    def test_importing_sources_loads_no_redis(self) -> None:
+        code = "import sys, kisflow, kisflow.sources; print('redis' in sys.modules)"
+        done = subprocess.run(
+            [sys.executable, "-c", code],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"},
+        )
+        assert done.stdout.strip() == "False", done.stderr
