@@ -231,8 +231,11 @@ class TestTwoConsumers:
 
         def start(consumer: str, slow: str) -> subprocess.Popen[str]:
             return subprocess.Popen(
-                [sys.executable, str(script)]
-                + args(port, "two", tmp_path, consumer, "builtin", min_idle="1.0", slow=slow),
+                [
+                    sys.executable,
+                    str(script),
+                    *args(port, "two", tmp_path, consumer, "builtin", min_idle="1.0", slow=slow),
+                ],
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,
                 text=True,
