@@ -234,7 +234,7 @@ class TestTwoConsumers:
                 [
                     sys.executable,
                     str(script),
-                    *args(port, "two", tmp_path, consumer, "builtin", min_idle="1.0", slow=slow),
+                    *args(port, "two", tmp_path, consumer, "builtin", min_idle="0.5", slow=slow),
                 ],
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,
@@ -244,7 +244,9 @@ class TestTwoConsumers:
             )
 
         doomed = start("a", "0.1")
-        survivor = start("b", "0.02")
+        # The survivor stays busy (>= 0.05 s a batch) well past min_idle after the kill:
+        # a stream looks for takeovers between batches.
+        survivor = start("b", "0.05")
         try:
             assert doomed.stdout is not None
             for _ in range(3):  # three batches committed, then killed mid-batch
@@ -254,6 +256,8 @@ class TestTwoConsumers:
             doomed.send_signal(signal.SIGKILL)
             doomed.communicate(timeout=10)
             left_pending = pending(port, "two", "a")
+            with Checkpoint(tmp_path / "orders.ckpt.db") as ckpt:
+                left_intents = ckpt.intents(f"redis:127.0.0.1:{port}/0/two/billing/a")
             out, err = survivor.communicate(timeout=75)
         finally:
             for proc in (doomed, survivor):
@@ -262,6 +266,7 @@ class TestTwoConsumers:
                 proc.communicate()
         assert survivor.returncode == 0, err[-3000:]
         assert left_pending > 0  # the kill left entries pending for the survivor
+        assert len(left_intents) == 1  # and a batch begun: b replays it under a's key
         counts = count_rows(tmp_path / "orders.db", "orders", "id")
         assert set(counts) == set(range(n))  # the union is exact
         assert [i for i, c in counts.items() if c != 1] == []  # the overlap empty
