@@ -206,6 +206,15 @@ class TestStreamStop:
         assert _count(db) == 30
         assert signal.getsignal(signal.SIGINT) is before
 
+    def test_ctrl_c_in_the_loop_body_ends_the_stream_after_it(self, tmp_path: Path) -> None:
+        db = tmp_path / "rows.db"
+        stream = _sqlite_save_flow(db).stream(range(1000), batch_size=10)
+        for result in stream:
+            assert len(result.output) == 10
+            if stream.batches_done == 2:
+                signal.raise_signal(signal.SIGINT)  # between batches: a clean stop
+        assert (stream.batches_done, stream.interrupted, _count(db)) == (2, True, 20)
+
     def test_second_ctrl_c_interrupts_at_once(self, tmp_path: Path) -> None:
         def interrupt_twice(n: int) -> None:
             if n == 2:

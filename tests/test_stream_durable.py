@@ -21,6 +21,7 @@ from streamkill import TESTS, ListSource, count_rows, kill_loop, write_child
 import kisflow as kf
 from kisflow.checkpoint import FORMAT, Batch, Checkpoint, Intent
 from kisflow.observers import Observer, StreamStatus
+from kisflow.sources import Chunk, Takeover
 
 
 @pytest.fixture(autouse=True)
@@ -405,6 +406,103 @@ class TestTimeBounds:
             flow.stream([1], max_wait=bad)
 
 
+class TestTakeovers:
+    """Records taken over from a dead consumer: its intents replay under its key."""
+
+    def test_dead_consumers_intents_then_the_rest(self, tmp_path: Path) -> None:
+        db, ckpt = tmp_path / "rows.db", tmp_path / "c"
+        Checkpoint(ckpt).begin("list:dead", 4, [100, 105])  # what the dead one began
+
+        class Claiming(ListSource):
+            claimed = False
+
+            def takeovers(self) -> list[Takeover]:
+                if self.claimed:
+                    return []
+                self.claimed = True
+                return [Takeover("list:dead", [100, 110])]
+
+            def without(self, span: Any, spans: Any) -> Any:
+                self.log.append(("without", (span, spans)))
+                return [105, 110]
+
+            def reread(self, span: Any) -> Chunk:
+                if span[0] < 100:
+                    return super().reread(span)
+                self.log.append(("reread", span))
+                return Chunk(list(range(*span)), span)  # the dead consumer's records
+
+        keys: list[str] = []
+
+        @kf.faas("SeeKey")
+        def see(flow: kf.Flow, rows: list[Any]) -> None:
+            batch = kf.current_batch()
+            assert batch is not None
+            keys.append(batch.key)
+            flow.commit_row_batch(rows)
+
+        conn = kf.ConnConfig(cname="DB", type="sqlite", addrs=str(db), key="rows")
+
+        @kf.faas("Wrap")
+        def wrap(flow: kf.Flow, rows: list[int]) -> None:
+            flow.commit_row_batch({"v": r} for r in rows)
+
+        flow = (
+            kf.FlowBuilder("take").calculate("Wrap").calculate("SeeKey").save("S", conn=conn)
+        ).build()
+        src = Claiming(range(100))
+        stream = flow.stream(src, batch_size=50, checkpoint=ckpt)
+        positions = []
+        sizes = []
+        for result in stream:
+            sizes.append(len(result.output))
+            positions.append(stream.position)
+        assert sizes == [5, 5, 50, 50]
+        assert positions == [None, None, 50, 100]  # taken records never move it
+        assert keys == ["list:dead#4", "list:list#1", "list:list#2", "list:list#3"]
+        assert ("without", ([100, 110], [[100, 105]])) in src.log
+        assert Checkpoint(ckpt).intents("list:dead") == []
+        dead = Checkpoint(ckpt).load("list:dead")
+        assert dead is not None
+        assert (dead.seq, dead.committed) == (4, 5)
+        acks = [span for call, span in src.log if call == "ack"]
+        assert acks[:2] == [[100, 105], [105, 110]]
+        assert _stored(db) == dict.fromkeys(range(110), 1)
+        assert stream.position == 100  # the own key's position: taken records don't move it
+
+    def test_a_taken_intent_is_replayed_but_not_resumed_after(self, tmp_path: Path) -> None:
+        ckpt = tmp_path / "c"
+        store = Checkpoint(ckpt)
+        store.begin("list:list", 1, [0, 10])
+        store.begin("list:list", 2, [105, 110], taken=True)
+        assert store.intents("list:list")[1] == Intent(2, [105, 110], taken=True)
+        src = ListSource(range(120))
+        flow_positions: list[Any] = []
+        stream = _store_flow(tmp_path / "r.db").stream(src, batch_size=10, checkpoint=ckpt)
+        for _ in stream:
+            flow_positions.append(stream.position)
+            if len(flow_positions) == 2:
+                stream.stop()
+        assert src.log[:3] == [("open", 10), ("reread", [0, 10]), ("reread", [105, 110])]
+        assert flow_positions == [10, 10]
+        saved = Checkpoint(ckpt).load("list:list")
+        assert saved is not None
+        assert saved.position == 10
+
+
+class TestBackpressure:
+    """The source is pulled: records read and not committed stay within the bound."""
+
+    @pytest.mark.parametrize("in_flight", [1, 3])
+    def test_read_ahead_is_bounded(self, tmp_path: Path, in_flight: int) -> None:
+        src = ListSource(range(500))
+        flow = _store_flow(tmp_path / "r.db")
+        stream = flow.stream(src, batch_size=20, max_in_flight=in_flight, checkpoint=tmp_path / "c")
+        ahead = [src.at - stream.committed for _ in stream]
+        assert max(ahead) <= 20 * in_flight
+        assert stream.committed == 500
+
+
 class TestBadRecords:
     """Bad records and rejected rows go to the dead-letter sink, committed with the batch."""
 
@@ -622,6 +720,7 @@ def _kill_run(tmp_path: Path, mode: str, *, n: int, seed: int, ready: str) -> di
     return _stored(db)
 
 
+@pytest.mark.slow
 class TestKills:
     """SIGKILL at seeded random moments, restart: exactly once with Saves that join."""
 

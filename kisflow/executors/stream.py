@@ -212,6 +212,7 @@ class _Cut:
         "seq",
         "size",
         "span",
+        "taken",
         "turn",
         "wheres",
     )
@@ -230,6 +231,8 @@ class _Cut:
         """This batch's place in the commit order (ordered commits only)."""
         self.gate: _Turn | None = None
         """The previous batch's turn, which this batch's Save stages wait for."""
+        self.taken = False
+        """Records taken over from a dead consumer: committing them moves no position."""
 
 
 def _span_text(span: Any) -> str:
@@ -416,14 +419,16 @@ class _Base:
                 self._checkpoint_time = saved.updated
             intents = ckpt.intents(self._key)
             self._seq = ckpt.next_seq(self._key)
-            if intents:
+            own = [i for i in intents if not i.taken]
+            if own:
                 # Open after the last batch begun: the intents are reread by their spans.
-                resume = self.source.position(intents[-1].span)
+                resume = self.source.position(own[-1].span)
         self.source.open(resume)
         for intent in intents:
             cut = _Cut(self._index, self.source.reread(intent.span), self._key)
             self._index += 1
             cut.seq = intent.seq
+            cut.taken = intent.taken
             replays.append(cut)
         if intents:
             logger.bind(flow=self.flow.name).warning(
@@ -521,7 +526,7 @@ class _Base:
         if intent:
             cut.seq = self._seq
             self._seq += 1
-            ckpt.begin(cut.key, cut.seq, cut.span)
+            ckpt.begin(cut.key, cut.seq, cut.span, taken=cut.taken)
         cut.part = Batch(cut.key, cut.seq, cut.span, ckpt.path)
 
     def _note(self, cut: _Cut, exc: BaseException) -> None:
@@ -567,8 +572,14 @@ class _Base:
             self._letters(cut)
         source = self.source
         if self._durable:
-            position = source.position(cut.span)
             ckpt = self.checkpoint
+            if not cut.taken:
+                position = source.position(cut.span)
+            elif cut.key == self._key:
+                position = self.position  # taken records lie outside this source's order
+            else:
+                saved = ckpt.load(cut.key) if ckpt is not None else None
+                position = None if saved is None else saved.position
             if ckpt is not None:
                 ckpt.commit(cut.key, cut.seq, position, rows=cut.size)
                 self._checkpoint_time = time.time()
@@ -851,6 +862,7 @@ class Stream(_Base, Iterator[RunResult]):
                 cut = _Cut(self._index, source.reread(intent.span), takeover.key)
                 self._index += 1
                 cut.seq = intent.seq
+                cut.taken = True
                 if ckpt is not None:
                     cut.part = Batch(cut.key, cut.seq, cut.span, ckpt.path)
                 yield cut
@@ -858,6 +870,7 @@ class Stream(_Base, Iterator[RunResult]):
             if rest is not None:
                 cut = _Cut(self._index, source.reread(rest), self._key)
                 self._index += 1
+                cut.taken = True
                 yield cut
 
     def _serial(self) -> Iterator[RunResult]:
