@@ -427,3 +427,46 @@ class TestMissingExtra:
             env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"},
         )
         assert done.stdout.strip() == "False", done.stderr
+
+
+class TestInAStream:
+    """The source under ``flow.stream``: rows stored, bad messages dead letters, a rerun
+    with the same checkpoint stores nothing again and leaves nothing pending."""
+
+    def test_stream_into_sqlite_with_letters(
+        self, port: int, r: redis.Redis, tmp_path: Path
+    ) -> None:
+        import sqlite3
+
+        import kisflow as kf
+
+        add(r, 250)
+        bad_id = r.xadd("orders", {"data": "{broken"})
+        add(r, 50, start=250)
+        conn = kf.ConnConfig(cname="db", type="sqlite", addrs=str(tmp_path / "o.db"), key="o")
+        flow = kf.FlowBuilder("orders-redis").save("Store", conn=conn).build()
+        letters: list[kf.DeadLetter] = []
+        ckpt = tmp_path / "o.ckpt.db"
+        with flow.stream(
+            source(port),
+            batch_size=100,
+            checkpoint=ckpt,
+            idle_timeout=0.3,
+            dead_letters=letters,
+            delivery="exactly-once",
+            progress=False,
+        ) as stream:
+            sizes = [len(result.output) for result in stream]
+        assert sum(sizes) == 300
+        assert stream.committed == 301
+        assert [(x.row, x.reason) for x in letters] == [("{broken", "bad record")]
+        assert f"redis stream orders id {bad_id}" in letters[0].error
+        assert "is not JSON" in letters[0].error
+        assert pending(r) == []
+        with flow.stream(
+            source(port), batch_size=100, checkpoint=ckpt, idle_timeout=0.2, progress=False
+        ) as again:
+            assert list(again) == []
+        with sqlite3.connect(tmp_path / "o.db") as db:
+            ids = [i for (i,) in db.execute("SELECT id FROM o ORDER BY id")]
+        assert ids == list(range(300))
