@@ -334,6 +334,34 @@ class TestOrderedCommits:
         assert first + second == 95
         assert _stored(db) == dict.fromkeys(range(95), 1)
 
+    def test_async_stream_replays_intents(self, tmp_path: Path) -> None:
+        db, ckpt = tmp_path / "rows.db", tmp_path / "c"
+        flow = _store_flow(db)
+        list(flow.stream(ListSource(range(10)), batch_size=10, checkpoint=ckpt))
+        Checkpoint(ckpt).begin("list:list", 2, [10, 20])  # begun, then a crash
+        src = ListSource(range(25))
+
+        async def consume() -> list[int]:
+            stream = flow.astream(src, batch_size=10, max_in_flight=2, checkpoint=ckpt)
+            return [len(r.output) async for r in stream]
+
+        assert asyncio.run(consume()) == [10, 5]
+        assert src.log[:2] == [("open", 20), ("reread", [10, 20])]
+        assert _stored(db) == dict.fromkeys(range(25), 1)
+
+    def test_a_bad_record_with_batches_in_flight_yields_those_before(self, tmp_path: Path) -> None:
+        db, ckpt = tmp_path / "rows.db", tmp_path / "c"
+        records: list[object] = [*range(35), "!bad", *range(36, 50)]
+        stream = _store_flow(db).stream(
+            ListSource(records), batch_size=10, max_in_flight=4, checkpoint=ckpt
+        )
+        got: list[Any] = []
+        with pytest.raises(kf.SourceError, match="record 35 is marked bad"):
+            got.extend(stream)
+        assert len(got) == 3  # the batches read before the bad one came out, committed
+        assert stream.committed == 30
+        assert _stored(db) == dict.fromkeys(range(30), 1)
+
 
 class TestTimeBounds:
     """``max_wait`` bounds a batch's wait on a slow source; ``idle_timeout`` ends a stream."""
@@ -377,6 +405,20 @@ class TestTimeBounds:
         flow = kf.FlowBuilder("aslow").calculate("Id").build()
         outputs = [r.output for r in flow.stream(slow(), batch_size=100, max_wait=0.05)]
         assert outputs == [[0, 1, 2], [3]]
+
+    def test_max_wait_in_an_async_stream(self) -> None:
+        async def slow() -> Any:
+            for i in range(3):
+                yield i
+            await asyncio.sleep(0.5)
+            yield 3
+
+        flow = kf.FlowBuilder("aslow").calculate("Id").build()
+
+        async def consume() -> list[Any]:
+            return [r.output async for r in flow.astream(slow(), batch_size=100, max_wait=0.05)]
+
+        assert asyncio.run(consume()) == [[0, 1, 2], [3]]
 
     def test_idle_timeout_ends_a_followed_source(self, tmp_path: Path) -> None:
         src = ListSource(range(25), follow=True)

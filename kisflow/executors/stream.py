@@ -33,6 +33,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import concurrent.futures
+import functools
 import itertools
 import json
 import os
@@ -442,9 +443,9 @@ class _Base:
 
     # -- cutting batches -------------------------------------------------------------------
 
-    def _read(self, wait: float) -> Chunk | None:
-        """One ``read`` of the source (a plain iterable's may be cut short by Ctrl-C)."""
-        return self.source.read(self.batch_size, wait)
+    def _read(self, wait: float, most: int = 0) -> Chunk | None:
+        """One ``read`` of at most ``most`` (else ``batch_size``) records."""
+        return self.source.read(most or self.batch_size, wait)
 
     def _cut(self, ready: Callable[[], bool] | None = None) -> _Cut | None:
         """The next batch: wait for a first record (up to ``idle_timeout``), then read
@@ -492,7 +493,7 @@ class _Base:
                 if left <= 0:
                     break
                 wait = min(wait, left)
-            chunk = self.source.read(batch_size - size, wait)
+            chunk = self._read(wait, batch_size - size)
             if chunk is None:
                 self._exhausted = True
                 break
@@ -701,6 +702,7 @@ class Stream(_Base, Iterator[RunResult]):
         )
         self._handle_sigint = handle_sigint
         self._reading = False
+        self._working = False
         self._gen: Generator[RunResult, None, None] | None = None
 
     def __iter__(self) -> Iterator[RunResult]:
@@ -730,41 +732,51 @@ class Stream(_Base, Iterator[RunResult]):
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def _read(self, wait: float) -> Chunk | None:
-        if not self._plain:
-            return self.source.read(self.batch_size, wait)
+    def _read(self, wait: float, most: int = 0) -> Chunk | None:
+        source = self.source
+        if not isinstance(source, IterableSource) or not source.blocks:
+            return source.read(most or self.batch_size, wait)  # waits in short slices
         self._reading = True
         try:
-            return self.source.read(self.batch_size, wait)
+            return source.read(most or self.batch_size, wait)
         except _ReadInterrupted:
-            return None
+            return None  # Ctrl-C cut a blocked read short: the rows read so far still run
         finally:
             self._reading = False
 
     def _generate(self) -> Generator[RunResult, None, None]:
-        # Ctrl-C is a clean stop for the stream's whole life (one handler, installed once).
+        # One Ctrl-C handler for the stream's whole life (not one per batch): a clean stop
+        # while the stream works, the usual KeyboardInterrupt in the caller's loop body.
         restore = self._install_sigint()
+        self._working = True
         self._open_bar()
         try:
             replays = self._open()
             try:
-                if self._fast:
-                    if self.max_in_flight == 1:
-                        yield from self._fast_serial()
-                    else:
-                        yield from self._threaded(self._fast_cuts())
+                if self._fast and self.max_in_flight == 1:
+                    yield from self._fast_serial()
                 else:
-                    for cut in replays:
-                        yield self._serial_one(cut, intent=False)
-                    if self.max_in_flight == 1:
-                        yield from self._serial()
-                    else:
-                        yield from self._threaded(None)
+                    for result in self._source_batches(replays):
+                        self._working = False
+                        yield result
+                        self._working = True
             finally:
                 self._close_source()
         finally:
+            self._working = False
             restore()
             self._finish()
+
+    def _source_batches(self, replays: list[_Cut]) -> Iterator[RunResult]:
+        if self._fast:
+            yield from self._threaded(self._fast_cuts())
+            return
+        for cut in replays:
+            yield self._serial_one(cut, intent=False)
+        if self.max_in_flight == 1:
+            yield from self._serial()
+        else:
+            yield from self._threaded(None)
 
     # -- the fast path: a plain iterable, no time bounds -----------------------------------
 
@@ -820,7 +832,9 @@ class Stream(_Base, Iterator[RunResult]):
                 bar.update(n)
             if watched.observers or options.observers:
                 self._tell(self.batches_done, result)
+            self._working = False  # the caller's loop body: Ctrl-C is the caller's
             yield result
+            self._working = True
 
     def _tell(self, batch: int, result: RunResult) -> None:
         watching = observers.active() + self.options.observers
@@ -941,12 +955,21 @@ class Stream(_Base, Iterator[RunResult]):
                                 result = settle()
                                 if result is not None:
                                     yield result
-                    while len(pending) < self.max_in_flight and not self._stop.is_set():
-                        new = next(cuts, None) if cuts is not None else self._cut(ready)
-                        if new is None or new is _EMPTY_CUT:
-                            break
-                        submit(new)
-                        del new
+                    try:
+                        while len(pending) < self.max_in_flight and not self._stop.is_set():
+                            new = next(cuts, None) if cuts is not None else self._cut(ready)
+                            if new is None or new is _EMPTY_CUT:
+                                break
+                            submit(new)
+                            del new
+                    except Exception:
+                        # The source (or a bad record) failed: the batches before it
+                        # still commit and come out, then the error.
+                        while pending:
+                            result = settle()
+                            if result is not None:
+                                yield result
+                        raise
                     if not pending:
                         break
                     result = settle()
@@ -981,6 +1004,13 @@ class Stream(_Base, Iterator[RunResult]):
         previous = signal.getsignal(signal.SIGINT)
 
         def on_sigint(signum: int, frame: types.FrameType | None) -> None:
+            if not self._working:  # in the caller's code: what it would get without us
+                if callable(previous):
+                    previous(signum, frame)
+                    return
+                if previous == signal.SIG_IGN:
+                    return
+                raise KeyboardInterrupt
             if self._stop.is_set():
                 signal.signal(signal.SIGINT, previous)
                 raise KeyboardInterrupt
@@ -996,6 +1026,8 @@ class Stream(_Base, Iterator[RunResult]):
         signal.signal(signal.SIGINT, on_sigint)
 
         def restore() -> None:
+            if threading.current_thread() is not threading.main_thread():
+                return  # a stream dropped in another thread: its handler defers anyway
             if signal.getsignal(signal.SIGINT) is on_sigint:
                 signal.signal(signal.SIGINT, previous)
 
@@ -1171,7 +1203,7 @@ class AsyncStream(_Base, AsyncIterator[RunResult]):
         try:
             replays = [] if plain else await self._call(self._open)
             for cut in replays:
-                await self._call(self._prepare, cut, False)
+                await self._call(functools.partial(self._prepare, cut, intent=False))
                 try:
                     result = await self._aexecute(cut)
                 except KisFlowError as exc:
@@ -1180,12 +1212,28 @@ class AsyncStream(_Base, AsyncIterator[RunResult]):
                 await commit(cut)
                 yield self._deliver(cut, result)
             while True:
-                while len(pending) < self.max_in_flight and not self._stop.is_set():
-                    new = await next_cut()
-                    if new is None or new is _EMPTY_CUT:
-                        break
-                    submit(new)
-                    del new
+                try:
+                    while len(pending) < self.max_in_flight and not self._stop.is_set():
+                        new = await next_cut()
+                        if new is None or new is _EMPTY_CUT:
+                            break
+                        submit(new)
+                        del new
+                except Exception:
+                    # The source (or a bad record) failed: the batches before it still
+                    # commit and come out, then the error.
+                    while pending:
+                        cut, task = pending.popleft()
+                        try:
+                            result = await task
+                        except BaseException as exc:
+                            fail_all()
+                            if isinstance(exc, KisFlowError):
+                                self._note(cut, exc)
+                            raise
+                        await commit(cut)
+                        yield self._deliver(cut, result)
+                    raise
                 if not pending:
                     break
                 cut, task = pending[0]

@@ -191,6 +191,11 @@ class IterableSource(Source):
         return kept
 
     @property
+    def blocks(self) -> bool:
+        """Whether a read blocks until rows come (no reader thread: the timeout is moot)."""
+        return self._queue is None
+
+    @property
     def iterator(self) -> Iterator[Any]:
         """The sync iterator pulled in the stream's thread (after ``open``, no reader)."""
         assert self._it is not None
