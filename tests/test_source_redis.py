@@ -18,7 +18,7 @@ import redis
 from kisflow import sources
 from kisflow.errors import SourceError
 from kisflow.sources import Chunk, Takeover
-from kisflow.sources.redis import RedisStreamSource, pack_ids, unpack_ids
+from kisflow.sources.redis import RedisStreamSource, from_url, pack_ids, unpack_ids
 from tests.redisserver import free_port, redis_server
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -470,3 +470,26 @@ class TestInAStream:
         with sqlite3.connect(tmp_path / "o.db") as db:
             ids = [i for (i,) in db.execute("SELECT id FROM o ORDER BY id")]
         assert ids == list(range(300))
+
+
+class TestFromUrl:
+    """A ``--source`` URL names stream, group and consumer in its query."""
+
+    def test_a_url_with_its_query(self, port: int, r: redis.Redis) -> None:
+        src = from_url(
+            f"redis://127.0.0.1:{port}/0?stream=orders&group=billing&consumer=w9"
+            "&min_idle=2.5&start=%24&socket_keepalive=true"
+        )
+        assert src.key == f"redis:127.0.0.1:{port}/0/orders/billing/w9"
+        assert (src.min_idle, src.start, src.claim_every) == (2.5, "$", 1.25)
+        assert src.url == f"redis://127.0.0.1:{port}/0?socket_keepalive=true"
+        add(r, 2)
+        src.open(None)  # at "$": the two entries are history
+        assert src.read(10, 0.0).size == 0
+        assert from_url("redis://h:1/0?stream=s&group=g&consumer=c&min_idle=none").min_idle is None
+
+    def test_bad_urls(self) -> None:
+        with pytest.raises(SourceError, match="needs group and consumer in its query"):
+            from_url("redis://127.0.0.1:6379/0?stream=orders")
+        with pytest.raises(SourceError, match="min_idle must be seconds or none, got 'soon'"):
+            from_url("redis://h:1/0?stream=s&group=g&consumer=c&min_idle=soon")

@@ -50,7 +50,7 @@ from typing import Any, NoReturn, overload
 from kisflow.errors import MissingExtraError, SourceError
 from kisflow.sources._base import BadRecord, Chunk, Source, Takeover
 
-__all__ = ["RedisStreamSource"]
+__all__ = ["RedisStreamSource", "from_url"]
 
 _JSON_FIELDS = ("data", "json", "row")
 _HEADER_FIELDS = ("traceparent", "tracestate")
@@ -611,3 +611,49 @@ class RedisStreamSource(Source):
         client, self._client = self._client, None
         if client is not None:
             client.close()
+
+
+_URL_TEXT = ("stream", "group", "consumer", "start")
+_URL_SECONDS = ("min_idle", "claim_every")
+
+
+def from_url(url: str) -> RedisStreamSource:
+    """The source a URL names, as the command line's ``--source`` gives it:
+    ``redis://HOST:PORT/DB?stream=S&group=G&consumer=C`` (also ``min_idle=`` seconds or
+    ``none``, ``start=``, ``claim_every=``); other query arguments stay redis-py's."""
+    from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+    parts = urlsplit(url)
+    ours: dict[str, str] = {}
+    rest: list[tuple[str, str]] = []
+    for name, value in parse_qsl(parts.query, keep_blank_values=True):
+        if name in _URL_TEXT or name in _URL_SECONDS:
+            ours[name] = value
+        else:
+            rest.append((name, value))
+    base = urlunsplit(parts._replace(query=urlencode(rest)))
+    missing = [name for name in ("stream", "group", "consumer") if not ours.get(name)]
+    if missing:
+        raise RedisStreamSource._config_error(
+            base,
+            f"needs {' and '.join(missing)} in its query, e.g. "
+            f"redis://127.0.0.1:6379/0?stream=orders&group=billing&consumer=worker-1",
+        )
+    seconds: dict[str, float | None] = {}
+    for name in _URL_SECONDS:
+        if name in ours:
+            text = ours[name]
+            try:
+                seconds[name] = None if text.lower() == "none" else float(text)
+            except ValueError:
+                raise RedisStreamSource._config_error(
+                    base, f"{name} must be seconds or none, got {text!r}"
+                ) from None
+    return RedisStreamSource(
+        base,
+        stream=ours["stream"],
+        group=ours["group"],
+        consumer=ours["consumer"],
+        start=ours.get("start", "0"),
+        **seconds,  # type: ignore[arg-type]
+    )
