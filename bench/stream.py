@@ -18,14 +18,16 @@ at id 0), so every side reads the same entries from the same server:
   whatever ``delivery`` says, so this is what exactly-once costs: the checkpoint's
   intent and commit per batch and the Saves' marks.
 
-Sides are interleaved per repetition (loop, exactly-once, at-least-once, ...) and each
-figure is the median. Every side must store ``0.9 n`` rows with the same grade counts and
-leave nothing pending. ``python -m bench.stream`` runs it alone.
+Sides are interleaved per repetition, each round starting with the next side (loop,
+exactly-once, at-least-once; then exactly-once, at-least-once, loop; ...), a garbage
+collection before each, and each figure is the median. Every side must store ``0.9 n``
+rows with the same grade counts and leave nothing pending. ``python -m bench.stream`` runs it alone.
 """
 
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import shutil
 import socket
@@ -204,7 +206,7 @@ def _check(port: int, group: str, db: Path, n: int, what: str) -> dict[str, int]
     return grades
 
 
-def run(repeat: int = 5, n: int = 100_000) -> dict[str, float]:
+def run(repeat: int = 5, n: int = 100_000, *, verbose: bool = False) -> dict[str, float]:
     """Time the three sides, interleaved; the figures of the tools line."""
     import redis
 
@@ -220,19 +222,25 @@ def run(repeat: int = 5, n: int = 100_000) -> dict[str, float]:
             with closing(redis.Redis(port=port)) as client:
                 fill(client, n)
             grades: dict[str, int] | None = None
+            order = list(sides)
             for rep in range(repeat + 1):  # the first round is the warm-up
-                for number, (side, fn) in enumerate(sides.items()):
+                # Each round starts with another side, so no side always follows the same.
+                for number, side in enumerate(order[rep % 3 :] + order[: rep % 3]):
+                    fn = sides[side]
                     group = f"g{rep}-{number}"
                     db = workdir / f"{group}.db"
+                    gc.collect()
                     started = time.perf_counter()
                     fn(port, group, db, n)
                     elapsed = time.perf_counter() - started
                     got = _check(port, group, db, n, side)
                     if grades is not None and got != grades:
-                        raise SystemExit(f"{side}: grade counts {got}, the loop's {grades}")
+                        raise SystemExit(f"{side}: grade counts {got}, another side's {grades}")
                     grades = got
                     if rep:
                         times[side].append(elapsed)
+                    if verbose:
+                        print(f"  round {rep} {side:<14} {elapsed:.2f} s", flush=True)
                     with closing(redis.Redis(port=port)) as client:
                         client.xgroup_destroy(STREAM, group)
     t = {side: statistics.median(ts) for side, ts in times.items()}
@@ -255,8 +263,9 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.stream", description=__doc__)
     parser.add_argument("--repeat", type=int, default=5, help="timed rounds (median)")
     parser.add_argument("-n", type=int, default=100_000, help="messages in the stream")
+    parser.add_argument("-v", "--verbose", action="store_true", help="print every timing")
     args = parser.parse_args(argv)
-    figures = run(args.repeat, args.n)
+    figures = run(args.repeat, args.n, verbose=args.verbose)
     print(" ".join(f"{k}={v:.2f}" for k, v in figures.items()))
 
 
