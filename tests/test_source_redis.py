@@ -493,3 +493,11 @@ class TestFromUrl:
             from_url("redis://127.0.0.1:6379/0?stream=orders")
         with pytest.raises(SourceError, match="min_idle must be seconds or none, got 'soon'"):
             from_url("redis://h:1/0?stream=s&group=g&consumer=c&min_idle=soon")
+
+
+def test_a_corrupt_takeover_note_is_a_source_error(port: int, r: redis.Redis) -> None:
+    r.hset("kisflow:claims:orders:billing", "w1", "[1, 2")
+    with pytest.raises(
+        SourceError, match="the takeover note in hash 'kisflow:claims:orders:billing'"
+    ):
+        source(port).open(None)

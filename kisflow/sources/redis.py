@@ -268,8 +268,9 @@ class RedisStreamSource(Source):
     # -- opening ---------------------------------------------------------------------
 
     def open(self, position: Any | None) -> None:
-        """Connect, make the group if it is missing, ack ``position``'s ids (committed),
-        and queue this consumer's own pending entries for re-delivery."""
+        """Connect, make the group if it is missing, take up an unfinished takeover, and
+        queue this consumer's own pending entries for re-delivery; ``position``'s ids are
+        acked at the first read unless the stream re-reads them first."""
         import redis
 
         try:
@@ -303,7 +304,16 @@ class RedisStreamSource(Source):
         raw = self._client.hget(self._claims_key, self.consumer)
         if raw is None:
             return
-        noted: dict[str, list[str]] = json.loads(raw)
+        try:
+            noted: dict[str, list[str]] = json.loads(raw)
+            if not isinstance(noted, dict):
+                raise ValueError(f"a {type(noted).__name__}, not an object")
+        except ValueError as exc:
+            raise SourceError(
+                f"{self.describe()}: the takeover note in hash {self._claims_key!r} field "
+                f"{self.consumer!r} is not kisflow's ({exc}); delete that field to go on",
+                source=self.key,
+            ) from exc
         mine = self._own_pending()
         kept: dict[str, list[str]] = {}
         for owner, span in noted.items():
