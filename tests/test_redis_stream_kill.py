@@ -1,8 +1,8 @@
 """Durable streams from Redis Streams survive SIGKILL: a real redis-server, a child process
 streaming into SQLite through three stages, killed at random moments and restarted.
 
-- exactly-once: 100,000 messages, five or more kills: the table holds every message once
-  and nothing stays pending in the group;
+- exactly-once: 100,000 messages, six kills: the table holds every message once and
+  nothing stays pending in the group (and 30,000 with three batches in flight);
 - the control: a user Save that does not join the checkpoint, killed right after it
   saved: rows stored twice (so the first test tells the guarantees apart);
 - scale-out: two consumers of one group sharing one checkpoint file and one table, one
@@ -35,7 +35,7 @@ CHILD = """
     import kisflow as kf
     from kisflow import sources
 
-    port, stream, db, ckpt, consumer, save, min_idle, slow = sys.argv[1:9]
+    port, stream, db, ckpt, consumer, save, min_idle, slow, in_flight = sys.argv[1:10]
     slow_s = float(slow)
 
 
@@ -99,6 +99,7 @@ CHILD = """
     with flow.stream(
         src,
         batch_size=1000,
+        max_in_flight=int(in_flight),
         max_wait=0.1,
         checkpoint=ckpt,
         idle_timeout=2.0,
@@ -148,6 +149,7 @@ def args(port: int, stream: str, tmp: Path, consumer: str, save: str, **kw: str)
         save,
         kw.get("min_idle", "60"),
         kw.get("slow", "0"),
+        kw.get("in_flight", "1"),
     ]
 
 
@@ -170,15 +172,18 @@ def check_values(db: Path, n: int) -> None:
 class TestKilled:
     """A stream from Redis killed five times and restarted stores every message once."""
 
-    def test_exactly_once_after_kills(self, port: int, tmp_path: Path) -> None:
-        n = 100_000
-        fill(port, "kill-eo", n)
+    @pytest.mark.parametrize(("n", "in_flight"), [(100_000, 1), (30_000, 3)])
+    def test_exactly_once_after_kills(
+        self, port: int, tmp_path: Path, n: int, in_flight: int
+    ) -> None:
+        stream = f"kill-eo-{in_flight}"
+        fill(port, stream, n)
         script = write_child(tmp_path, CHILD)
         report = kill_loop(
             script,
-            args=args(port, "kill-eo", tmp_path, "w1", "builtin"),
+            args=args(port, stream, tmp_path, "w1", "builtin", in_flight=str(in_flight)),
             kills=6,
-            seed=10,
+            seed=10 + in_flight,
             delay=(0.0, 0.4),
             timeout=60,
         )
@@ -188,14 +193,10 @@ class TestKilled:
         assert len(counts) == n
         assert set(counts) == set(range(n))
         assert [i for i, c in counts.items() if c != 1] == []
-        assert pending(port, "kill-eo") == 0
+        assert pending(port, stream) == 0
         check_values(tmp_path / "orders.db", n)
-        assert (
-            Checkpoint(tmp_path / "orders.ckpt.db").intents(
-                f"redis:127.0.0.1:{port}/0/kill-eo/billing/w1"
-            )
-            == []
-        )
+        key = f"redis:127.0.0.1:{port}/0/{stream}/billing/w1"
+        assert Checkpoint(tmp_path / "orders.ckpt.db").intents(key) == []
 
     def test_the_control_duplicates(self, port: int, tmp_path: Path) -> None:
         n = 5_000
