@@ -82,17 +82,20 @@ from kisflow.result import RunEnd, RunResult, StageStats
 from kisflow.stage import Stage
 
 if TYPE_CHECKING:
-    from kisflow import dashboard, dask, executors
+    from kisflow import dashboard, dask, executors, sources
+    from kisflow.checkpoint import Checkpoint, current_batch
 
 # A library must not emit logs unless the application asks: `logger.enable("kisflow")`.
 logger.disable("kisflow")
 
 
 def __getattr__(name: str) -> Any:
-    """``kisflow.executors``, ``kisflow.dask`` and ``kisflow.dashboard`` are imported on
-    first use, not with kisflow."""
-    if name in ("executors", "dask", "dashboard"):
+    """``kisflow.executors``, ``kisflow.dask``, ``kisflow.dashboard``, ``kisflow.sources``
+    and the checkpoint store are imported on first use, not with kisflow."""
+    if name in ("executors", "dask", "dashboard", "sources"):
         return importlib.import_module(f"kisflow.{name}")
+    if name in ("Checkpoint", "current_batch"):
+        return getattr(importlib.import_module("kisflow.checkpoint"), name)
     raise AttributeError(f"module 'kisflow' has no attribute {name!r}")
 
 
@@ -104,6 +107,7 @@ except PackageNotFoundError:  # pragma: no cover - running from a source tree
 __all__ = [
     "Action",
     "ActionError",
+    "Checkpoint",
     "CheckpointError",
     "Columns",
     "CommitError",
@@ -157,6 +161,7 @@ __all__ = [
     "caas_init",
     "columnar",
     "connectors",
+    "current_batch",
     "dashboard",
     "dask",
     "deadletter",
@@ -169,4 +174,5 @@ __all__ = [
     "observers",
     "pool",
     "report",
+    "sources",
 ]

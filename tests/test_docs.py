@@ -42,6 +42,7 @@ PAGES = (
     "extending.md",
     "dashboard.md",
     "columnar.md",
+    "state.md",
 )
 """The pages about the core engine whose examples this module runs."""
 

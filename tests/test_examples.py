@@ -184,3 +184,19 @@ class TestDashboard:
         assert saved == sum(1 for a in amounts if a >= 20)
         assert dead == sum(1 for a in amounts if a == 0)
         assert refunds == batches // 10
+
+
+class TestWindows:
+    """The windows example prints what its README says, late row and totals included."""
+
+    def test_prints_the_readme_output(self) -> None:
+        proc = subprocess.run(
+            [sys.executable, str(ROOT / "examples" / "windows" / "main.py")],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        readme = (ROOT / "examples" / "windows" / "README.md").read_text(encoding="utf-8")
+        expected = readme.split("```text\n", 1)[1].split("```", 1)[0]
+        assert proc.stdout == expected
+        assert "dead letter (late): /late at t=50.0" in proc.stdout

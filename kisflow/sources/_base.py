@@ -90,6 +90,12 @@ class Source(abc.ABC):
     commits and ``ack(span)`` after the commit, with ``takeovers()`` between batches;
     ``close()`` at the end. All calls come from one thread. Errors are
     ``kisflow.errors.SourceError`` naming the source and the position.
+
+    After a crash the stream opens the source at ``position(span)`` of the last intent
+    (the last batch begun, not taken over), then rereads every intent's span: so
+    ``position`` must follow from the span alone, ``reread`` must not move the read
+    cursor, and ``read`` goes on after the opened position. A source whose positions
+    mean nothing on their own (a consumer group's cursor) may ignore them.
     """
 
     durable: bool = True
@@ -145,6 +151,12 @@ class Source(abc.ABC):
 
     def ack(self, span: Any) -> None:  # noqa: B027 - most sources have nothing to ack
         """Tell the source it may forget ``span`` (committed for good); by default nothing."""
+
+    def committed(self, position: Any) -> None:  # noqa: B027 - most sources need nothing
+        """A position the checkpoint holds as committed, told after ``open`` (this
+        consumer's, when the stream opened after it to reread intents) and before a
+        takeover is replayed (the dead consumer's): the source may ack what it covers, in
+        case a crash came between the commit and the ack. By default nothing."""
 
     def takeovers(self) -> Sequence[Takeover]:
         """Records taken over from dead consumers since the last call (none by default)."""
