@@ -103,6 +103,14 @@ class TestFigures:
         assert shop["kind"] == "stream"
         assert shop["runs"] == shop["runs_completed"] == shop["batches"] == 20
         assert shop["source_rows"] == 1000
+        # What the stream itself reported (stream_committed) after its last batch.
+        stream = shop["stream"]
+        assert (stream["batch"], stream["committed"], stream["in_flight"]) == (20, 1000, 0)
+        assert (stream["position"], stream["checkpoint_time"], stream["checkpoint_age"]) == (
+            None,
+            None,
+            None,
+        )
         scraped: dict[tuple[str, str], float] = {}
         for family in text_string_to_metric_families(text):
             for sample in family.samples:

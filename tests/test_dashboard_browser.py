@@ -249,6 +249,10 @@ def test_the_page_shows_the_same_figures_as_the_api_the_scrape_and_the_results(
             assert api[name]["rows_out"] == sum(s.rows_out for s in stats)
             retried = 1 if name == "Price" else 0
             assert api[name]["retries"] == sum(s.retries for s in stats) == retried
+        # The stream's own report (stream_committed) after its sixth batch.
+        assert page_flow(browser, "orders", "committed") == str(HOLD_AT * BATCH)
+        assert page_flow(browser, "orders", "position") == "–"  # a plain iterable has none
+        assert page_flow(browser, "orders", "batches") == str(HOLD_AT)
         assert shown["Price"]["state"] == "running"
         assert shown["CheckOrder"]["state"] == "idle"
         assert shown["Price"]["last_error"].startswith("ConnectionError: price service flaked")
@@ -311,6 +315,8 @@ def test_the_page_shows_the_same_figures_as_the_api_the_scrape_and_the_results(
     assert api["Ship"]["rows_out"] == ROWS - 120 - 48
     assert scraped["Price"]["faas_calls"] == ROWS // BATCH + 1
     assert page_flow(browser, "orders", "batches") == str(ROWS // BATCH)
+    assert page_flow(browser, "orders", "committed") == str(ROWS)
+    assert page_flow(browser, "orders", "in_flight") == "0"
     assert page_flow(browser, "orders", "runs_completed") == str(ROWS // BATCH)
     assert page_flow(browser, "payments", "status") == "ended"
     assert page_flow(browser, "payments", "outcome") == "failed"
