@@ -251,7 +251,7 @@ def test_the_page_shows_the_same_figures_as_the_api_the_scrape_and_the_results(
             assert api[name]["retries"] == sum(s.retries for s in stats) == retried
         # The stream's own report (stream_committed) after its sixth batch.
         assert page_flow(browser, "orders", "committed") == str(HOLD_AT * BATCH)
-        assert page_flow(browser, "orders", "position") == "–"  # a plain iterable has none
+        assert page_flow(browser, "orders", "position") == "\N{EN DASH}"  # an iterable has none
         assert page_flow(browser, "orders", "batches") == str(HOLD_AT)
         assert shown["Price"]["state"] == "running"
         assert shown["CheckOrder"]["state"] == "idle"
