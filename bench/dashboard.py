@@ -14,13 +14,16 @@ the medians (the target is at most 5 %).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import gc
 import statistics
+import tempfile
 import threading
 import time
 import urllib.request
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
+from pathlib import Path
 
 import kisflow as kf
 from bench import workload
@@ -84,12 +87,63 @@ def measure(rows: int, batch_size: int, repeat: int) -> dict[str, float]:
     }
 
 
+def measure_redis(n: int, repeat: int) -> dict[str, float]:
+    """The stream bench's exactly-once side without and with the dashboard open."""
+    import redis
+
+    from bench import stream
+
+    off: list[tuple[float, float]] = []
+    on: list[tuple[float, float]] = []
+    with tempfile.TemporaryDirectory(prefix="kisflow-bench-dashboard-") as tmp:
+        workdir = Path(tmp)
+        with stream.redis_server(workdir) as port:
+            with closing(redis.Redis(port=port)) as client:
+                stream.fill(client, n)
+            for rep in range(repeat + 1):  # the first round is the warm-up
+                for side in ("off", "on") if rep % 2 else ("on", "off"):
+                    group = f"g{rep}-{side}"
+                    db = workdir / f"{group}.db"
+                    with dashboard_open() if side == "on" else contextlib.nullcontext():
+                        gc.collect()
+                        started, cpu = time.perf_counter(), time.process_time()
+                        stream.kisflow_side(port, group, db, n, "exactly-once")
+                        took = (time.perf_counter() - started, time.process_time() - cpu)
+                    stream._check(port, group, db, n, f"dashboard {side}")
+                    if rep:
+                        (on if side == "on" else off).append(took)
+                    with closing(redis.Redis(port=port)) as client:
+                        client.xgroup_destroy(stream.STREAM, group)
+    t_off, t_on = (statistics.median(t for t, _ in side) for side in (off, on))
+    c_off, c_on = (statistics.median(c for _, c in side) for side in (off, on))
+    return {
+        "rows": n,
+        "off_s": t_off,
+        "on_s": t_on,
+        "slowdown": t_on / t_off - 1.0,
+        "off_cpu_s": c_off,
+        "on_cpu_s": c_on,
+        "slowdown_cpu": c_on / c_off - 1.0,
+    }
+
+
 def main(argv: list[str] | None = None) -> dict[str, float]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=200_000)
     parser.add_argument("--repeat", type=int, default=7)
+    parser.add_argument("--redis", action="store_true", help="also time the stream bench")
+    parser.add_argument("--redis-rows", type=int, default=50_000)
     args = parser.parse_args(argv)
     out: dict[str, float] = {}
+    if args.redis:
+        f = measure_redis(args.redis_rows, args.repeat)
+        print(
+            f"dashboard/stream bench (redis, exactly-once): {f['rows']:,.0f} messages, "
+            f"wall off {f['off_s']:.3f} s on {f['on_s']:.3f} s ({f['slowdown']:+.1%}), "
+            f"CPU off {f['off_cpu_s']:.3f} s on {f['on_cpu_s']:.3f} s "
+            f"({f['slowdown_cpu']:+.1%})"
+        )
+        out["slowdown_dashboard_redis_stream"] = f["slowdown"]
     for batch_size in (1000, 100):
         f = measure(args.rows, batch_size, args.repeat)
         print(

@@ -534,3 +534,43 @@ def test_the_cost_bench_streams_both_ways() -> None:
     assert figures["on_s"] > 0
     assert figures["slowdown"] == figures["on_s"] / figures["off_s"] - 1.0
     assert not any(isinstance(o, kf.dashboard.Figures) for o in kf.observers.active())
+
+
+def test_the_cost_bench_times_the_redis_stream_both_ways() -> None:
+    """bench/dashboard.py --redis (tiny): the stream bench's exactly-once side, both ways;
+    each side stores every row and leaves nothing pending (bench.stream checks)."""
+    import shutil
+
+    if shutil.which("redis-server") is None:
+        pytest.skip("redis-server is not installed; `make test` installs it (make system-deps)")
+    from bench import dashboard as bench_dashboard
+
+    figures = bench_dashboard.measure_redis(n=2000, repeat=1)
+    assert figures["rows"] == 2000
+    assert figures["slowdown_cpu"] == figures["on_cpu_s"] / figures["off_cpu_s"] - 1.0
+    assert not any(isinstance(o, kf.dashboard.Figures) for o in kf.observers.active())
+
+
+def test_the_rate_counts_the_rows_of_runs_that_ended_in_the_window(
+    board: kf.dashboard.Dashboard,
+) -> None:
+    """rows/s: each stage's rows in since the first mark inside the window (a mark is taken
+    as the first run of a second ends), divided by the window; marks are set by hand."""
+
+    @kf.faas("Count")
+    def count(flow: kf.Flow, rows: list[int]) -> None:
+        flow.commit_row_batch(rows[: len(rows) // 2])
+
+    flow = kf.FlowBuilder("marked").calculate("Count").build()
+    flow.run(list(range(400)))  # 400 in, 200 out
+    figures = board.figures._flows["marked"]
+    now = int(time.monotonic())
+    window = _figures.RATE_WINDOW
+    figures.marks.clear()
+    figures.marks.extend([(now - window - 5, [0]), (now - window + 1, [100])])
+    (stage,) = flows(board)["marked"]["stages"]
+    assert stage["rows_per_second"] == (400 - 100) / window  # 300 rows since the mark
+    figures.marks.clear()
+    figures.marks.append((now - window - 5, [0]))  # nothing ended inside the window
+    (stage,) = flows(board)["marked"]["stages"]
+    assert stage["rows_per_second"] == 0

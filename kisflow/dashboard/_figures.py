@@ -12,6 +12,7 @@ rows in / out / filtered / dead-lettered and retries.
 
 from __future__ import annotations
 
+import collections
 import threading
 import time
 from typing import TYPE_CHECKING, Any
@@ -39,8 +40,6 @@ ENDED_AFTER = 2.0
 """Seconds with no run in progress after which a flow is shown as ended (a stream's
 batches follow each other closely; no event says a stream is over)."""
 
-_BUCKETS = RATE_WINDOW + 1  # one more than the window: the current second is partial
-
 
 def _error(error: BaseException, stage: str | None) -> dict[str, Any]:
     """An error as the page shows it: type, message (bounded), stage, when."""
@@ -67,8 +66,6 @@ class _Stage:
         "name",
         "next_duration",
         "position",
-        "rate_rows",
-        "rate_second",
         "retries",
         "rows_in",
         "rows_out",
@@ -89,9 +86,6 @@ class _Stage:
         self.durations = [0.0] * RESERVOIR
         """A ring of the last calls' durations; the first ``min(calls, RESERVOIR)`` count."""
         self.next_duration = 0
-        self.rate_second = [0] * _BUCKETS
-        self.rate_rows = [0] * _BUCKETS
-        """Rows in by the second (``int(time.monotonic())``) their run ended, a ring."""
 
     def state(self, running: bool) -> str:
         """``failing`` (its last call raised), ``running`` (a call under way) or ``idle``."""
@@ -99,31 +93,21 @@ class _Stage:
             return "failing"
         return "running" if running else "idle"
 
-    def rate(self, now_second: int, live_rows: int) -> float:
-        """Rows in per second over the last ``RATE_WINDOW`` seconds."""
-        recent = live_rows
-        for second, rows in zip(self.rate_second, self.rate_rows, strict=True):
-            if now_second - RATE_WINDOW < second <= now_second:
-                recent += rows
-        return recent / RATE_WINDOW
-
-    def view(self, now_second: int, running: bool, live: list[StageCall]) -> dict[str, Any]:
-        """The figures as plain JSON data, with the calls of runs still under way (``live``),
-        called under the lock: copies only."""
+    def view(self, since: int, running: bool, live: list[StageCall]) -> dict[str, Any]:
+        """The figures as plain JSON data, with the calls of runs still under way (``live``);
+        ``since``: the rows in counted before the rate's window. Called under the lock."""
         kept = min(self.calls, RESERVOIR)
         calls, rows_in, rows_out = self.calls, self.rows_in, self.rows_out
         filtered, dead, seconds = self.filtered, self.dead, self.seconds
         durations = self.durations[:kept]
-        live_rows = 0
         for call in live:
-            live_rows += call[2]
+            rows_in += call[2]
             calls += 1
             rows_out += call[3]
             filtered += call[4]
             dead += call[5]
             seconds += call[6]
             durations.append(call[6])
-        rows_in += live_rows
         return {
             "position": self.position,
             "stage_id": self.stage_id,
@@ -138,7 +122,7 @@ class _Stage:
             "dead_letters": dead,
             "retries": self.retries,
             "seconds": seconds,
-            "rows_per_second": self.rate(now_second, live_rows),
+            "rows_per_second": (rows_in - since) / RATE_WINDOW,
             "durations": durations,  # replaced by p50/p99 outside the lock
             "last_error": None if self.error is None else dict(self.error),
         }
@@ -161,6 +145,7 @@ class _Flow:
         "error",
         "failed",
         "last_active",
+        "marks",
         "name",
         "outcome",
         "rows",
@@ -168,6 +153,7 @@ class _Flow:
         "stages",
         "started",
         "stream",
+        "streaming",
     )
 
     def __init__(self, name: str) -> None:
@@ -181,7 +167,15 @@ class _Flow:
         self.outcome: RunEnd | str | None = None
         self.error: dict[str, Any] | None = None
         self.batches = 0
-        self.stream: dict[str, Any] | None = None
+        self.streaming = False
+        """Whether a stream runs the flow (it handed out a batch)."""
+        self.stream: StreamStatus | None = None
+        """The stream's last ``stream_committed`` report."""
+        self.marks: collections.deque[tuple[int, list[int]]] = collections.deque(
+            [(int(time.monotonic()), [])], maxlen=RATE_WINDOW + 2
+        )
+        """(second, each stage's rows in before it): taken when the first run of a second
+        ends, so rows/s over the window needs no clock reading per stage call."""
 
     def chain(self, stages: tuple[Stage, ...]) -> None:
         """Take the run's chain; a different chain under the same name starts afresh."""
@@ -192,6 +186,20 @@ class _Flow:
         ):
             return
         self.stages = [_Stage(stage, i) for i, stage in enumerate(stages)]
+        self.marks.clear()
+        self.marks.append((int(time.monotonic()), []))
+
+    def mark(self, second: int) -> None:
+        """Note each stage's rows in before the first run that ends in ``second``."""
+        if self.marks[-1][0] != second:
+            self.marks.append((second, [figures.rows_in for figures in self.stages]))
+
+    def rows_before(self, now_second: int) -> list[int]:
+        """Each stage's rows in counted before the rate's window (0 past the known)."""
+        for second, rows in self.marks:
+            if second > now_second - RATE_WINDOW:
+                return rows
+        return [figures.rows_in for figures in self.stages]  # nothing ended in the window
 
     def placed(self, stage: Stage, position: int) -> _Stage:
         """The figures of ``stage`` at ``position``: at its place when its id matches."""
@@ -310,7 +318,8 @@ class Figures(Observer):
                 flow = live[_FLOW]
                 flow.runs += 1
                 flow.rows += live[_ROWS]
-                _count(flow, live[_CALLS], int(now))
+                flow.mark(int(now))
+                _count(flow, live[_CALLS])
             flow.last_active = now
             if result is not None:
                 flow.completed += 1
@@ -326,15 +335,18 @@ class Figures(Observer):
         if figures is not None:
             if batch > figures.batches:
                 figures.batches = batch
-            if figures.stream is None:
-                figures.stream = {}
+            figures.streaming = True
 
     def stream_committed(self, flow: str, status: StreamStatus) -> None:
-        """A stream committed a batch: keep where it stands."""
-        with self._lock:
-            figures = self._flow(flow)
-            figures.stream = status._asdict()
-            figures.batches = max(figures.batches, status.batch)
+        """A stream committed a batch: keep its report (one assignment, no lock)."""
+        figures = self._flows.get(flow)
+        if figures is None:
+            with self._lock:
+                figures = self._flow(flow)
+        figures.streaming = True
+        figures.stream = status
+        if status.batch > figures.batches:
+            figures.batches = status.batch
 
     # -- reading ------------------------------------------------------------------------
 
@@ -365,7 +377,7 @@ class Figures(Observer):
                         else "ended"
                     ),
                     "outcome": getattr(flow.outcome, "value", flow.outcome),
-                    "kind": "stream" if flow.stream is not None else "run",
+                    "kind": "stream" if flow.streaming else "run",
                     "runs": flow.runs + busy.get(id(flow), (0, 0))[0],
                     "runs_in_progress": busy.get(id(flow), (0, 0))[0],
                     "runs_completed": flow.completed,
@@ -374,13 +386,25 @@ class Figures(Observer):
                     "batches": flow.batches,
                     "started": flow.started,
                     "last_error": None if flow.error is None else dict(flow.error),
-                    "stream": None if flow.stream is None else dict(flow.stream),
+                    "stream": (
+                        None
+                        if not flow.streaming
+                        else {}
+                        if flow.stream is None
+                        else flow.stream._asdict()
+                    ),
                     "stages": [
-                        stage.view(int(now), id(stage) in running, live.get(id(stage), []))
-                        for stage in flow.stages
+                        stage.view(
+                            before[i] if i < len(before) else 0,
+                            id(stage) in running,
+                            live.get(id(stage), []),
+                        )
+                        for i, stage in enumerate(flow.stages)
                     ],
                 }
-                for flow in self._flows.values()
+                for flow, before in (
+                    (flow, flow.rows_before(int(now))) for flow in self._flows.values()
+                )
             ]
         for flow_view in flows:  # the slow part, outside the lock
             for stage_view in flow_view["stages"]:
@@ -394,11 +418,10 @@ class Figures(Observer):
         return flows
 
 
-def _count(flow: _Flow, calls: list[StageCall], second: int) -> None:
+def _count(flow: _Flow, calls: list[StageCall]) -> None:
     """Add a run's finished calls to their stages' figures (under the lock; inlined: this
     is the observer's one loop per run)."""
     stages = flow.stages
-    slot = second % _BUCKETS
     for call in calls:
         stage, position, rows_in, rows_out, filtered, dead, seconds, _ = call
         figures = stages[position] if position < len(stages) else None
@@ -415,10 +438,6 @@ def _count(flow: _Flow, calls: list[StageCall], second: int) -> None:
         at = figures.next_duration
         figures.durations[at] = seconds
         figures.next_duration = 0 if at == _LAST else at + 1
-        if figures.rate_second[slot] != second:
-            figures.rate_second[slot] = second
-            figures.rate_rows[slot] = 0
-        figures.rate_rows[slot] += rows_in
 
 
 def _at(flow: _Flow, stage: Stage, live: _Run | None) -> _Stage:
