@@ -186,7 +186,7 @@ def main(argv: list[str] | None = None) -> None:
         "ratio_small_batch": shape_small("batch", args.repeat),
     }
     ratios["ratio_big_metrics"], ratios["ratio_small_metrics"] = shape_metrics(args.repeat)
-    ratios.update(dashboard.main(["--repeat", str(args.repeat)]))
+    ratios.update(dashboard.main(["--repeat", str(args.repeat), "--redis"]))
     ratios["speedup_parallel"] = parallel.speedup()
     print(f"parallel       2 processes vs 1: speed-up {ratios['speedup_parallel']:.2f}x")
     loop_mib, flow_mib = peak_rss_mib("loop"), peak_rss_mib("kisflow")
