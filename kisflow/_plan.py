@@ -17,10 +17,11 @@ from typing import Any
 
 import attrs
 
+from kisflow import _state
 from kisflow._api import FlowAPI
 from kisflow._definition import Definition
 from kisflow._pool import FaaSSpec, Pool, current
-from kisflow._signature import Signature, read_signature
+from kisflow._signature import CallKind, Signature, read_signature
 from kisflow.connector import Connector, find_type
 from kisflow.deadletter import DeadLetterSink, sinks_for
 from kisflow.errors import FlowDefinitionError, FlowTypeError, FunctionNotFoundError
@@ -28,7 +29,7 @@ from kisflow.modes import Mode
 from kisflow.rows import describe_type, type_fits
 from kisflow.stage import Stage
 
-__all__ = ["Plan", "pool_of", "plan_of", "stage_faas", "store_load", "store_save"]
+__all__ = ["Plan", "plan_of", "pool_of", "run_plan", "stage_faas", "store_load", "store_save"]
 
 
 def store_save(flow: FlowAPI) -> None:
@@ -41,6 +42,10 @@ def store_save(flow: FlowAPI) -> None:
 def store_load(flow: FlowAPI) -> None:
     """Default FaaS of a Load stage on a registered connector type: commit what it reads."""
     flow.commit_row_batch(flow.get_connector().call(flow, None))
+
+
+_SYNC = (CallKind.PLAIN, CallKind.GENERATOR)
+"""The kinds of FaaS a run loop may call itself (no await needed)."""
 
 
 @functools.cache
@@ -92,6 +97,21 @@ class Plan:
     """The definition's sink table the plan was made from (a copy-on-write dict)."""
     connectors: tuple[Connector, ...]
     """The stages' connectors (runs then publish themselves in ``_context``)."""
+    flow_name: str = attrs.field(eq=False, repr=False, default="")
+    n: int = attrs.field(eq=False, repr=False, default=0)
+    """``len(stages)``."""
+    jump_index: dict[str, tuple[int, ...]] = attrs.field(eq=False, repr=False, factory=dict)
+    """Stage name or id -> the positions of the stages it names (the definition's)."""
+    enabled: bool = attrs.field(eq=False, repr=False, default=True)
+    """Whether runs of the flow do anything (config ``status == 1``)."""
+    plain: tuple[bool, ...] = attrs.field(eq=False, repr=False, default=())
+    """Per stage: its FaaS takes the flow alone (no context, no rows to convert)."""
+    inline: tuple[bool, ...] = attrs.field(eq=False, repr=False, default=())
+    """Per stage: the run loop calls its FaaS itself under ``run`` (a sync function or
+    generator), with no round trip through the driver."""
+    inline_async: tuple[bool, ...] = attrs.field(eq=False, repr=False, default=())
+    """Per stage: the same under ``arun``, where a FaaS registered ``blocking=True`` goes
+    to a worker thread instead."""
 
     def init_connectors(self) -> None:
         """Initialise every connector once (a run calls it; later calls do nothing).
@@ -160,9 +180,39 @@ def plan_of(d: Definition) -> Plan:
         sinks=sinks_for(stages, table, None),
         dead_letters=table,
         connectors=tuple(s.connector for s in stages if s.connector is not None),
+        flow_name=name,
+        n=len(stages),
+        jump_index=d.jump_index,
+        enabled=d.config.enabled,
+        plain=tuple(not (sp.signature.takes_rows or sp.signature.takes_ctx) for sp in specs),
+        inline=tuple(spec.signature.kind in _SYNC for spec in specs),
+        inline_async=tuple(spec.signature.kind in _SYNC and not spec.blocking for spec in specs),
     )
     d.plan = plan
     return plan
+
+
+def run_plan(d: Definition) -> Plan | None:
+    """The plan a run of ``d`` uses, or None when the flow is disabled (nothing resolved).
+
+    ``plan_of`` with its cache check inline: a run starts with one call here.
+
+    Raises:
+        as ``plan_of``, for an enabled flow.
+    """
+    plan: Plan | None = d.plan
+    if plan is not None:
+        pool = d.pool if d.pool is not None else _state.pool
+        if (
+            plan.pool is pool
+            and plan.version == pool.version
+            and plan.stages is d.stages
+            and plan.dead_letters is d.dead_letters
+        ):
+            return plan if plan.enabled else None
+    if not d.config.enabled:
+        return None
+    return plan_of(d)
 
 
 def check_types(flow: str, stages: Sequence[Stage], specs: Sequence[FaaSSpec | None]) -> None:

@@ -20,7 +20,7 @@ import attrs
 from loguru import logger
 
 from kisflow import _state
-from kisflow._signature import Signature, read_signature
+from kisflow._signature import CallKind, Signature, read_signature
 from kisflow.errors import ConfigError, DuplicateRegistrationError, FaaSSignatureError
 from kisflow.modes import Mode
 
@@ -38,6 +38,9 @@ class FaaSSpec:
     name: str
     fn: Callable[..., Any] = attrs.field(repr=False)
     signature: Signature
+    blocking: bool = False
+    """A sync FaaS that blocks (I/O, sleeps, long CPU work): ``arun`` calls it in a worker
+    thread so it never stalls the event loop; other sync FaaS run on the loop itself."""
 
 
 @attrs.frozen
@@ -110,15 +113,27 @@ class Pool:
         *,
         output: Any | None = None,
         replace: bool = False,
+        blocking: bool = False,
     ) -> FaaSSpec:
         """Register ``fn`` as the FaaS of function ``name`` after checking its signature.
+
+        ``blocking=True`` marks a sync FaaS that blocks: ``arun`` runs it in a worker
+        thread (ordinary sync FaaS run on the event loop, without a thread hop).
 
         Raises:
             FaaSSignatureError: the signature cannot be called by kisflow.
             DuplicateRegistrationError: ``name`` is taken and ``replace`` is false.
         """
         _check_name("fname", name)
-        spec = FaaSSpec(name=name, fn=fn, signature=read_signature(name, fn, output))
+        signature = read_signature(name, fn, output)
+        if blocking and signature.kind not in (CallKind.PLAIN, CallKind.GENERATOR):
+            raise FaaSSignatureError(
+                name,
+                "blocking=True is for sync functions (arun runs them in a worker thread); "
+                f"this FaaS is {signature.kind.value}: it must not block, and never does "
+                "under arun",
+            )
+        spec = FaaSSpec(name=name, fn=fn, signature=signature, blocking=blocking)
         with self._faas_lock:
             if name in self._faas and not replace:
                 raise DuplicateRegistrationError("faas", name)

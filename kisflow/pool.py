@@ -50,21 +50,40 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 @overload
 def faas(
-    name: str, fn: None = None, *, output: Any | None = None, replace: bool = False
+    name: str,
+    fn: None = None,
+    *,
+    output: Any | None = None,
+    replace: bool = False,
+    blocking: bool = False,
 ) -> Callable[[F], F]: ...
 @overload
-def faas(name: str, fn: F, *, output: Any | None = None, replace: bool = False) -> F: ...
 def faas(
-    name: str, fn: F | None = None, *, output: Any | None = None, replace: bool = False
+    name: str,
+    fn: F,
+    *,
+    output: Any | None = None,
+    replace: bool = False,
+    blocking: bool = False,
+) -> F: ...
+def faas(
+    name: str,
+    fn: F | None = None,
+    *,
+    output: Any | None = None,
+    replace: bool = False,
+    blocking: bool = False,
 ) -> F | Callable[[F], F]:
     """Register a FaaS for function ``name``; used as a call or as a decorator.
 
     ``output`` declares the type of the rows the FaaS commits, so ``build()`` can check
     it against the next stage's input. The signature is checked now, not at run time.
+    ``blocking=True`` marks a sync FaaS that blocks: ``arun`` runs it in a worker thread,
+    while other sync FaaS run on the event loop (see docs/async.md).
     """
 
     def register(f: F) -> F:
-        current().faas(name, f, output=output, replace=replace)
+        current().faas(name, f, output=output, replace=replace, blocking=blocking)
         return f
 
     return register if fn is None else register(fn)
