@@ -104,12 +104,15 @@ class Plan:
     """Stage name or id -> the positions of the stages it names (the definition's)."""
     enabled: bool = attrs.field(eq=False, repr=False, default=True)
     """Whether runs of the flow do anything (config ``status == 1``)."""
+    fns: tuple[Callable[..., Any], ...] = attrs.field(eq=False, repr=False, default=())
+    """Per stage: its FaaS's callable."""
     plain: tuple[bool, ...] = attrs.field(eq=False, repr=False, default=())
     """Per stage: its FaaS takes the flow alone (no context, no rows to convert)."""
-    inline: tuple[bool, ...] = attrs.field(eq=False, repr=False, default=())
-    """Per stage: the run loop calls its FaaS itself under ``run`` (a sync function or
-    generator), with no round trip through the driver."""
-    inline_async: tuple[bool, ...] = attrs.field(eq=False, repr=False, default=())
+    inline: tuple[int, ...] = attrs.field(eq=False, repr=False, default=())
+    """Per stage: whether the run loop calls its FaaS itself under ``run`` (a sync
+    function or generator), with no round trip through the driver: 0 no, 1 yes, 2 yes
+    and it takes the flow alone (a plain call)."""
+    inline_async: tuple[int, ...] = attrs.field(eq=False, repr=False, default=())
     """Per stage: the same under ``arun``, where a FaaS registered ``blocking=True`` goes
     to a worker thread instead."""
 
@@ -172,6 +175,7 @@ def plan_of(d: Definition) -> Plan:
         specs.append(spec)
     check_types(name, stages, specs)
     table = d.dead_letters
+    plain = tuple(not (sp.signature.takes_rows or sp.signature.takes_ctx) for sp in specs)
     plan = Plan(
         pool=pool,
         version=pool.version,
@@ -184,12 +188,20 @@ def plan_of(d: Definition) -> Plan:
         n=len(stages),
         jump_index=d.jump_index,
         enabled=d.config.enabled,
-        plain=tuple(not (sp.signature.takes_rows or sp.signature.takes_ctx) for sp in specs),
-        inline=tuple(spec.signature.kind in _SYNC for spec in specs),
-        inline_async=tuple(spec.signature.kind in _SYNC and not spec.blocking for spec in specs),
+        fns=tuple(spec.fn for spec in specs),
+        plain=plain,
+        inline=tuple(_how(spec, p, False) for spec, p in zip(specs, plain, strict=True)),
+        inline_async=tuple(_how(spec, p, True) for spec, p in zip(specs, plain, strict=True)),
     )
     d.plan = plan
     return plan
+
+
+def _how(spec: FaaSSpec, plain: bool, under_arun: bool) -> int:
+    """``Plan.inline``'s entry for ``spec``: 0, or 2 for a plain call, 1 with arguments."""
+    if spec.signature.kind not in _SYNC or (under_arun and spec.blocking):
+        return 0
+    return 2 if plain else 1
 
 
 def run_plan(d: Definition) -> Plan | None:

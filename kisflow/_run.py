@@ -206,7 +206,7 @@ class Run(RunView):
 
     # -- the run loop --------------------------------------------------------------------
 
-    def calls(self, inline: Sequence[bool] = ()) -> Iterator[Call]:
+    def calls(self, inline: Sequence[int] = ()) -> Iterator[Call]:
         """The run, one stage call at a time: yields what the driver must call or finish.
 
         Before each call the stage is prepared (its input, a fresh buffer, rows converted
@@ -220,9 +220,10 @@ class Run(RunView):
         """
         clock = _clock
         plan = self.plan
-        stages, specs, plain, layers, log, n, observers = (
+        stages, specs, fns, plain, layers, log, n, observers = (
             plan.stages,
             plan.specs,
+            plan.fns,
             plan.plain,
             self.layers,
             self._log,
@@ -230,7 +231,7 @@ class Run(RunView):
             self.observers,
         )
         view_args = (self,)  # the run is the flow its FaaS receive
-        inline = inline or (False,) * n
+        inline = inline or (0,) * n
         pos = self.pos
         inp = self._input_of(pos)
         trace_from = self.trace_from
@@ -254,10 +255,12 @@ class Run(RunView):
                     except Exception as exc:
                         observer_failed(observer, "stage_started", exc)
             args = view_args if plain[pos] else self._arguments(pos, spec, inp)
-            if inline[pos]:
+            how = inline[pos]
+            if how:
                 failed: Exception | None = None
                 try:
-                    out = spec.fn(*args)
+                    # A plain call lets the interpreter inline the FaaS's frame.
+                    out = fns[pos](self) if how == 2 else fns[pos](*args)
                 except Exception as exc:
                     failed = exc
                 if failed is not None:
