@@ -215,10 +215,13 @@ def run_plan(d: Definition) -> Plan | None:
     plan: Plan | None = d.plan
     if plan is not None:
         pool = d.pool if d.pool is not None else _state.pool
+        # plan_of's checks, read without the properties (once per run): the definition
+        # publishes nothing while ``_pending`` is empty, and ``_version`` is the pool's.
         if (
             plan.pool is pool
-            and plan.version == pool.version
-            and plan.stages is d.stages
+            and plan.version == pool._version
+            and plan.stages is d._stages
+            and not d._pending
             and plan.dead_letters is d.dead_letters
         ):
             return plan if plan.enabled else None
