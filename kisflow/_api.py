@@ -151,7 +151,12 @@ class FlowAPI(metaclass=abc.ABCMeta):
 
     def next(self, *actions: Action) -> None:
         """Ask for actions after the current stage returns (see ``kisflow.actions``)."""
-        run = self._control()
+        run = self._run
+        if run is None:
+            run = self._control()
+        if len(actions) == 1 and type(actions[0]) is Action:  # the common call: no loops
+            run.ask(actions[0])
+            return
         for action in actions:
             if type(action) is not Action:
                 raise RunError(

@@ -2,18 +2,21 @@
 
 A ``Run`` is created per ``Flow.run`` call and owns everything that changes during the
 run (source and result layers, the current stage, the pending action, step count and
-figures), so one Flow definition runs from many threads at once without cross-talk.
-``Run.calls()`` is the loop itself, as a generator: it prepares each stage, yields the
-FaaS and its arguments, and applies the data-layer rules and actions once the driver
-asks for the next call. Sync and async drivers share it and differ only in how they
-call (``run_sync`` is the reference)::
+figures), so one Flow definition runs from many threads at once without cross-talk. It
+is also the flow its FaaS receive (it derives from ``RunView``): one object per run.
+``Run.calls(inline)`` is the loop itself, as a generator: it prepares each stage, calls
+the FaaS the driver lets it call (``Plan.inline``: sync FaaS, so a run of sync stages
+never leaves the generator), yields the others with their arguments, and applies the
+data-layer rules and actions. Sync and async drivers share it and differ only in how
+they call (``run_sync`` is the reference)::
 
-    for spec, args in run.calls():     # rows that failed conversion are dead-lettered
+    for spec, args, pending in run.calls(plan.inline):  # only what the driver must do
         while True:
             try:
-                out = spec.fn(*args)   # then run.finish_sync(spec, out), or await it
+                out = spec.fn(*args) if pending is None else pending.resume()
+                ...                    # run.finish_sync(spec, out), or await it
                 break
-            except Exception as exc:
+            except Exception as exc:   # an inline call that raised comes here too
                 delay = run.retry(exc)  # None: no attempt left (or not retryable)
                 if delay is None:
                     raise run.failure(exc)  # the error to raise, chained to exc
@@ -22,9 +25,9 @@ call (``run_sync`` is the reference)::
 
 ``retry`` discards what the failed attempt committed (rows, actions, rejected rows),
 so a retried stage never duplicates output. ``run_async`` is the same loop awaited: async
-FaaS run on the caller's loop, sync ones in a worker thread; both drivers share one call
-dispatch (``_finish``). The run tells its observers what happens (nothing is done for
-them when there are none) and drives the FaaS's view only through ``RunView``'s methods.
+FaaS run on the caller's loop, and so do sync ones, unless registered ``blocking=True``
+(those run in a worker thread). The run tells its observers what happens (nothing is
+done for them when there are none).
 """
 
 from __future__ import annotations

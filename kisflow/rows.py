@@ -6,7 +6,10 @@ cattrs; other records (attrs classes, dataclasses) are unstructured and structur
 (KisFlow's "dump to JSON and parse back"). Scalar fields are checked strictly (a float
 is never truncated into an int field), and non-record types are checked with typeguard.
 A row that cannot be converted is reported with its index, never replaced by a zero
-value.
+value. For a record type whose fields are plain scalars, a batch conversion is generated
+once per type (``RowType.batch``): a dict row whose values already have their fields'
+types is built as ``T(row["a"], ...)``, as fast as hand-written code; any other row takes
+the full path, so results and errors are the same.
 
 A record type may own its decoding, as KisFlow's per-type serializer does: a classmethod
 ``__kisflow_decode__(cls, raw)`` receives each str/bytes row before any JSON parsing, and
