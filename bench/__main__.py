@@ -27,7 +27,7 @@ from collections.abc import Callable
 from typing import Any
 
 import kisflow as kf
-from bench import parallel, workload
+from bench import columnar, parallel, stream, window, workload
 from kisflow import metrics
 
 BIG = 1_000_000
@@ -295,6 +295,9 @@ FIGURES: list[Figure] = [
     stream_arun_figures,
     parallel_figures,
     memory_figures,
+    columnar.figures,  # bench/columnar.py: the Polars stages
+    stream.run,  # bench/stream.py: Redis Streams -> SQLite
+    window.figures,  # bench/window.py: keyed tumbling counts
 ]
 """The figures ``make bench`` prints, in order; bench modules append theirs."""
 

@@ -21,6 +21,7 @@ from loguru import logger
 
 from kisflow import (
     actions,
+    columnar,
     connectors,  # registers the built-in connector types
     deadletter,
     errors,
@@ -32,6 +33,7 @@ from kisflow import (
 from kisflow._definition import Function
 from kisflow.actions import Action
 from kisflow.builder import FlowBuilder
+from kisflow.columnar import Columns
 from kisflow.config import (
     ConnConfig,
     FlowConfig,
@@ -46,10 +48,12 @@ from kisflow.connector import Connector
 from kisflow.deadletter import DeadLetter
 from kisflow.errors import (
     ActionError,
+    CheckpointError,
     CommitError,
     ConfigError,
     ConnectorError,
     DeadLetterError,
+    DeliveryError,
     DuplicateRegistrationError,
     FaaSSignatureError,
     FlowCycleError,
@@ -66,6 +70,7 @@ from kisflow.errors import (
     RowConversionError,
     RowRejectedError,
     RunError,
+    SourceError,
     StageExecutionError,
 )
 from kisflow.flow import DEFAULT_MAX_STEPS, Flow
@@ -77,16 +82,20 @@ from kisflow.result import RunEnd, RunResult, StageStats
 from kisflow.stage import Stage
 
 if TYPE_CHECKING:
-    from kisflow import dask, executors
+    from kisflow import dask, executors, sources
+    from kisflow.checkpoint import Checkpoint, current_batch
 
 # A library must not emit logs unless the application asks: `logger.enable("kisflow")`.
 logger.disable("kisflow")
 
 
 def __getattr__(name: str) -> Any:
-    """``kisflow.executors`` and ``kisflow.dask`` are imported on first use, not with kisflow."""
-    if name in ("executors", "dask"):
+    """``kisflow.executors``, ``kisflow.dask``, ``kisflow.sources`` and the checkpoint
+    store are imported on first use, not with kisflow."""
+    if name in ("executors", "dask", "sources"):
         return importlib.import_module(f"kisflow.{name}")
+    if name in ("Checkpoint", "current_batch"):
+        return getattr(importlib.import_module("kisflow.checkpoint"), name)
     raise AttributeError(f"module 'kisflow' has no attribute {name!r}")
 
 
@@ -98,6 +107,9 @@ except PackageNotFoundError:  # pragma: no cover - running from a source tree
 __all__ = [
     "Action",
     "ActionError",
+    "Checkpoint",
+    "CheckpointError",
+    "Columns",
     "CommitError",
     "ConfigError",
     "ConnConfig",
@@ -106,6 +118,7 @@ __all__ = [
     "DEFAULT_MAX_STEPS",
     "DeadLetter",
     "DeadLetterError",
+    "DeliveryError",
     "DuplicateRegistrationError",
     "FaaSSignatureError",
     "Flow",
@@ -138,6 +151,7 @@ __all__ = [
     "RunOptions",
     "RunResult",
     "Source",
+    "SourceError",
     "Stage",
     "StageExecutionError",
     "StageStats",
@@ -145,7 +159,9 @@ __all__ = [
     "actions",
     "caas",
     "caas_init",
+    "columnar",
     "connectors",
+    "current_batch",
     "dask",
     "deadletter",
     "errors",
@@ -157,4 +173,5 @@ __all__ = [
     "observers",
     "pool",
     "report",
+    "sources",
 ]

@@ -17,17 +17,20 @@ from typing import Any
 
 import attrs
 
-from kisflow import _state
+from kisflow import _context, _state
 from kisflow._api import FlowAPI
 from kisflow._definition import Definition
 from kisflow._pool import FaaSSpec, Pool, current
 from kisflow._signature import CallKind, Signature, read_signature
+from kisflow.columnar import fits
 from kisflow.connector import Connector, find_type
 from kisflow.deadletter import DeadLetterSink, sinks_for
 from kisflow.errors import FlowDefinitionError, FlowTypeError, FunctionNotFoundError
 from kisflow.modes import Mode
 from kisflow.rows import describe_type, type_fits
 from kisflow.stage import Stage
+from kisflow.state import stage_key
+from kisflow.windows import windowed
 
 __all__ = ["Plan", "plan_of", "pool_of", "run_plan", "stage_faas", "store_load", "store_save"]
 
@@ -50,7 +53,9 @@ _SYNC = (CallKind.PLAIN, CallKind.GENERATOR)
 
 @functools.cache
 def _default_signature(fn: Callable[..., Any]) -> Signature:
-    return read_signature(fn.__name__, fn)
+    # A DataFrame reaches the store as it is: a Parquet Save writes it, a row store
+    # (Store.call) takes its rows.
+    return attrs.evolve(read_signature(fn.__name__, fn), frames=True)
 
 
 def _default_fn(stage: Stage, pool: Pool) -> Callable[[FlowAPI], None] | None:
@@ -115,6 +120,9 @@ class Plan:
     inline_async: tuple[int, ...] = attrs.field(eq=False, repr=False, default=())
     """Per stage: the same under ``arun``, where a FaaS registered ``blocking=True`` goes
     to a worker thread instead."""
+    gated: tuple[bool, ...] = attrs.field(eq=False, repr=False, default=())
+    """Per stage: in a stream with ordered commits, its call waits for the batch before
+    (a Save stage, a window FaaS); such calls are the driver's, never inline."""
 
     def init_connectors(self) -> None:
         """Initialise every connector once (a run calls it; later calls do nothing).
@@ -134,6 +142,23 @@ class Plan:
         if run_sink is None:
             return self.sinks
         return sinks_for(self.stages, self.dead_letters, run_sink)
+
+
+def _windowed(d: Definition, position: int, stage: Stage, spec: FaaSSpec) -> FaaSSpec:
+    """A window FaaS's spec as the run calls it: once per stage call, the FaaS per window."""
+    assert spec.window is not None
+    sig = spec.signature
+    asynchronous = sig.kind is CallKind.ASYNC
+    fn = windowed(
+        spec.window,
+        spec.fn,
+        asynchronous=asynchronous,
+        state_key=f"{stage_key(position, stage.name)}#windows",
+        store=d.state,
+        streaming=_context.STREAMING.get,
+    )
+    kind = CallKind.ASYNC if asynchronous else CallKind.PLAIN
+    return attrs.evolve(spec, fn=fn, signature=attrs.evolve(sig, kind=kind))
 
 
 def pool_of(d: Definition) -> Pool:
@@ -168,10 +193,12 @@ def plan_of(d: Definition) -> Plan:
             flow=name,
         )
     specs: list[FaaSSpec] = []
-    for stage in stages:
+    for position, stage in enumerate(stages):
         spec = stage_faas(pool, stage)
         if spec is None:
             raise FunctionNotFoundError(stage.name, flow=name)
+        if spec.window is not None:
+            spec = _windowed(d, position, stage, spec)
         specs.append(spec)
     check_types(name, stages, specs)
     table = d.dead_letters
@@ -192,6 +219,10 @@ def plan_of(d: Definition) -> Plan:
         plain=plain,
         inline=tuple(_how(spec, p, False) for spec, p in zip(specs, plain, strict=True)),
         inline_async=tuple(_how(spec, p, True) for spec, p in zip(specs, plain, strict=True)),
+        gated=tuple(
+            st.mode is Mode.SAVE or sp.window is not None
+            for st, sp in zip(stages, specs, strict=True)
+        ),
     )
     d.plan = plan
     return plan
@@ -243,7 +274,8 @@ def check_types(flow: str, stages: Sequence[Stage], specs: Sequence[FaaSSpec | N
         consumed = down_spec.signature.rows_type
         if produced is None or not down_spec.signature.takes_rows:
             continue
-        if not type_fits(produced, consumed):
+        fit = fits(produced, consumed)
+        if not (type_fits(produced, consumed) if fit is None else fit):
             raise FlowTypeError(
                 f"flow {flow!r}: stage {up.name!r} outputs {describe_type(produced)} "
                 f"but stage {down.name!r} takes {describe_type(consumed)}; make the "

@@ -41,7 +41,7 @@ import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from kisflow import _context, _state
+from kisflow import _context, _state, columnar
 from kisflow._aio import private_runner
 from kisflow._api import RunView
 from kisflow._pool import FaaSSpec
@@ -63,6 +63,7 @@ from kisflow.observers import Observer, StageCall, notify, observer_failed
 from kisflow.result import RunEnd, RunResult, StageLog
 from kisflow.rows import RowConversionFailure, describe_type, safe_repr, safe_str
 from kisflow.stage import Stage
+from kisflow.windows import LateRow
 
 if TYPE_CHECKING:
     from kisflow._definition import Definition
@@ -101,6 +102,7 @@ class Run(RunView):
         "_ctx_token",
         "_ended_at",
         "_extra",
+        "_held",
         "_log",
         "_rejects",
         "_retries",
@@ -113,6 +115,7 @@ class Run(RunView):
         "ctx",
         "ended",
         "flow_name",
+        "gate",
         "kept",
         "layers",
         "max_steps",
@@ -163,6 +166,7 @@ class Run(RunView):
         self._log: list[tuple[int, int, int, int, float]] = []
         self._retries: dict[int, int] | None = None
         self._attempt = 1
+        self._held: list[Any] | None = None
         self._call_dead = 0
         self._rejects: list[DeadLetter] | None = None
         self._extra = False
@@ -171,6 +175,8 @@ class Run(RunView):
         self._runner: asyncio.Runner | None = None
         run_sink = options.dead_letters
         self.sinks = plan.sinks if run_sink is None else plan.sinks_with(run_sink)
+        # A stream's ordered commits: Save stages wait for the batch before (else None).
+        self.gate = _context.GATE.get()
         # Connectors read the run from the context (Save idempotency marks).
         self._ctx_token: contextvars.Token[Any] | None = (
             _context.RUN.set(self) if plan.connectors else None
@@ -201,6 +207,39 @@ class Run(RunView):
     def position(self) -> int:
         """The index of the stage being called."""
         return self.pos
+
+    def hold(self, lock: Any) -> None:
+        """Take ``lock`` (a stage's state) until the current stage call returns.
+
+        In a stream running batches concurrently the call first waits for the batch
+        before to commit (its gate), so each commit saves the state of its batches only.
+        """
+        held = self._held
+        if held is None:
+            held = self._held = []
+        elif any(h is lock for h in held):
+            return
+        if self.gate is not None:
+            self.gate.wait()
+        if not lock.acquire(blocking=False):
+            if _on_event_loop():
+                # Waiting would block the loop, and the holder may be a task on it.
+                stage = self.chain[self.pos]
+                raise RunError(
+                    f"flow {self.flow_name!r} stage {stage.name!r}: flow.state() is held by "
+                    f"another run on this event loop; an async FaaS must not await while it "
+                    f"holds its stage's state (see docs/state.md)",
+                    flow=self.flow_name,
+                    stage=stage.name,
+                )
+            lock.acquire()
+        held.append(lock)
+
+    def _release_held(self) -> None:
+        held = self._held
+        self._held = None
+        for lock in held or ():
+            lock.release()
 
     def ask(self, action: Action) -> None:
         """Record an action of the current call; actions are frozen values that combine."""
@@ -235,6 +274,8 @@ class Run(RunView):
         )
         view_args = (self,)  # the run is the flow its FaaS receive
         inline = inline or (0,) * n
+        if self.gate is not None:  # a stream's Save and window stages wait: the driver's
+            inline = tuple(0 if g else how for how, g in zip(inline, plan.gated, strict=True))
         pos = self.pos
         inp = self._input_of(pos)
         trace_from = self.trace_from
@@ -244,13 +285,15 @@ class Run(RunView):
             self.steps = steps = self.steps + 1
             if steps > trace_from:
                 self._near_step_limit(pos)
+            spec = specs[pos]
+            if type(inp) is not list and not spec.signature.frames:
+                inp = columnar.rows_of(inp)  # a DataFrame, for a row stage: its rows
             self.stage_input = self.converted = inp
             rows_in = len(inp)
             # action, _attempt, _call_dead, _rejects and kept are reset once a call used them.
             buf: list[Any] = []
             self.buffer = buf
             self.commit_row = buf.append
-            spec = specs[pos]
             if observers:
                 for observer in observers:
                     try:
@@ -273,19 +316,22 @@ class Run(RunView):
             else:
                 yield spec, args, None
             # -- apply the data-layer rules and the action ---------------------------------
+            if self._held is not None:
+                self._release_held()
             action = self.action
             stop: RunEnd | None
             if action is None:
                 result = self.buffer
+                rows_out = len(result)  # a DataFrame has a length, not a truth value
                 following = pos + 1
                 # KisFlow's rule: a stage that commits nothing stops the flow (no error).
                 # The last stage committing nothing is a sink that finished: completed.
-                stop = RunEnd.NO_ROWS if not result and following < n else None
+                stop = RunEnd.NO_ROWS if not rows_out and following < n else None
             else:
                 self.action = None
                 result, following, stop = self._apply(action, pos)
+                rows_out = len(result)
             layers[pos] = result
-            rows_out = len(result)
             if self._extra:
                 dead, attempts = self._settle(pos)
             else:
@@ -399,6 +445,9 @@ class Run(RunView):
         it), so the FaaS must not touch it again. The stage's own input is never adopted.
         """
         buf = self.buffer
+        if type(buf) is not list or (type(rows) is not list and columnar.is_frame(rows)):
+            self._commit_frame(rows)
+            return
         if (
             not copy
             and type(rows) is list
@@ -412,6 +461,11 @@ class Run(RunView):
         if type(rows) is not list:
             check_batch(rows, self.flow_name, self.chain[self.pos].name)
         buf.extend(rows)
+
+    def _commit_frame(self, rows: Iterable[Any]) -> None:
+        """A DataFrame committed (or rows after one): the stage's result is a DataFrame."""
+        self.buffer = columnar.merge_commit(self.buffer, rows)
+        self.commit_row = columnar.refuse_row(self.flow_name, self.chain[self.pos].name)
 
     def _dead_letter_unconvertible(self, pos: int, inp: list[Any]) -> list[Any]:
         """Send rows that fail conversion to the stage's sink; return the converted rest."""
@@ -460,15 +514,31 @@ class Run(RunView):
         self._call_dead += 1
         self._extra = True
 
-    def _reused_input(self) -> list[Any]:
+    def _reused_input(self, pos: int) -> list[Any]:
         """The stage's input without the rows it rejected (``data_reuse`` passes it on)."""
         rejected = {letter.row_index for letter in self._rejects or ()}
+        if -1 in rejected and self.plan.specs[pos].signature.frames:
+            raise ActionError(
+                f"flow {self.flow_name!r} stage {self.label(pos)} dead-lettered a DataFrame "
+                f"and asked for data_reuse, which would pass the rejected rows on; commit "
+                f"the rows it keeps with commit_row_batch instead",
+                flow=self.flow_name,
+                stage=self.chain[pos].name,
+            )
         rows = self.stage_input
         positions = self.kept if self.kept is not None else range(len(rows))
         return [row for i, row in zip(positions, rows, strict=True) if i not in rejected]
 
     def reject(self, row: Any, reason: str | BaseException) -> None:
         """A FaaS rejects ``row`` (``flow.dead_letter``): kept until the stage succeeds."""
+        if columnar.is_frame(row):
+            for one, why in columnar.rejected_rows(row, safe_str(reason, _REASON)):
+                self._reject(one, why, -1)
+            return
+        self._reject(row, reason, None)
+
+    def _reject(self, row: Any, reason: str | BaseException, index: int | None) -> None:
+        """``reject`` of one row; ``index`` None: found in the stage's input."""
         pos = self.pos
         stage = self.chain[pos]
         if isinstance(reason, BaseException):
@@ -484,11 +554,12 @@ class Run(RunView):
                 stage=stage.name,
                 row=row,
             )
-        index = _index_of(row, self.converted)
-        if index < 0:
-            index = _index_of(row, self.stage_input)
-        if index >= 0 and self.kept is not None:
-            index = self.kept[index]
+        if index is None:
+            index = _index_of(row, self.converted)
+            if index < 0:
+                index = _index_of(row, self.stage_input)
+            if index >= 0 and self.kept is not None:
+                index = self.kept[index]
         if self._rejects is None:
             self._rejects = []
         self._extra = True
@@ -499,7 +570,7 @@ class Run(RunView):
                 stage_id=stage.id,
                 row_index=index,
                 row=row,
-                reason="rejected",
+                reason="late" if type(reason) is LateRow else "rejected",
                 error=error,
                 error_type=error_type,
             )
@@ -575,7 +646,7 @@ class Run(RunView):
         """The stage's result, the next position and why the run stops (or None), given
         the action it asked for."""
         if action.data_reuse:
-            result = self._reused_input() if self._rejects else self.stage_input
+            result = self._reused_input(pos) if self._rejects else self.stage_input
         else:
             result = self.buffer
         # A jump is checked even when the stage also aborts: a bad target is an error.
@@ -584,7 +655,7 @@ class Run(RunView):
             return result, pos + 1, RunEnd.ABORTED
         if jump is not None:
             return result, jump, None
-        if not result and not action.force_entry_next and pos + 1 < self.plan.n:
+        if len(result) == 0 and not action.force_entry_next and pos + 1 < self.plan.n:
             return result, pos + 1, RunEnd.NO_ROWS
         return result, pos + 1, None
 
@@ -606,6 +677,8 @@ class Run(RunView):
         holds are dropped too, so a FaaS that kept its flow does not keep a layer alive.
         Later calls of the FaaS API on it refuse, and commits raise.
         """
+        if self._held is not None:
+            self._release_held()
         if self._runner is not None:
             self._runner.close()
             self._runner = None
@@ -823,14 +896,27 @@ async def _as_coroutine(awaitable: Any) -> Any:
     return await awaitable
 
 
+def _on_event_loop() -> bool:
+    """Whether this thread is running an event loop."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
+
+
 def run_sync(run: Run) -> RunResult:
     """Carry out ``run`` in the calling thread; async stages run on a private loop.
 
     Sync FaaS are called by the run loop itself (``Plan.inline``); this driver calls the
-    others, finishes what a call returned, and retries failed calls.
+    others (a stream's Save and window stages first wait for their gate), finishes what a
+    call returned, and retries failed calls.
     """
+    gate = run.gate
     try:
         for spec, args, pending in run.calls(run.plan.inline):
+            if pending is None and gate is not None and run.plan.gated[run.pos]:
+                gate.wait()
             while True:
                 try:
                     if pending is None:
@@ -862,8 +948,11 @@ async def run_async(run: Run) -> RunResult:
     loop itself, unless registered ``blocking=True``: those run in a worker thread. Retries
     wait with ``asyncio.sleep``, so a stage backing off never blocks the loop.
     """
+    gate = run.gate
     try:
         for spec, args, pending in run.calls(run.plan.inline_async):
+            if pending is None and gate is not None and run.plan.gated[run.pos]:
+                await gate.await_()
             while True:
                 try:
                     if pending is None:

@@ -40,6 +40,8 @@ PAGES = (
     "async.md",
     "dask.md",
     "extending.md",
+    "columnar.md",
+    "state.md",
 )
 """The pages about the core engine whose examples this module runs."""
 
