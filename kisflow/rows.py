@@ -732,12 +732,11 @@ class RowType:
             return rows if isinstance(rows, list) else list(rows)
         tp = self.type
         one = self.convert_one
-        if self.batch is not None:
-            try:
-                return self.batch(rows)
-            except Exception:  # e.g. a missing key: the full conversion says what is wrong
-                pass
         try:
+            if self.batch is not None:
+                # It raises only where the full conversion fails too (a missing required
+                # key, a row the full path refuses): find that row below.
+                return self.batch(rows)
             return [row if type(row) is tp else one(row) for row in rows]
         except Exception:
             pass
