@@ -597,8 +597,8 @@ def _batch_converter(
     structuring is cattrs' own generated hook (no hook registered by the user, no key
     folding), a dict row that has every field, each value of its field's exact type, is
     built as ``tp(row["a"], row["b"], ...)``, as hand-written code would; every other row
-    goes through ``one`` (the full conversion). A missing required key raises
-    ``KeyError``, and the caller then converts the batch the full way, which reports it.
+    goes through ``one`` (the full conversion). It raises only where the full conversion
+    fails too (a missing required key is a ``KeyError``); the caller then finds the row.
     """
     if not is_record_type(tp) or _ignores_case(tp):
         return None
@@ -606,8 +606,11 @@ def _batch_converter(
     code = getattr(hook, "__code__", None)
     if code is None or not code.co_filename.startswith("<cattrs generated"):
         return None
-    hints = typing.get_type_hints(tp)
-    required = {name: need for name, (_, need) in _record_fields(tp).items()}
+    try:
+        required = {name: need for name, (_, need) in _record_fields(tp).items()}
+        hints = typing.get_type_hints(tp)
+    except Exception:  # e.g. a forward reference that does not resolve: the full path
+        return None
     if attrs.has(tp):
         fields = [(f.name, f.alias or f.name, f.kw_only, f.init) for f in attrs.fields(tp)]
     else:
