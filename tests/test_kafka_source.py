@@ -21,7 +21,7 @@ from kisflow.errors import SourceError
 from kisflow.sources import Chunk
 from kisflow.sources._kafka import KafkaSource
 
-FAST = {"session.timeout.ms": 6000, "heartbeat.interval.ms": 500, "fetch.wait.max.ms": 50}
+FAST = {"session.timeout.ms": 2000, "heartbeat.interval.ms": 300, "fetch.wait.max.ms": 50}
 """Short group timeouts: a join or a rebalance takes seconds, not the default 45."""
 
 NONE = -1001
