@@ -93,7 +93,7 @@ class TestValidateWithoutClients:
 
 
 class TestOneErrorForEachExtra:
-    """metrics, redis, sql, dask and kafka all raise MissingExtraError (an ImportError) naming it."""
+    """metrics, redis, sql, dask, kafka: each a MissingExtraError (an ImportError) naming it."""
 
     @pytest.mark.parametrize(
         ("blocked", "extra", "call"),
