@@ -7,9 +7,8 @@ talk to it with confluent-kafka (librdkafka) like to any Kafka broker.
 
 A known difference from Apache Kafka (Tansu 0.6.0, memory storage): ListOffsets reports
 a partition's high watermark as the base offset of its last record batch plus one, so a
-producer that batches records makes it look short; fetch responses carry the right one
-(which is what ``KafkaSource.lag`` reads). ``Broker.produce(..., one_per_batch=True)``
-sends each record in a batch of its own, so every view of the watermark is right.
+producer that batches records makes it look short; fetch responses carry the right one,
+which is what ``KafkaSource.lag`` reads (librdkafka's cached watermarks).
 """
 
 from __future__ import annotations
@@ -73,16 +72,11 @@ class Broker:
         *,
         partition: int | None = None,
         headers: Sequence[tuple[str, bytes]] | None = None,
-        one_per_batch: bool = False,
     ) -> int:
-        """Produce ``values`` (mappings as JSON); returns the count. ``one_per_batch``
-        sends each record in a batch of its own (so ListOffsets' watermark is right)."""
+        """Produce ``values`` (mappings as JSON, the rest as they are); returns the count."""
         from confluent_kafka import Producer
 
-        settings: dict[str, Any] = {"bootstrap.servers": self.bootstrap, "linger.ms": 5}
-        if one_per_batch:
-            settings.update({"linger.ms": 0, "batch.num.messages": 1})
-        producer = Producer(settings)
+        producer = Producer({"bootstrap.servers": self.bootstrap, "linger.ms": 5})
         n = 0
         for value in values:
             raw = json.dumps(value) if isinstance(value, Mapping) else value

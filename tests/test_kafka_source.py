@@ -8,6 +8,7 @@ and the group's committed offsets are read back from the broker.
 from __future__ import annotations
 
 import itertools
+import sqlite3
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,8 +17,10 @@ from typing import Any
 import pytest
 from kafka_broker import Broker, free_port, running_broker
 
+import kisflow as kf
 from kisflow import sources
 from kisflow.errors import SourceError
+from kisflow.observers import Observer, StreamStatus
 from kisflow.sources import Chunk
 from kisflow.sources._kafka import KafkaSource
 
@@ -239,11 +242,12 @@ class TestRebalance:
             assert batch.span == {"0": [0, 4], "1": [0, 4]}
             b.open(None)
             end = time.monotonic() + 40
-            while len(a._assigned) != 1 or len(b._assigned) != 1:
-                assert time.monotonic() < end, (a._assigned, b._assigned)
+            while len(a.assigned) != 1 or len(b.assigned) != 1:
+                assert time.monotonic() < end, (a.assigned, b.assigned)
                 a.read(100, 0.1)
                 b.read(100, 0.1)
-            (kept,) = a._assigned
+            (kept,) = a.assigned
+            assert b.assigned == (1 - kept,)
             a.ack(batch.span)
             committed = broker.committed(topic, topic, 2)
             assert committed[kept] == 4
@@ -285,3 +289,53 @@ class TestErrors:
         two = sources.kafka("h:1", topic="t", group="g", consumer="w2")
         assert (one.key, two.key) == ("kafka:h:1/t/g", "kafka:h:1/t/g/w2")
         assert one.describe() == "kafka topic 't' (group 'g' at h:1)"
+
+
+class TestStream:
+    """``flow.stream`` over the Kafka source, in this process: letters, lag, resume."""
+
+    def test_stream_stores_once_letters_bad_messages_and_resumes(
+        self, broker: Broker, topic: str, tmp_path: Path
+    ) -> None:
+        broker.produce(topic, [{"id": i} for i in range(30)], partition=0)
+        broker.produce(topic, [b"{broken", *({"id": 30 + i} for i in range(10))], partition=1)
+        db, ckpt = tmp_path / "rows.db", tmp_path / "c.ckpt"
+        conn = kf.ConnConfig(cname="DB", type="sqlite", addrs=str(db), key="rows")
+        flow = kf.FlowBuilder(f"k-{topic}").save("Store", conn=conn).build()
+        letters: list[kf.DeadLetter] = []
+        seen: list[StreamStatus] = []
+
+        class Watch(Observer):
+            def stream_committed(self, flow: str, status: StreamStatus) -> None:
+                seen.append(status)
+
+        stream = flow.stream(
+            source(broker, topic),
+            kf.RunOptions(observers=(Watch(),)),
+            batch_size=7,
+            max_wait=0.2,
+            checkpoint=ckpt,
+            idle_timeout=4.0,
+            delivery="exactly-once",
+            dead_letters=letters,
+        )
+        with stream:
+            outputs = [len(r.output) for r in stream]
+        assert sum(outputs) == 40
+        assert stream.committed == 41
+        assert stream.position == {"0": 30, "1": 11}
+        assert [(x.row, x.error.split(" is not")[0]) for x in letters] == [
+            ("{broken", f"kafka topic {topic} partition 1 offset 0")
+        ]
+        assert seen[-1].lag == 0
+        assert seen[-1].committed == 41
+        assert broker.committed(topic, topic, 2) == {0: 30, 1: 11}
+        con = sqlite3.connect(db)
+        stored = sorted(i for (i,) in con.execute("SELECT id FROM rows"))
+        con.close()
+        assert stored == list(range(40))
+        broker.produce(topic, [{"id": 40}], partition=0)
+        again = flow.stream(source(broker, topic), batch_size=7, checkpoint=ckpt, idle_timeout=4.0)
+        with again:
+            assert [r.output for r in again] == [[{"id": 40}]]
+        assert again.position == {"0": 31, "1": 11}

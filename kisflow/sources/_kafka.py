@@ -150,6 +150,11 @@ class KafkaSource(Source):
         that shares a checkpoint its own ``consumer`` name."""
         return self._key()
 
+    @property
+    def assigned(self) -> tuple[int, ...]:
+        """The partitions the group gave this consumer now (empty before the first read)."""
+        return tuple(sorted(self._assigned))
+
     def describe(self) -> str:
         """The topic, group and broker, for messages."""
         return f"kafka topic {self.topic!r} (group {self.group!r} at {self.bootstrap})"
