@@ -339,3 +339,28 @@ class TestStream:
         with again:
             assert [r.output for r in again] == [[{"id": 40}]]
         assert again.position == {"0": 31, "1": 11}
+
+
+class TestSpans:
+    """Spans are offsets per partition as JSON; joined chunks merge them per partition."""
+
+    def test_join_merges_spans_per_partition(self) -> None:
+        src = sources.kafka("h:1", topic="t", group="g")
+        one = Chunk([{"id": 1}], {"0": [3, 4]}, (), [{}], ["a"])
+        two = Chunk([{"id": 2}, {"id": 3}], {"0": [4, 6], "2": [9, 10]}, (), [{}, {}], ["b", "c"])
+        joined = src.join([one, two])
+        assert joined.span == {"0": [3, 6], "2": [9, 10]}
+        assert joined.rows == [{"id": 1}, {"id": 2}, {"id": 3}]
+        assert joined.wheres == ["a", "b", "c"]
+        assert src.position(joined.span) == {"0": 6, "2": 10}
+
+    @pytest.mark.parametrize("span", [[1, 2], {"0": "x"}, {"zero": [1, 2]}, "0:1"])
+    def test_a_span_not_made_by_the_source_is_a_source_error(self, span: object) -> None:
+        src = sources.kafka("h:1", topic="t", group="g")
+        with pytest.raises(SourceError, match="is not \\[start, end\\] offsets per partition"):
+            src.position(span)
+
+    def test_a_position_not_made_by_the_source_is_a_source_error(self) -> None:
+        src = sources.kafka("h:1", topic="t", group="g")
+        with pytest.raises(SourceError, match="is not offsets per partition"):
+            src.open({"0": "far"})
