@@ -164,6 +164,27 @@ class TestRead:
         finally:
             src.close()
 
+    def test_a_span_holds_every_partition_held(self, broker: Broker, topic: str) -> None:
+        """A partition without records in a chunk is in its span as an empty range at its
+        next offset, so the position after one batch's span alone covers every partition
+        (a restart opens there when that batch was left uncommitted)."""
+        broker.produce(topic, [{"id": i} for i in range(3)], partition=0)
+        broker.produce(topic, [{"id": 10 + i} for i in range(2)], partition=1)
+        src = source(broker, topic)
+        src.open(None)
+        try:
+            first = src.join(read_all(src, 5))
+            src.ack(first.span)
+            broker.produce(topic, [{"id": 3}], partition=0)
+            later = src.join(read_all(src, 1))
+            assert later.span == {"0": [3, 4], "1": [2, 2]}
+            assert ids(later) == [3]
+            fresh = source(broker, topic)  # not opened: knows nothing but the span
+            assert fresh.position(later.span) == {"0": 4, "1": 2}
+            assert ids(src.reread(later.span)) == [3]
+        finally:
+            src.close()
+
     def test_lag_counts_what_is_not_read(self, broker: Broker, topic: str) -> None:
         broker.produce(topic, [{"id": i} for i in range(10)], partition=0)
         src = source(broker, topic)
@@ -353,6 +374,12 @@ class TestSpans:
         assert joined.rows == [{"id": 1}, {"id": 2}, {"id": 3}]
         assert joined.wheres == ["a", "b", "c"]
         assert src.position(joined.span) == {"0": 6, "2": 10}
+
+    def test_empty_ranges_only_place_a_partition(self) -> None:
+        src = sources.kafka("h:1", topic="t", group="g")
+        one = Chunk([{"id": 1}], {"0": [3, 4], "1": [2, 2], "2": [7, 7]})
+        two = Chunk([{"id": 2}], {"0": [4, 4], "1": [2, 3], "2": [7, 7]})
+        assert src.join([one, two]).span == {"0": [3, 4], "1": [2, 3], "2": [7, 7]}
 
     @pytest.mark.parametrize("span", [[1, 2], {"0": "x"}, {"zero": [1, 2]}, "0:1"])
     def test_a_span_not_made_by_the_source_is_a_source_error(self, span: object) -> None:

@@ -3,8 +3,9 @@
 ``sources.kafka("127.0.0.1:9092", topic="orders", group="billing")`` reads ``orders``
 as a member of the consumer group ``billing`` with librdkafka (``confluent-kafka``,
 the extra ``kisflow[kafka]``). A chunk's span is ``{"<partition>": [start, end]}``: the
-offsets ``start <= offset < end`` of each partition it read (JSON keys are strings). The
-position after a span is the next offset of every partition seen so far.
+offsets ``start <= offset < end`` of each partition it read (JSON keys are strings), and
+for each other partition held an empty range at its next offset. The position after a
+span is the next offset of every partition seen so far.
 
 Offsets are committed to Kafka only in ``ack``, synchronously, once the stream has
 committed the batch's effects and its checkpoint (``enable.auto.commit`` is always off).
@@ -22,6 +23,8 @@ import logging
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
+
+import attrs
 
 from kisflow.errors import MissingExtraError, SourceError
 from kisflow.sources._base import BadRecord, Chunk, Source
@@ -66,7 +69,11 @@ def _span_ends(span: Any) -> dict[int, tuple[int, int]]:
             items = [(int(p), (int(r[0]), int(r[1]))) for p, r in dict(part).items()]
         for p, (start, end) in items:
             if p in out:
-                start, end = min(start, out[p][0]), max(end, out[p][1])
+                was = out[p]
+                if start == end:  # an empty range only says where the partition was
+                    start, end = was if was[0] < was[1] else (max(start, was[0]),) * 2
+                elif was[0] < was[1]:
+                    start, end = min(start, was[0]), max(end, was[1])
             out[p] = (start, end)
     return out
 
@@ -321,7 +328,18 @@ class KafkaSource(Source):
                 got.extend(consumer.consume(max_rows - 1, 0))
         except ck.KafkaException as exc:
             raise self._error(f"cannot read: {_why(exc)}", retryable=True) from exc
-        return self._records([m for m in got if self._check(m)], None)
+        chunk = self._records([m for m in got if self._check(m)], None)
+        if not chunk.size:
+            return chunk
+        # Every partition held is in the span, those without records as an empty range at
+        # their next offset: the position after any batch then covers them all (a restart
+        # opens after its last uncommitted batch, by that batch's span alone).
+        span = dict(chunk.span)
+        for p in self._assigned:
+            at = max(self._read.get(p, -1), self._stored.get(p, -1))
+            if str(p) not in span and at >= 0:
+                span[str(p)] = [at, at]
+        return attrs.evolve(chunk, span={k: span[k] for k in sorted(span, key=int)})
 
     def join(self, chunks: Sequence[Chunk]) -> Chunk:
         """Chunks read in a row as one: their spans merged per partition."""
