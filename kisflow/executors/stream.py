@@ -59,6 +59,7 @@ from loguru import logger
 
 from kisflow import _context, _state, observers
 from kisflow.checkpoint import Batch, Checkpoint
+from kisflow.columnar import as_rows
 from kisflow.connectors._base import to_json_text
 from kisflow.deadletter import DeadLetter, DeadLetterSink
 from kisflow.errors import (
@@ -1482,7 +1483,7 @@ def run_jsonl_stream(
         first, last = reader.release(stream.rows_done - done)
         done = stream.rows_done
         texts: list[str] = []
-        for row in result.output:
+        for row in as_rows(result.output):  # a columnar stage's DataFrame: its rows
             try:
                 texts.append(to_json_text(row))
             except (TypeError, ValueError, RecursionError) as exc:
