@@ -391,3 +391,27 @@ class TestSpans:
         src = sources.kafka("h:1", topic="t", group="g")
         with pytest.raises(SourceError, match="is not offsets per partition"):
             src.open({"0": "far"})
+
+
+class TestPoison:
+    def test_without_a_sink_a_bad_message_stops_the_stream_before_its_batch(
+        self, broker: Broker, topic: str, tmp_path: Path
+    ) -> None:
+        broker.produce(topic, [{"id": 1}, b"\xffpoison", {"id": 2}], partition=0)
+        seen: list[Any] = []
+
+        @kf.faas("SeenKafka", replace=True)
+        def see(flow: kf.Flow, rows: list[Any]) -> None:
+            seen.extend(rows)
+            flow.commit_row_batch(rows)
+
+        flow = kf.FlowBuilder(f"p-{topic}").calculate("SeenKafka").build()
+        ckpt = tmp_path / "c.ckpt"
+        stream = flow.stream(source(broker, topic), checkpoint=ckpt, idle_timeout=4.0)
+        where = f"kafka topic {topic} partition 0 offset 1 is not JSON"
+        with stream, pytest.raises(SourceError, match=where) as info:
+            list(stream)
+        assert seen == []  # the batch holding it never ran
+        assert "\\xffpoison" in str(info.value)
+        assert stream.committed == 0
+        assert broker.committed(topic, topic, 2) == {0: NONE, 1: NONE}
