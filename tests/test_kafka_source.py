@@ -315,14 +315,15 @@ class TestErrors:
 class TestStream:
     """``flow.stream`` over the Kafka source, in this process: letters, lag, resume."""
 
+    @pytest.mark.parametrize("in_flight", [1, 3])
     def test_stream_stores_once_letters_bad_messages_and_resumes(
-        self, broker: Broker, topic: str, tmp_path: Path
+        self, broker: Broker, topic: str, tmp_path: Path, in_flight: int
     ) -> None:
         broker.produce(topic, [{"id": i} for i in range(30)], partition=0)
         broker.produce(topic, [b"{broken", *({"id": 30 + i} for i in range(10))], partition=1)
         db, ckpt = tmp_path / "rows.db", tmp_path / "c.ckpt"
         conn = kf.ConnConfig(cname="DB", type="sqlite", addrs=str(db), key="rows")
-        flow = kf.FlowBuilder(f"k-{topic}").save("Store", conn=conn).build()
+        flow = kf.FlowBuilder(f"k{in_flight}").save("Store", conn=conn).build()
         letters: list[kf.DeadLetter] = []
         seen: list[StreamStatus] = []
 
@@ -334,6 +335,7 @@ class TestStream:
             source(broker, topic),
             kf.RunOptions(observers=(Watch(),)),
             batch_size=7,
+            max_in_flight=in_flight,
             max_wait=0.2,
             checkpoint=ckpt,
             idle_timeout=4.0,
