@@ -252,12 +252,15 @@ class TestReread:
 
 
 class TestRebalance:
-    def test_a_lost_partition_is_not_committed(self, broker: Broker, topic: str) -> None:
+    @pytest.mark.parametrize("strategy", ["range", "cooperative-sticky"])
+    def test_a_lost_partition_is_not_committed(
+        self, broker: Broker, topic: str, strategy: str
+    ) -> None:
         broker.produce(topic, [{"id": i} for i in range(4)], partition=0)
         broker.produce(topic, [{"id": 10 + i} for i in range(4)], partition=1)
-        a = source(broker, topic)
+        a = source(broker, topic, **{"partition.assignment.strategy": strategy})
         a.open(None)
-        b = source(broker, topic)
+        b = source(broker, topic, **{"partition.assignment.strategy": strategy})
         try:
             batch = a.join(read_all(a, 8))  # a holds both partitions
             assert batch.span == {"0": [0, 4], "1": [0, 4]}
