@@ -139,6 +139,26 @@ class TestResume:
         assert saved is not None
         assert (saved.committed, saved.seq) == (100, 10)
 
+    def test_without_a_checkpoint_a_rerun_stores_again(self, tmp_path: Path) -> None:
+        """No checkpoint, no batch keys: a second run is a new run (at least once), and
+        the stores never skip rows because an earlier stream used the same numbers."""
+        db = tmp_path / "rows.db"
+        flow = _store_flow(db)
+        for _ in range(2):
+            stream = flow.stream(ListSource(range(20)), batch_size=10)
+            assert [len(r.output) for r in stream] == [10, 10]
+            assert stream.delivery == "at-least-once"
+        assert _stored(db) == dict.fromkeys(range(20), 2)
+
+    def test_a_failure_without_checkpoint_names_the_span_only(self, tmp_path: Path) -> None:
+        def boom(rows: list[int]) -> None:
+            raise ValueError("boom")
+
+        flow = _store_flow(tmp_path / "rows.db", fail=boom)
+        with pytest.raises(kf.StageExecutionError) as info:
+            list(flow.stream(ListSource(range(5)), batch_size=10))
+        assert info.value.__notes__ == ["in stream batch 1 (list:list span [0,5])"]
+
     def test_acks_after_each_commit_in_order(self, tmp_path: Path) -> None:
         src = ListSource(range(25))
         list(_store_flow(tmp_path / "r.db").stream(src, batch_size=10, checkpoint=tmp_path / "c"))
@@ -188,6 +208,29 @@ class TestResume:
         saved = Checkpoint(ckpt).load("list:list")
         assert saved is not None
         assert (saved.position, saved.committed) == (30, 30)
+
+    def test_a_source_opened_after_an_intent_is_told_what_is_committed(
+        self, tmp_path: Path
+    ) -> None:
+        """Opened at the last intent (to reread it), the source still hears the committed
+        position, so it can ack a batch whose commit landed but whose ack did not."""
+        ckpt = Checkpoint(tmp_path / "c.ckpt.db")
+        ckpt.begin("list:list", 1, [0, 10])
+        ckpt.commit("list:list", 1, 10, rows=10)
+        ckpt.begin("list:list", 2, [10, 20])
+
+        class Told(ListSource):
+            def committed(self, position: object) -> None:
+                self.log.append(("committed", position))
+
+        @kf.faas("Pass")
+        def passing(flow: kf.Flow, rows: list[int]) -> None:
+            flow.commit_row_batch(rows)
+
+        flow = kf.FlowBuilder("told").calculate("Pass").build()
+        src = Told(range(30))
+        list(flow.stream(src, batch_size=10, checkpoint=ckpt))
+        assert src.log[:3] == [("open", 20), ("committed", 10), ("reread", [10, 20])]
 
     def test_batch_key_is_the_same_when_replayed(self, tmp_path: Path) -> None:
         keys: list[str] = []
@@ -771,7 +814,7 @@ def price(flow, rows):
 @kf.faas("After")
 def after(flow, rows):
     print("saved", flush=True)
-    time.sleep(0.05)  # the window between the Save and the commit, where kills land
+    time.sleep(0.2)  # the window between the Save and the commit, where kills land
     flow.commit_row_batch(rows)
 
 if mode == "builtin":
@@ -813,7 +856,7 @@ def _kill_run(tmp_path: Path, mode: str, *, n: int, seed: int, ready: str) -> di
     script = write_child(tmp_path, _CHILD.format(tests=str(TESTS), n=n))
     db = tmp_path / "rows.db"
     report = kill_loop(
-        script, args=[str(db), mode], kills=5, seed=seed, ready=ready, delay=(0.0, 0.04)
+        script, args=[str(db), mode], kills=5, seed=seed, ready=ready, delay=(0.0, 0.1)
     )
     assert report.kills == 5, report.outputs
     assert report.returncode == 0, report.stderr

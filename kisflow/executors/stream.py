@@ -194,9 +194,12 @@ class _Turn:
             raise _Abandoned("abandoned before its Save: an earlier stream batch failed", flow="")
 
     async def await_(self) -> None:
-        """``wait`` on an event loop (polls the event without blocking the loop)."""
+        """``wait`` on an event loop: polls the event (1 ms, backing off to 20 ms) so the
+        loop is never blocked; the turn is opened from the loop or the source's thread."""
+        pause = 0.001
         while not self.event.is_set():
-            await asyncio.sleep(0.001)
+            await asyncio.sleep(pause)
+            pause = min(pause * 2, 0.02)
         if self.failed:
             raise _Abandoned("abandoned before its Save: an earlier stream batch failed", flow="")
 
@@ -412,6 +415,7 @@ class _Base:
         ckpt_arg = self._checkpoint_arg
         resume: Any = None
         intents = []
+        saved = None
         if ckpt_arg is not None:
             ckpt = ckpt_arg if isinstance(ckpt_arg, Checkpoint) else Checkpoint(ckpt_arg)
             self.checkpoint = ckpt
@@ -426,6 +430,10 @@ class _Base:
                 # Open after the last batch begun: the intents are reread by their spans.
                 resume = self.source.position(own[-1].span)
         self.source.open(resume)
+        if saved is not None and resume is not saved.position:
+            # Opened after the last intent: the source still learns what is committed
+            # (a crash between a commit and its ack leaves that batch unacked).
+            self.source.committed(saved.position)
         for intent in intents:
             cut = _Cut(self._index, self.source.reread(intent.span), self._key)
             self._index += 1
@@ -516,8 +524,7 @@ class _Base:
             raise SourceError(
                 f"flow {self.flow.name!r}: {bad.where} {bad.reason}; record was "
                 f"{bad.text[:200]!r}; give the stream a dead-letter sink (dead_letters=) to "
-                f"keep such records and go on; the checkpoint stays at position "
-                f"{self.position!r}, before this batch",
+                f"keep such records and go on{self._where_checkpoint()}, before this batch",
                 source=self._key,
                 position=self.position,
                 flow=self.flow.name,
@@ -540,7 +547,13 @@ class _Base:
         where += _span_text(cut.span)
         if cut.seq:
             where += f", seq {cut.seq}"
-        exc.add_note(f"{where}); the checkpoint stays at position {self.position!r}")
+        exc.add_note(f"{where}){self._where_checkpoint()}")
+
+    def _where_checkpoint(self) -> str:
+        """``; the checkpoint stays at position ...`` (nothing without a checkpoint)."""
+        if self.checkpoint is None:
+            return ""
+        return f"; the checkpoint stays at position {self.position!r}"
 
     def _letters(self, cut: _Cut) -> None:
         """Hand the batch's bad records to the dead-letter sink (before its commit)."""
@@ -881,6 +894,9 @@ class Stream(_Base, Iterator[RunResult]):
                 if ckpt is not None:
                     cut.part = Batch(cut.key, cut.seq, cut.span, ckpt.path)
                 yield cut
+            dead = ckpt.load(takeover.key) if ckpt is not None else None
+            if dead is not None:
+                source.committed(dead.position)  # its last commit may not have been acked
             rest = source.without(takeover.span, [i.span for i in intents])
             if rest is not None:
                 cut = _Cut(self._index, source.reread(rest), self._key)
@@ -987,7 +1003,8 @@ class Stream(_Base, Iterator[RunResult]):
                 while pending:
                     cut, future = pending.popleft()
                     concurrent.futures.wait([future])
-                    if failed or future.cancelled() or future.exception() is not None:
+                    broke = future.cancelled() or future.exception() is not None
+                    if failed or broke:
                         fail_from(cut)
                         failed = True
                         continue
@@ -1267,7 +1284,9 @@ class AsyncStream(_Base, AsyncIterator[RunResult]):
                 if failed and cut.turn is not None:
                     cut.turn.fail()
                 await asyncio.wait([task])
-                if failed or task.cancelled() or task.exception() is not None:
+                # Always retrieve the outcome, so no task's error goes unretrieved.
+                broke = task.cancelled() or task.exception() is not None
+                if failed or broke:
                     failed = True
                     fail_all(cut)
                     continue

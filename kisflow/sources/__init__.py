@@ -7,7 +7,7 @@ its client library on first use.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterable, Iterable, Mapping
+from collections.abc import AsyncIterable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from kisflow.sources._base import BadRecord, Chunk, Source, Takeover
@@ -15,8 +15,9 @@ from kisflow.sources._base import BadRecord, Chunk, Source, Takeover
 if TYPE_CHECKING:
     from kisflow.sources._kafka import KafkaSource
     from kisflow.sources.iterable import IterableSource
+    from kisflow.sources.redis import RedisStreamSource
 
-__all__ = ["BadRecord", "Chunk", "Source", "Takeover", "iterable", "kafka"]
+__all__ = ["BadRecord", "Chunk", "Source", "Takeover", "iterable", "kafka", "redis_stream"]
 
 
 def iterable(
@@ -49,3 +50,37 @@ def kafka(
     from kisflow.sources._kafka import KafkaSource
 
     return KafkaSource(bootstrap, topic=topic, group=group, consumer=consumer, config=config)
+
+
+def redis_stream(
+    url: str,
+    *,
+    stream: str,
+    group: str,
+    consumer: str,
+    min_idle: float | None = 60.0,
+    start: str = "0",
+    claim_every: float | None = None,
+    claim_count: int = 10_000,
+    json_fields: Sequence[str] = ("data", "json", "row"),
+    header_fields: Sequence[str] = ("traceparent", "tracestate"),
+    timeout: float = 10.0,
+) -> RedisStreamSource:
+    """A Redis stream read as ``consumer`` of consumer group ``group`` (extra
+    ``kisflow[redis]``); entries other consumers left pending over ``min_idle`` seconds
+    are taken over. See ``kisflow.sources.redis`` and docs/streaming.md."""
+    from kisflow.sources.redis import RedisStreamSource
+
+    return RedisStreamSource(
+        url,
+        stream=stream,
+        group=group,
+        consumer=consumer,
+        min_idle=min_idle,
+        start=start,
+        claim_every=claim_every,
+        claim_count=claim_count,
+        json_fields=json_fields,
+        header_fields=header_fields,
+        timeout=timeout,
+    )
