@@ -239,6 +239,27 @@ class TestReread:
         finally:
             src.close()
 
+    def test_the_committed_position_told_after_open_is_not_read_again(
+        self, broker: Broker, topic: str
+    ) -> None:
+        """The stream opens after its last intent ({"0": 6}, a batch [4, 6) left
+        uncommitted) and tells the checkpoint's committed position ({"0": 4, "1": 3}),
+        whose ack a crash cut off: partition 1 starts at 3 and that is committed."""
+        broker.produce(topic, [{"id": i} for i in range(8)], partition=0)
+        broker.produce(topic, [{"id": 10 + i} for i in range(5)], partition=1)
+        src = source(broker, topic)
+        src.open({"0": 6})
+        src.committed({"0": 4, "1": 3})
+        try:
+            assert ids(src.reread({"0": [4, 6]})) == [4, 5]
+            batch = src.join(read_all(src, 4))
+            assert ids(batch) == [6, 7, 13, 14]
+            assert broker.committed(topic, topic, 2) == {0: 6, 1: 3}
+            with pytest.raises(SourceError, match="is not offsets per partition"):
+                src.committed(["nope"])
+        finally:
+            src.close()
+
     def test_offsets_that_are_gone_are_a_source_error(self, broker: Broker, topic: str) -> None:
         broker.produce(topic, [{"id": i} for i in range(3)], partition=0)
         src = source(broker, topic)

@@ -189,15 +189,19 @@ class KafkaSource(Source):
         strategy = str(self.config.get("partition.assignment.strategy", ""))
         return "cooperative" in strategy or str(self.config.get("group.protocol")) == "consumer"
 
+    def _offsets(self, position: Any) -> dict[int, int]:
+        """``{partition: next offset}`` of a position; ``SourceError`` when it is none."""
+        try:
+            return {int(p): int(o) for p, o in dict(position).items()}
+        except (TypeError, ValueError) as exc:
+            raise self._error(f"position {position!r} is not offsets per partition") from exc
+
     def open(self, position: Any | None) -> None:
         """Join the group (on the first read) and start each partition after ``position``
         or the group's committed offset, whichever is further."""
         ck = _client()
         if position is not None:
-            try:
-                self._stored = {int(p): int(o) for p, o in dict(position).items()}
-            except (TypeError, ValueError) as exc:
-                raise self._error(f"position {position!r} is not offsets per partition") from exc
+            self._stored = self._offsets(position)
         try:
             main = ck.Consumer(self.config, logger=_log)
         except (ck.KafkaException, TypeError, ValueError) as exc:
@@ -420,9 +424,19 @@ class KafkaSource(Source):
     def ack(self, span: Any) -> None:
         """Commit the span's offsets to Kafka (synchronously), for the partitions this
         consumer still holds; the ones it lost are the new owner's to commit."""
+        self._store({p: end for p, (_, end) in self._ends(span).items()})
+
+    def committed(self, position: Any) -> None:
+        """A position the checkpoint holds as committed (this consumer's, or a dead one's
+        before its takeover): its offsets are stored, so commit them to Kafka for the
+        partitions held (the others when the group gives them to this consumer)."""
+        self._store(self._offsets(position))
+
+    def _store(self, ends: Mapping[int, int]) -> None:
+        """Record ``ends`` as stored; commit those past Kafka's for the partitions held."""
         ck = _client()
         mine: list[TopicPartition] = []
-        for p, (_, end) in self._ends(span).items():
+        for p, end in ends.items():
             self._stored[p] = max(end, self._stored.get(p, 0))
             if p in self._assigned and self._stored[p] > self._committed.get(p, -1):
                 mine.append(ck.TopicPartition(self.topic, p, self._stored[p]))
