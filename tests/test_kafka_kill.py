@@ -60,7 +60,7 @@ else:
         con.executemany("INSERT INTO rows VALUES (?)", [(r["v"],) for r in rows])
         con.execute("COMMIT")
         print("saved", flush=True)
-        time.sleep(0.05)  # the window between the Save and the checkpoint's commit
+        time.sleep(0.1)  # the window between the Save and the checkpoint's commit
         flow.commit_row_batch(rows)
 
     flow = kf.FlowBuilder("kafka-kill").verify("Check").calculate("Price").save(
@@ -105,7 +105,15 @@ def _topic(broker: Broker, name: str, n: int) -> str:
 
 
 def _kill_run(
-    broker: Broker, tmp_path: Path, mode: str, *, n: int, size: int, seed: int, ready: str
+    broker: Broker,
+    tmp_path: Path,
+    mode: str,
+    *,
+    n: int,
+    size: int,
+    seed: int,
+    ready: str,
+    delay: tuple[float, float],
 ) -> tuple[dict[int, int], int]:
     """Produce ``n`` messages, run the child with 5 kills; (stored counts, intents replayed)."""
     topic = _topic(broker, f"kill-{mode}", n)
@@ -117,7 +125,7 @@ def _kill_run(
         kills=5,
         seed=seed,
         ready=ready,
-        delay=(0.0, 0.08),
+        delay=delay,
         timeout=80.0,
     )
     assert report.kills == 5, (report.outputs[-1][-2000:], report.stderr[-3000:])
@@ -139,7 +147,7 @@ class TestKafkaKills:
     def test_builtin_save_stores_every_message_once(self, broker: Broker, tmp_path: Path) -> None:
         n = 100_000
         counts, replayed = _kill_run(
-            broker, tmp_path, "builtin", n=n, size=1000, seed=20, ready="priced"
+            broker, tmp_path, "builtin", n=n, size=1000, seed=20, ready="priced", delay=(0.0, 0.08)
         )
         assert counts == dict.fromkeys(range(n), 1)
         assert replayed >= 1  # kills landed inside batches: their intents were reread
@@ -148,7 +156,9 @@ class TestKafkaKills:
 
     def test_control_user_save_not_joining_duplicates(self, broker: Broker, tmp_path: Path) -> None:
         n = 2000
-        counts, _ = _kill_run(broker, tmp_path, "own", n=n, size=100, seed=21, ready="saved")
+        counts, _ = _kill_run(
+            broker, tmp_path, "own", n=n, size=100, seed=21, ready="saved", delay=(0.0, 0.03)
+        )
         assert set(counts) == set(range(n))  # nothing lost: at least once
         assert max(counts.values()) > 1  # a kill right after its Save stored rows twice
 
