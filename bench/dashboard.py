@@ -127,6 +127,11 @@ def measure_redis(n: int, repeat: int) -> dict[str, float]:
     }
 
 
+def figures(repeat: int) -> dict[str, float]:
+    """``make bench``'s dashboard lines (the stream bench included) and their figures."""
+    return main(["--repeat", str(repeat), "--redis"])
+
+
 def main(argv: list[str] | None = None) -> dict[str, float]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=200_000)
