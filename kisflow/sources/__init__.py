@@ -7,6 +7,19 @@ its client library on first use.
 
 from __future__ import annotations
 
+import os
+
 from kisflow.sources._base import BadRecord, Chunk, Source, Takeover
 
-__all__ = ["BadRecord", "Chunk", "Source", "Takeover"]
+__all__ = ["BadRecord", "Chunk", "Source", "Takeover", "jsonl"]
+
+
+def jsonl(
+    path: str | os.PathLike[str], *, follow: bool = False, poll_interval: float = 0.05
+) -> Source:
+    """A JSON-lines file as a durable source: byte-offset positions, line numbers in
+    messages, bad lines as ``BadRecord``s; ``follow=True`` tails the growing file (polling
+    every ``poll_interval`` seconds), reading a last line once its line break is written."""
+    from kisflow.sources._jsonl import JsonLinesSource
+
+    return JsonLinesSource(path, follow=follow, poll_interval=poll_interval)
