@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import stat
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, overload
@@ -130,12 +131,21 @@ class JsonLinesSource(Source):
     """
 
     def __init__(
-        self, path: str | os.PathLike[str], *, follow: bool = False, poll_interval: float = 0.05
+        self,
+        path: str | os.PathLike[str],
+        *,
+        follow: bool = False,
+        poll_interval: float = 0.05,
+        name: str | None = None,
     ) -> None:
         if poll_interval <= 0:
             raise ValueError(f"poll_interval must be > 0, got {poll_interval!r}")
-        self._name = os.fspath(path)
-        self._path = os.path.abspath(self._name)
+        self._name = os.fspath(path) if name is None else name
+        self._path = os.path.abspath(os.fspath(path))
+        try:
+            self.durable = stat.S_ISREG(os.stat(self._path).st_mode)
+        except OSError:  # not there yet: open() says so
+            self.durable = True
         self.follow = follow
         self.poll_interval = poll_interval
         self._fd: int | None = None
@@ -183,6 +193,8 @@ class JsonLinesSource(Source):
     def _head_hash(self, fd: int, upto: int, *, fresh: bool = False) -> str:
         """A hash of the file's first ``min(HEAD_BYTES, upto)`` bytes; kept once the file
         is that long, unless ``fresh`` (checking a file that may have changed)."""
+        if not self.durable:
+            return ""  # a pipe (stdin): nothing to read again
         n = min(HEAD_BYTES, upto)
         if fresh:
             return hashlib.blake2b(os.pread(fd, n, 0), digest_size=8).hexdigest()
@@ -200,6 +212,10 @@ class JsonLinesSource(Source):
         """Raise ``SourceError`` unless ``fd`` is the file ``where`` (a span or position)
         was read from, still holding its first ``end`` bytes."""
         st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise self._error(
+                f"is not a regular file, so {what} cannot be read again", dict(where)
+            )
         if st.st_ino != where.get("ino"):
             raise self._error(
                 f"was replaced since {what} was read (inode {st.st_ino}, was "
@@ -223,7 +239,9 @@ class JsonLinesSource(Source):
         self.close()
         fd = self._open_fd(position)
         try:
-            self._ino = os.fstat(fd).st_ino
+            st = os.fstat(fd)
+            self._ino = st.st_ino
+            self.durable = stat.S_ISREG(st.st_mode)
             self._head = b""
             self._head_hashes = {}
             offset, line = 0, 1

@@ -1,0 +1,169 @@
+"""``kisflow run`` as a durable stream: --checkpoint, --follow, --source, --max-wait,
+--dead-letters, and the default batch size of 10,000."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner, Result
+
+from kisflow.cli import main, parse_source_url
+from kisflow.errors import ConfigError
+
+FAAS = """\
+import kisflow as kf
+
+
+@kf.faas("Check")
+def check(flow, rows):
+    for row in rows:
+        if row.get("id", -1) < 0:
+            flow.dead_letter(row, "no id")
+        else:
+            flow.commit_row(row)
+
+
+@kf.faas("Price")
+def price(flow, rows):
+    flow.commit_row_batch([{"id": r["id"], "total": r["id"] * 2} for r in rows])
+"""
+
+CONF = {
+    "flow-Orders.yml": "kistype: flow\nstatus: 1\nflow_name: Orders\nflows:\n"
+    "  - fname: Check\n  - fname: Price\n  - fname: Store\n",
+    "func-Check.yml": "kistype: func\nfname: Check\nfmode: Verify\n",
+    "func-Price.yml": "kistype: func\nfname: Price\nfmode: Calculate\n",
+    "func-Store.yml": "kistype: func\nfname: Store\nfmode: Save\noption:\n  cname: OrderDB\n",
+    "conn-OrderDB.yml": "kistype: conn\ncname: OrderDB\naddrs: data/orders.db\n"
+    "type: sqlite\nkey: orders\nparams: {}\n",
+}
+
+
+@pytest.fixture
+def conf(tmp_path: Path) -> tuple[Path, Path]:
+    folder = tmp_path / "conf"
+    folder.mkdir()
+    for name, text in CONF.items():
+        (folder / name).write_text(text)
+    faas = tmp_path / "faas.py"
+    faas.write_text(FAAS)
+    return folder, faas
+
+
+def _run(conf: tuple[Path, Path], *args: str | Path, stdin: str = "") -> Result:
+    folder, faas = conf
+    return CliRunner().invoke(
+        main, ["run", str(folder), "--faas", str(faas), *map(str, args)], input=stdin
+    )
+
+
+def _rows(ids: Any) -> str:
+    return "".join(json.dumps({"id": i}) + "\n" for i in ids)
+
+
+def _stored(conf: tuple[Path, Path]) -> list[int]:
+    db = conf[0] / "data" / "orders.db"
+    con = sqlite3.connect(db)
+    try:
+        return sorted(row_id for (row_id,) in con.execute("SELECT id FROM orders"))
+    finally:
+        con.close()
+
+
+class TestSourceUrl:
+    """``--source URL`` names a factory of ``kisflow.sources`` and its arguments."""
+
+    def test_redis(self) -> None:
+        url = "redis://127.0.0.1:6390/2?stream=orders&group=billing&consumer=w1&min_idle=1.5"
+        assert parse_source_url(url) == (
+            "redis_stream",
+            ("redis://127.0.0.1:6390/2",),
+            {"stream": "orders", "group": "billing", "consumer": "w1", "min_idle": 1.5},
+        )
+
+    def test_redis_consumer_defaults_to_the_host_name(self) -> None:
+        import socket
+
+        name, args, kwargs = parse_source_url("redis://localhost:6379?stream=s&group=g")
+        assert (name, args) == ("redis_stream", ("redis://localhost:6379/0",))
+        assert kwargs == {"stream": "s", "group": "g", "consumer": socket.gethostname()}
+
+    def test_kafka_with_librdkafka_settings(self) -> None:
+        url = "kafka://127.0.0.1:9092/orders?group=billing&session.timeout.ms=6000"
+        assert parse_source_url(url) == (
+            "kafka",
+            ("127.0.0.1:9092",),
+            {"topic": "orders", "group": "billing", "config": {"session.timeout.ms": "6000"}},
+        )
+
+    @pytest.mark.parametrize(
+        ("url", "problem"),
+        [
+            ("redis://h:1/0?group=g", "no stream="),
+            ("redis://h:1/0?stream=s", "no group="),
+            ("redis://h:1/0?stream=s&group=g&topic=t", "unknown parameter 'topic'"),
+            ("redis://h:1/0?stream=s&stream=t&group=g", "'stream' is given twice"),
+            ("redis://h:1/0?stream=s&group=g&min_idle=soon", "min_idle='soon' is not a number"),
+            ("redis:///0?stream=s&group=g", "no HOST:PORT"),
+            ("kafka://h:1/?group=g", "give one topic as the path"),
+            ("kafka://h:1/a/b?group=g", "give one topic as the path"),
+            ("kafka://h:1/t", "no group="),
+            ("kafka://h:1/t?group=g&acks=all", "unknown parameter 'acks'"),
+            ("amqp://h:1/q", "unknown scheme 'amqp'"),
+            ("redis://h:1/0?stream", "the query is not key=value pairs"),
+        ],
+    )
+    def test_problems(self, url: str, problem: str) -> None:
+        with pytest.raises(ConfigError) as info:
+            parse_source_url(url)
+        assert str(info.value).startswith(f"--source {url!r}: ")
+        assert problem in str(info.value)
+
+
+class TestUsage:
+    """Options that do not go together are usage errors (exit 2), before any row is read."""
+
+    @pytest.mark.parametrize(
+        ("args", "message"),
+        [
+            (["--follow"], "--follow needs --input FILE: stdin cannot be tailed"),
+            (
+                ["--checkpoint", "x.db"],
+                "--checkpoint needs --input FILE or --source URL: stdin cannot be read again "
+                "from a position",
+            ),
+            (
+                ["--source", "redis://h:1/0?stream=s&group=g", "--input", "-"],
+                "give --input FILE or --source URL, not both",
+            ),
+            (
+                ["--source", "redis://h:1/0?stream=s&group=g", "--follow"],
+                "--follow tails an --input file; a --source broker is always followed",
+            ),
+            (["--source", "redis://h:1/0?group=g"], "--source 'redis://h:1/0?group=g': no stream="),
+        ],
+    )
+    def test_refused(self, conf: tuple[Path, Path], args: list[str], message: str) -> None:
+        result = _run(conf, "--flow", "Orders", *args)
+        assert result.exit_code == 2, result.output
+        assert result.stderr.splitlines()[-1].startswith(f"kisflow: error: {message}")
+        assert not (conf[0] / "data" / "orders.db").exists()
+
+
+class TestBatchSize:
+    """The default batch size is 10,000 rows; ``--batch-size 0`` runs the whole input once."""
+
+    def test_default_is_ten_thousand(self, conf: tuple[Path, Path]) -> None:
+        result = _run(conf, "--flow", "Orders", stdin=_rows(range(10_001)))
+        assert result.exit_code == 0, result.output
+        assert "flow Orders: completed, 10001 rows out in 2 batches" in result.stderr
+        assert _stored(conf) == list(range(10_001))
+
+    def test_zero_is_the_whole_input(self, conf: tuple[Path, Path]) -> None:
+        result = _run(conf, "--flow", "Orders", "--batch-size", "0", stdin=_rows(range(10_001)))
+        assert result.exit_code == 0, result.output
+        assert result.stderr.splitlines()[0] == "flow Orders: completed, 10001 rows out"
