@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib.util
+import json
 import os
 import shutil
 import signal
@@ -530,7 +531,9 @@ def run(
             try:
                 with ctrl_c:
                     if durable.wanted:
-                        summary = durable.run(flow, rows_out, batch_size, options, on_result)
+                        summary = durable.run(
+                            flow, input_file, rows_out, batch_size, options, on_result
+                        )
                     else:
                         summary = _stream(
                             flow, input_file, rows_out, batch_size, label, options, on_result
@@ -768,13 +771,13 @@ class _Durable:
                     EXIT_USAGE,
                 )
 
-    def source(self) -> sources.Source:
+    def source(self, input_file: IO[bytes]) -> sources.Source:
         """The source the options name: a broker, the --input file, or stdin."""
         if self.source_url is None:
             if self.label == "stdin":
                 from kisflow.sources._jsonl import JsonLinesSource
 
-                return JsonLinesSource("/dev/stdin", name="stdin")
+                return JsonLinesSource("<stdin>", name="stdin", stream=cast("Any", input_file))
             return sources.jsonl(self.label, follow=self.follow)
         name, args, kwargs = parse_source_url(self.source_url)
         factory = getattr(sources, name, None)
@@ -794,13 +797,14 @@ class _Durable:
     def run(
         self,
         flow: Flow,
+        input_file: IO[bytes],
         out: IO[str],
         batch_size: int,
         options: RunOptions,
         on_result: Callable[[RunResult], None],
     ) -> StreamSummary:
         """Stream the source through the flow, writing each committed batch's rows."""
-        src = self.source()
+        src = self.source(input_file)
         kwargs: dict[str, Any] = {
             "batch_size": batch_size or sys.maxsize,
             "max_wait": self.max_wait,
@@ -825,15 +829,18 @@ class _Durable:
                 interrupted = bool(getattr(stream, "interrupted", False))
             if self.checkpoint is not None:
                 click.echo(
-                    f"checkpoint {self.checkpoint}: {getattr(stream, 'committed', rows_in)} "
-                    f"rows committed, at {src.describe()} {getattr(stream, 'position', None)}",
+                    f"checkpoint {self.checkpoint}: {stream.committed} records committed by "
+                    f"this run, at {src.describe()} {json.dumps(stream.position)}",
                     err=True,
                 )
         except InputLineError as exc:
             raise _Failure(str(exc), EXIT_USAGE) from exc
         except (SourceError, CheckpointError) as exc:
             code = EXIT_RUN if getattr(exc, "retryable", False) else EXIT_USAGE
-            raise _Failure(_describe(exc), code) from exc
+            message = _describe(exc)
+            if self.sink is None and "dead_letters=" in message:  # a bad input record
+                message += "\n  (kisflow run: --dead-letters FILE.jsonl keeps them and goes on)"
+            raise _Failure(message, code) from exc
         except DeliveryError as exc:
             raise _Failure(_describe(exc), EXIT_CONFIG) from exc
         except KisFlowError as exc:

@@ -13,6 +13,7 @@ from click.testing import CliRunner, Result
 
 from kisflow.cli import main, parse_source_url
 from kisflow.errors import ConfigError
+from kisflow.testing import isolated_pool
 
 FAAS = """\
 import kisflow as kf
@@ -56,9 +57,10 @@ def conf(tmp_path: Path) -> tuple[Path, Path]:
 
 def _run(conf: tuple[Path, Path], *args: str | Path, stdin: str = "") -> Result:
     folder, faas = conf
-    return CliRunner().invoke(
-        main, ["run", str(folder), "--faas", str(faas), *map(str, args)], input=stdin
-    )
+    with isolated_pool():  # each run registers the FaaS and the flow afresh, as a process
+        return CliRunner().invoke(
+            main, ["run", str(folder), "--faas", str(faas), *map(str, args)], input=stdin
+        )
 
 
 def _rows(ids: Any) -> str:
@@ -67,6 +69,8 @@ def _rows(ids: Any) -> str:
 
 def _stored(conf: tuple[Path, Path]) -> list[int]:
     db = conf[0] / "data" / "orders.db"
+    if not db.exists():
+        return []
     con = sqlite3.connect(db)
     try:
         return sorted(row_id for (row_id,) in con.execute("SELECT id FROM orders"))
@@ -167,3 +171,109 @@ class TestBatchSize:
         result = _run(conf, "--flow", "Orders", "--batch-size", "0", stdin=_rows(range(10_001)))
         assert result.exit_code == 0, result.output
         assert result.stderr.splitlines()[0] == "flow Orders: completed, 10001 rows out"
+
+
+class TestDurable:
+    """A run with a checkpoint resumes; bad lines and rejected rows become dead letters."""
+
+    def test_a_rerun_goes_on_after_the_last_committed_batch(
+        self, conf: tuple[Path, Path], tmp_path: Path
+    ) -> None:
+        rows = tmp_path / "orders.jsonl"
+        rows.write_text(_rows(range(25)))
+        ckpt = tmp_path / "orders.ckpt.db"
+        args = ["--flow", "Orders", "--input", rows, "--batch-size", "10", "--checkpoint", ckpt]
+        first = _run(conf, *args)
+        assert first.exit_code == 0, first.output
+        assert "flow Orders: completed, 25 rows out in 3 batches" in first.stderr
+        assert len(first.stdout.splitlines()) == 25
+        with rows.open("a") as f:
+            f.write(_rows(range(25, 30)))
+        second = _run(conf, *args)
+        assert second.exit_code == 0, second.output
+        assert "flow Orders: completed, 5 rows out" in second.stderr.splitlines()
+        assert [json.loads(line)["id"] for line in second.stdout.splitlines()] == [
+            25,
+            26,
+            27,
+            28,
+            29,
+        ]
+        assert f"checkpoint {ckpt}: 5 records committed by this run" in second.stderr
+        third = _run(conf, *args)
+        assert third.exit_code == 0, third.output
+        assert third.stdout == ""
+        assert _stored(conf) == list(range(30))
+
+    def test_bad_lines_and_rejected_rows_go_to_the_dead_letters(
+        self, conf: tuple[Path, Path], tmp_path: Path
+    ) -> None:
+        rows = tmp_path / "orders.jsonl"
+        rows.write_text(_rows([0, 1]) + '{"id": oops\n' + _rows([-1, 3]))
+        letters = tmp_path / "dead.jsonl"
+        result = _run(conf, "--flow", "Orders", "--input", rows, "--dead-letters", letters)
+        assert result.exit_code == 0, result.output
+        assert "flow Orders: completed, 3 rows out" in result.stderr
+        assert result.stderr.splitlines()[-1] == f"  2 dead letters written to {letters}"
+        written = [json.loads(line) for line in letters.read_text().splitlines()]
+        assert len(written) == 2
+        bad = next(w for w in written if w["row"] == '{"id": oops')
+        assert f"{rows} line 3" in bad["error"]
+        rejected = next(w for w in written if w["row"] == {"id": -1})
+        assert (rejected["stage"], rejected["reason"]) == ("Check", "rejected")
+        assert _stored(conf) == [0, 1, 3]
+
+    def test_stdin_with_dead_letters(self, conf: tuple[Path, Path], tmp_path: Path) -> None:
+        letters = tmp_path / "dead.jsonl"
+        result = _run(
+            conf, "--flow", "Orders", "--dead-letters", letters, stdin="1x\n" + _rows([7])
+        )
+        assert result.exit_code == 0, result.output
+        assert result.stdout == '{"id": 7, "total": 14}\n'
+        (letter,) = [json.loads(line) for line in letters.read_text().splitlines()]
+        assert letter["row"] == "1x"
+        assert "stdin line 1" in letter["error"]
+
+    def test_without_dead_letters_a_bad_line_stops_the_run(
+        self, conf: tuple[Path, Path], tmp_path: Path
+    ) -> None:
+        rows = tmp_path / "orders.jsonl"
+        rows.write_text(_rows([0]) + "oops\n")
+        ckpt = tmp_path / "c.db"
+        result = _run(conf, "--flow", "Orders", "--input", rows, "--checkpoint", ckpt)
+        assert result.exit_code in (2, 3), result.output
+        assert f"{rows} line 2" in result.stderr
+        assert _stored(conf) == []  # the batch holding the bad line is not committed
+
+    def test_a_checkpoint_of_a_replaced_file_is_refused(
+        self, conf: tuple[Path, Path], tmp_path: Path
+    ) -> None:
+        rows = tmp_path / "orders.jsonl"
+        rows.write_text(_rows(range(5)))
+        ckpt = tmp_path / "c.db"
+        args = ["--flow", "Orders", "--input", rows, "--checkpoint", ckpt]
+        assert _run(conf, *args).exit_code == 0
+        rows.write_text(_rows(range(2)))  # truncated and rewritten
+        result = _run(conf, *args)
+        assert result.exit_code == 2, result.output
+        assert f"kisflow: error: SourceError: {rows}: was truncated since" in result.stderr
+        assert _stored(conf) == list(range(5))
+
+    def test_follow_until_idle(self, conf: tuple[Path, Path], tmp_path: Path) -> None:
+        rows = tmp_path / "orders.jsonl"
+        rows.write_text(_rows(range(3)) + '{"id": 3')  # a last line still being written
+        result = _run(
+            conf,
+            "--flow",
+            "Orders",
+            "--input",
+            rows,
+            "--follow",
+            "--idle-timeout",
+            "0.3",
+            "--max-wait",
+            "0.1",
+        )
+        assert result.exit_code == 0, result.output
+        assert [json.loads(line)["id"] for line in result.stdout.splitlines()] == [0, 1, 2]
+        assert _stored(conf) == [0, 1, 2]

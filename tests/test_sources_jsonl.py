@@ -7,6 +7,7 @@ resume after a span and know when the file is no longer the one they were read f
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import threading
@@ -338,3 +339,23 @@ class TestFollow:
         orders.write_text('{"id": 0}\n')
         with pytest.raises(SourceError, match="was replaced while followed"):
             src.read(100, 1.0)
+
+
+class TestStream:
+    """A given binary stream (the CLI's stdin) is read the same way, but not durably."""
+
+    def test_rows_and_no_replay(self) -> None:
+        src = JsonLinesSource("<stdin>", name="stdin", stream=io.BytesIO(b"1\n{x\n[2]"))
+        assert src.durable is False
+        src.open(None)
+        chunk = src.read(10, 0.0)
+        assert chunk is not None
+        assert chunk.rows == [1, [2]]
+        assert [(b.where, b.text) for b in chunk.bad] == [("stdin line 2", "{x")]
+        assert src.read(10, 0.0) is None
+        with pytest.raises(SourceError, match=r"stdin: is a stream: lines 1\.\.3 cannot be read"):
+            src.reread(chunk.span)
+        with pytest.raises(SourceError, match="cannot be read again from a position"):
+            src.open(src.position(chunk.span))
+        with pytest.raises(ValueError, match="cannot be followed"):
+            JsonLinesSource("<stdin>", stream=io.BytesIO(), follow=True)

@@ -20,7 +20,7 @@ import os
 import stat
 import time
 from collections.abc import Iterator, Mapping, Sequence
-from typing import Any, overload
+from typing import Any, BinaryIO, overload
 
 from kisflow.errors import SourceError
 from kisflow.sources._base import BadRecord, Chunk, Source
@@ -30,6 +30,8 @@ __all__ = ["BLANK", "BadLine", "JsonLinesSource", "decode_json_line"]
 _BOM = "\ufeff"
 HEAD_BYTES = 4096
 """Bytes at the start of the file whose hash a position keeps (fewer while it is shorter)."""
+_STREAM = -1
+"""The file descriptor of a source reading a given stream (stdin) instead of its path."""
 READ_SIZE = 1 << 20
 """Bytes read at a time: what the source holds read ahead, at most."""
 
@@ -137,13 +139,19 @@ class JsonLinesSource(Source):
         follow: bool = False,
         poll_interval: float = 0.05,
         name: str | None = None,
+        stream: BinaryIO | None = None,
     ) -> None:
+        """``name`` is how messages name the file (default: ``path``); ``stream`` an open
+        binary file to read instead of opening ``path`` (stdin: not durable, no follow)."""
         if poll_interval <= 0:
             raise ValueError(f"poll_interval must be > 0, got {poll_interval!r}")
+        if stream is not None and follow:
+            raise ValueError("a stream (stdin) cannot be followed: give a file path")
         self._name = os.fspath(path) if name is None else name
         self._path = os.path.abspath(os.fspath(path))
+        self._stream = stream
         try:
-            self.durable = stat.S_ISREG(os.stat(self._path).st_mode)
+            self.durable = stream is None and stat.S_ISREG(os.stat(self._path).st_mode)
         except OSError:  # not there yet: open() says so
             self.durable = True
         self.follow = follow
@@ -213,9 +221,7 @@ class JsonLinesSource(Source):
         was read from, still holding its first ``end`` bytes."""
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode):
-            raise self._error(
-                f"is not a regular file, so {what} cannot be read again", dict(where)
-            )
+            raise self._error(f"is not a regular file, so {what} cannot be read again", dict(where))
         if st.st_ino != where.get("ino"):
             raise self._error(
                 f"was replaced since {what} was read (inode {st.st_ino}, was "
@@ -237,6 +243,13 @@ class JsonLinesSource(Source):
         """Open the file at its first byte, or after ``position``, checking it is the same
         file (inode, size, first bytes) that position was read from."""
         self.close()
+        if self._stream is not None:
+            if position is not None:
+                raise self._error("is a stream: it cannot be read again from a position")
+            self._fd = _STREAM
+            self._offset, self._line = 0, 1
+            self._ahead, self._next, self._tail, self._ended = [], 0, b"", False
+            return
         fd = self._open_fd(position)
         try:
             st = os.fstat(fd)
@@ -272,7 +285,11 @@ class JsonLinesSource(Source):
     def _fill(self, fd: int) -> bool:
         """Read the next block into the lines ahead; False at the end of the file."""
         try:
-            data = os.read(fd, READ_SIZE)
+            if self._stream is None:
+                data = os.read(fd, READ_SIZE)
+            else:
+                read = getattr(self._stream, "read1", self._stream.read)
+                data = read(READ_SIZE)
         except OSError as exc:
             raise self._error(
                 f"cannot be read at byte {self._offset}: {exc.strerror or exc}",
@@ -427,6 +444,10 @@ class JsonLinesSource(Source):
         if isinstance(span, list):  # the default join's span: several read in a row
             return super().join([self.reread(s) for s in span])
         start, end, line, lines = self._parse_span(span)
+        if self._stream is not None:
+            raise self._error(
+                f"is a stream: lines {line}..{line + lines - 1} cannot be read again", span
+            )
         fd = self._open_fd(span)
         try:
             self._check_same(fd, span, end, f"the batch of lines {line}..{line + lines - 1}")
@@ -459,5 +480,5 @@ class JsonLinesSource(Source):
     def close(self) -> None:
         """Close the file (reading again needs ``open``)."""
         fd, self._fd = self._fd, None
-        if fd is not None:
+        if fd is not None and fd != _STREAM:
             os.close(fd)
