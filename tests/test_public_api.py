@@ -10,6 +10,7 @@ EXPECTED = {
     "DeadLetterError",
     "Action",
     "ActionError",
+    "Checkpoint",
     "CheckpointError",
     "CommitError",
     "ConfigError",
@@ -58,6 +59,7 @@ EXPECTED = {
     "caas",
     "caas_init",
     "connectors",
+    "current_batch",
     "dask",
     "deadletter",
     "errors",
@@ -69,6 +71,7 @@ EXPECTED = {
     "observers",
     "pool",
     "report",
+    "sources",
 }
 
 
