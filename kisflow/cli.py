@@ -819,7 +819,7 @@ class _Durable:
         rows_in = rows_out = batches = 0
         interrupted = False
         try:
-            with flow.stream(src, **kwargs) as stream:  # type: ignore[arg-type]
+            with flow.stream(src, **kwargs) as stream:
                 for result in stream:
                     _write_rows(flow, result, out)
                     rows_in += result.stages[0].rows_in if result.stages else 0
