@@ -63,6 +63,8 @@ EXIT_USAGE = 2
 EXIT_RUN = 3
 EXIT_NO_DOT = 4
 EXIT_INTERRUPTED = 130
+FOLLOW_MAX_WAIT = 1.0
+"""``--max-wait`` when ``--follow`` or ``--source`` is given without it (seconds)."""
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -441,7 +443,8 @@ def _only_flow(config: LoadedConfig, conf_dir: Path) -> str:
     "--max-wait",
     type=click.FloatRange(min=0, min_open=True),
     metavar="S",
-    help="Run a batch at most S seconds after its first row arrived, full or not.",
+    help="Run a batch at most S seconds after its first row arrived, full or not "
+    "(default with --follow or --source: 1).",
 )
 @click.option(
     "--idle-timeout",
@@ -771,6 +774,11 @@ class _Durable:
                     EXIT_USAGE,
                 )
 
+    def _default_wait(self) -> float | None:
+        """A followed source's batch waits ``FOLLOW_MAX_WAIT`` seconds at most by default:
+        lines come in one by one, and a batch must not wait for 10,000 of them."""
+        return FOLLOW_MAX_WAIT if self.follow or self.source_url else None
+
     def source(self, input_file: IO[bytes]) -> sources.Source:
         """The source the options name: a broker, the --input file, or stdin."""
         if self.source_url is None:
@@ -807,7 +815,7 @@ class _Durable:
         src = self.source(input_file)
         kwargs: dict[str, Any] = {
             "batch_size": batch_size or sys.maxsize,
-            "max_wait": self.max_wait,
+            "max_wait": self.max_wait if self.max_wait is not None else self._default_wait(),
             "idle_timeout": self.idle_timeout,
             "progress": False,
             "options": options,

@@ -4,6 +4,8 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
 import sqlite3
 from pathlib import Path
 from typing import Any
@@ -13,6 +15,7 @@ from click.testing import CliRunner, Result
 
 from kisflow.cli import main, parse_source_url
 from kisflow.errors import ConfigError
+from kisflow.observers import Observer, observing
 from kisflow.testing import isolated_pool
 
 FAAS = """\
@@ -277,3 +280,29 @@ class TestDurable:
         assert result.exit_code == 0, result.output
         assert [json.loads(line)["id"] for line in result.stdout.splitlines()] == [0, 1, 2]
         assert _stored(conf) == [0, 1, 2]
+
+    @pytest.mark.timeout(60)  # without the default max wait, the first batch never ends
+    def test_a_followed_file_runs_a_batch_per_max_wait(
+        self, conf: tuple[Path, Path], tmp_path: Path
+    ) -> None:
+        """Lines appended one by one while followed are not held for 10,000 rows: each
+        batch ends within the default max wait; Ctrl-C then ends the run (exit 130)."""
+        rows = tmp_path / "orders.jsonl"
+        rows.write_text(_rows([0]))
+        seen: list[int] = []
+
+        class Appender(Observer):  # appends a line once the batch before it is stored
+            def batch_done(self, flow: Any, batch: Any, result: Any) -> None:
+                seen.append(len(result.output))
+                if len(seen) < 3:
+                    with rows.open("a") as f:
+                        f.write(_rows([len(seen)]))
+                else:
+                    os.kill(os.getpid(), signal.SIGINT)
+
+        with observing(Appender()):
+            result = _run(conf, "--flow", "Orders", "--input", rows, "--follow")
+        assert result.exit_code == 130, result.output
+        assert seen == [1, 1, 1]
+        assert _stored(conf) == [0, 1, 2]
+        assert "flow Orders: interrupted, 3 rows out in 3 batches" in result.stderr
