@@ -359,3 +359,22 @@ class TestStream:
             src.open(src.position(chunk.span))
         with pytest.raises(ValueError, match="cannot be followed"):
             JsonLinesSource("<stdin>", stream=io.BytesIO(), follow=True)
+
+
+def test_lines_longer_than_a_read(tmp_path: Path) -> None:
+    """A line spanning several reads is one row, and its span's offsets stay exact."""
+    from kisflow.sources._jsonl import READ_SIZE
+
+    path = tmp_path / "long.jsonl"
+    big = "x" * (READ_SIZE * 3 + 5)
+    path.write_text(json.dumps({"big": big}) + "\n" + json.dumps([1]) + "\n{" + big)
+    src = sources.jsonl(path)
+    src.open(None)
+    first = src.read(1, 0.0)
+    assert first is not None
+    assert first.rows == [{"big": big}]
+    rest = src.join(_drain(src))
+    assert rest.rows == [[1]]
+    assert [(b.where, len(b.text)) for b in rest.bad] == [(f"{path} line 3", len(big) + 1)]
+    assert rest.span["end"] == path.stat().st_size
+    assert sources.jsonl(path).reread(first.span).rows == first.rows

@@ -165,8 +165,8 @@ class JsonLinesSource(Source):
         self._ahead: list[bytes] = []
         """Complete lines read ahead, from ``_next`` on not yet handed out."""
         self._next = 0
-        self._tail = b""
-        """Bytes read after the last line break."""
+        self._tail: list[bytes] = []
+        """Bytes read after the last line break (in pieces: a long line is joined once)."""
         self._ended = False
         self._head = b""
         self._head_hashes: dict[int, str] = {}
@@ -248,7 +248,7 @@ class JsonLinesSource(Source):
                 raise self._error("is a stream: it cannot be read again from a position")
             self._fd = _STREAM
             self._offset, self._line = 0, 1
-            self._ahead, self._next, self._tail, self._ended = [], 0, b"", False
+            self._ahead, self._next, self._tail, self._ended = [], 0, [], False
             return
         fd = self._open_fd(position)
         try:
@@ -267,7 +267,7 @@ class JsonLinesSource(Source):
             raise
         self._fd = fd
         self._offset, self._line = offset, line
-        self._ahead, self._next, self._tail, self._ended = [], 0, b"", False
+        self._ahead, self._next, self._tail, self._ended = [], 0, [], False
 
     def _parse_position(self, position: Any) -> tuple[int, int]:
         if (
@@ -298,8 +298,11 @@ class JsonLinesSource(Source):
             ) from exc
         if not data:
             return False
-        parts = (self._tail + data).split(b"\n")
-        self._tail = parts.pop()
+        if b"\n" not in data:  # still inside a (long) line
+            self._tail.append(data)
+            return True
+        parts = (b"".join(self._tail) + data if self._tail else data).split(b"\n")
+        self._tail = [parts.pop()]
         self._ahead = self._ahead[self._next :] + parts if self._next < len(self._ahead) else parts
         self._next = 0
         return True
@@ -309,7 +312,7 @@ class JsonLinesSource(Source):
 
     def _check_followed(self, fd: int) -> None:
         """While tailing: the file must not shrink below what was read, nor be replaced."""
-        read_to = self._offset + len(self._tail)  # nothing is left ahead at the end
+        read_to = self._offset + sum(map(len, self._tail))  # nothing is ahead at the end
         size = os.fstat(fd).st_size
         if size < read_to:
             raise self._error(
@@ -348,9 +351,10 @@ class JsonLinesSource(Source):
             if self._fill(fd):
                 continue
             if not self.follow:
-                if self._tail:  # the last line, without a line break
-                    raws.append(self._tail)
-                    self._tail = b""
+                last = b"".join(self._tail)
+                if last:  # the last line, without a line break
+                    raws.append(last)
+                self._tail = []
                 self._ended = True
                 if not raws:
                     return None
