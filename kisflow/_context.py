@@ -3,9 +3,10 @@
 A run whose flow has connectors sets ``RUN`` to itself for its duration, an executor
 sets ``PARTITION`` to the partition (or stream batch) it runs, and a stream running batches
 concurrently sets ``GATE``: a run's Save stages wait on it for the batch before to commit.
-A built-in Save reads ``RUN`` and ``PARTITION`` to compute its idempotency mark (flow, stage, partition, call number) without knowing
-the executor or the run's internals. Context variables follow threads started with
-``asyncio.to_thread`` and tasks, so concurrent runs never see each other's values.
+A built-in Save reads ``RUN`` and ``PARTITION`` to compute its idempotency mark (flow,
+stage, partition, call number) without knowing the executor or the run's internals.
+Context variables follow threads started with ``asyncio.to_thread`` and tasks, so
+concurrent runs never see each other's values.
 """
 
 from __future__ import annotations

@@ -41,7 +41,7 @@ CREATE TABLE IF NOT EXISTS kisflow_checkpoints (
     updated REAL NOT NULL, state TEXT);
 CREATE TABLE IF NOT EXISTS kisflow_intents (
     key TEXT NOT NULL, seq INTEGER NOT NULL, span TEXT NOT NULL, began REAL NOT NULL,
-    PRIMARY KEY (key, seq));
+    taken INTEGER NOT NULL DEFAULT 0, PRIMARY KEY (key, seq));
 """
 
 
@@ -67,6 +67,9 @@ class Intent:
 
     seq: int
     span: Any
+    taken: bool = False
+    """Records taken over from a dead consumer, outside the source's own order: a
+    restart replays them but does not resume after them."""
 
 
 @attrs.frozen
@@ -196,8 +199,7 @@ class Checkpoint:
         """What was last committed under ``key``, or None when nothing was."""
         rows = self._read(
             f"load {key!r}",
-            "SELECT position, seq, committed, updated, state FROM kisflow_checkpoints "
-            "WHERE key=?",
+            "SELECT position, seq, committed, updated, state FROM kisflow_checkpoints WHERE key=?",
             (key,),
         )
         if not rows:
@@ -215,18 +217,19 @@ class Checkpoint:
         """The batches begun under ``key`` and not committed, in seq order."""
         rows = self._read(
             f"read the intents of {key!r}",
-            "SELECT seq, span FROM kisflow_intents WHERE key=? ORDER BY seq",
+            "SELECT seq, span, taken FROM kisflow_intents WHERE key=? ORDER BY seq",
             (key,),
         )
-        return [Intent(seq, self._loads(span, "span")) for seq, span in rows]
+        return [Intent(seq, self._loads(span, "span"), bool(t)) for seq, span, t in rows]
 
-    def begin(self, key: str, seq: int, span: Any) -> None:
-        """Record that batch ``seq`` of ``key`` covering ``span`` is about to run."""
+    def begin(self, key: str, seq: int, span: Any, *, taken: bool = False) -> None:
+        """Record that batch ``seq`` of ``key`` covering ``span`` is about to run
+        (``taken``: records taken over from another consumer, see ``Intent``)."""
         text = self._span_text(key, seq, span)
         with self._tx(f"begin batch {seq} of {key!r}") as con:
             con.execute(
-                "INSERT OR REPLACE INTO kisflow_intents VALUES (?, ?, ?, ?)",
-                (key, seq, text, time.time()),
+                "INSERT OR REPLACE INTO kisflow_intents VALUES (?, ?, ?, ?, ?)",
+                (key, seq, text, time.time(), int(taken)),
             )
 
     def _span_text(self, key: str, seq: int, value: Any, what: str = "span") -> str:

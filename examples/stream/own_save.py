@@ -64,9 +64,12 @@ def build(db: Path, crash_once: list[bool], replayed: list[str]) -> kf.Flow:
         batch = kf.current_batch()  # None outside a checkpointed stream
         con.execute("BEGIN IMMEDIATE")
         try:
-            if batch is not None and con.execute(
-                "SELECT 1 FROM stored_batches WHERE key = ?", (batch.key,)
-            ).fetchone():
+            if (
+                batch is not None
+                and con.execute(
+                    "SELECT 1 FROM stored_batches WHERE key = ?", (batch.key,)
+                ).fetchone()
+            ):
                 replayed.append(batch.key)  # stored before a crash: store nothing
             else:
                 con.executemany("INSERT INTO numbers VALUES (?)", [(r,) for r in rows])

@@ -33,6 +33,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import concurrent.futures
+import functools
 import itertools
 import json
 import os
@@ -56,7 +57,7 @@ from typing import TYPE_CHECKING, Any, Protocol, TextIO
 import attrs
 from loguru import logger
 
-from kisflow import _context, observers
+from kisflow import _context, _state, observers
 from kisflow.checkpoint import Batch, Checkpoint
 from kisflow.connectors._base import to_json_text
 from kisflow.deadletter import DeadLetter, DeadLetterSink
@@ -71,6 +72,7 @@ from kisflow.errors import (
     SourceError,
 )
 from kisflow.observers import StreamStatus
+from kisflow.options import DEFAULT as DEFAULT_OPTIONS
 from kisflow.options import RunOptions, merge
 from kisflow.progress import progress_bar
 from kisflow.result import RunResult
@@ -137,8 +139,7 @@ def _check_seconds(flow: str, key: str, value: Any) -> float | None:
         return None
     if isinstance(value, bool) or not isinstance(value, int | float) or not value >= 0:
         raise ConfigError(
-            f"flow {flow!r}: stream {key} must be a number of seconds >= 0 or None, "
-            f"got {value!r}",
+            f"flow {flow!r}: stream {key} must be a number of seconds >= 0 or None, got {value!r}",
             key=key,
         )
     return float(value)
@@ -212,6 +213,7 @@ class _Cut:
         "seq",
         "size",
         "span",
+        "taken",
         "turn",
         "wheres",
     )
@@ -230,6 +232,8 @@ class _Cut:
         """This batch's place in the commit order (ordered commits only)."""
         self.gate: _Turn | None = None
         """The previous batch's turn, which this batch's Save stages wait for."""
+        self.taken = False
+        """Records taken over from a dead consumer: committing them moves no position."""
 
 
 def _span_text(span: Any) -> str:
@@ -416,14 +420,16 @@ class _Base:
                 self._checkpoint_time = saved.updated
             intents = ckpt.intents(self._key)
             self._seq = ckpt.next_seq(self._key)
-            if intents:
+            own = [i for i in intents if not i.taken]
+            if own:
                 # Open after the last batch begun: the intents are reread by their spans.
-                resume = self.source.position(intents[-1].span)
+                resume = self.source.position(own[-1].span)
         self.source.open(resume)
         for intent in intents:
             cut = _Cut(self._index, self.source.reread(intent.span), self._key)
             self._index += 1
             cut.seq = intent.seq
+            cut.taken = intent.taken
             replays.append(cut)
         if intents:
             logger.bind(flow=self.flow.name).warning(
@@ -437,9 +443,9 @@ class _Base:
 
     # -- cutting batches -------------------------------------------------------------------
 
-    def _read(self, wait: float) -> Chunk | None:
-        """One ``read`` of the source (a plain iterable's may be cut short by Ctrl-C)."""
-        return self.source.read(self.batch_size, wait)
+    def _read(self, wait: float, most: int = 0) -> Chunk | None:
+        """One ``read`` of at most ``most`` (else ``batch_size``) records."""
+        return self.source.read(most or self.batch_size, wait)
 
     def _cut(self, ready: Callable[[], bool] | None = None) -> _Cut | None:
         """The next batch: wait for a first record (up to ``idle_timeout``), then read
@@ -487,7 +493,7 @@ class _Base:
                 if left <= 0:
                     break
                 wait = min(wait, left)
-            chunk = self.source.read(batch_size - size, wait)
+            chunk = self._read(wait, batch_size - size)
             if chunk is None:
                 self._exhausted = True
                 break
@@ -521,7 +527,7 @@ class _Base:
         if intent:
             cut.seq = self._seq
             self._seq += 1
-            ckpt.begin(cut.key, cut.seq, cut.span)
+            ckpt.begin(cut.key, cut.seq, cut.span, taken=cut.taken)
         cut.part = Batch(cut.key, cut.seq, cut.span, ckpt.path)
 
     def _note(self, cut: _Cut, exc: BaseException) -> None:
@@ -567,8 +573,14 @@ class _Base:
             self._letters(cut)
         source = self.source
         if self._durable:
-            position = source.position(cut.span)
             ckpt = self.checkpoint
+            if not cut.taken:
+                position = source.position(cut.span)
+            elif cut.key == self._key:
+                position = self.position  # taken records lie outside this source's order
+            else:
+                saved = ckpt.load(cut.key) if ckpt is not None else None
+                position = None if saved is None else saved.position
             if ckpt is not None:
                 ckpt.commit(cut.key, cut.seq, position, rows=cut.size)
                 self._checkpoint_time = time.time()
@@ -690,10 +702,15 @@ class Stream(_Base, Iterator[RunResult]):
         )
         self._handle_sigint = handle_sigint
         self._reading = False
+        self._working = False
         self._gen: Generator[RunResult, None, None] | None = None
 
-    def __iter__(self) -> Stream:
-        return self
+    def __iter__(self) -> Iterator[RunResult]:
+        # The batches' generator itself: a for loop then resumes it with no frame of ours.
+        gen = self._gen
+        if gen is None:
+            gen = self._gen = self._generate()
+        return gen
 
     def __next__(self) -> RunResult:
         gen = self._gen
@@ -715,41 +732,51 @@ class Stream(_Base, Iterator[RunResult]):
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def _read(self, wait: float) -> Chunk | None:
-        if not self._plain:
-            return self.source.read(self.batch_size, wait)
+    def _read(self, wait: float, most: int = 0) -> Chunk | None:
+        source = self.source
+        if not isinstance(source, IterableSource) or not source.blocks:
+            return source.read(most or self.batch_size, wait)  # waits in short slices
         self._reading = True
         try:
-            return self.source.read(self.batch_size, wait)
+            return source.read(most or self.batch_size, wait)
         except _ReadInterrupted:
-            return None
+            return None  # Ctrl-C cut a blocked read short: the rows read so far still run
         finally:
             self._reading = False
 
     def _generate(self) -> Generator[RunResult, None, None]:
-        # Ctrl-C is a clean stop for the stream's whole life (one handler, installed once).
+        # One Ctrl-C handler for the stream's whole life (not one per batch): a clean stop
+        # while the stream works, the usual KeyboardInterrupt in the caller's loop body.
         restore = self._install_sigint()
+        self._working = True
         self._open_bar()
         try:
             replays = self._open()
             try:
-                if self._fast:
-                    if self.max_in_flight == 1:
-                        yield from self._fast_serial()
-                    else:
-                        yield from self._threaded(self._fast_cuts())
+                if self._fast and self.max_in_flight == 1:
+                    yield from self._fast_serial()
                 else:
-                    for cut in replays:
-                        yield self._serial_one(cut, intent=False)
-                    if self.max_in_flight == 1:
-                        yield from self._serial()
-                    else:
-                        yield from self._threaded(None)
+                    for result in self._source_batches(replays):
+                        self._working = False
+                        yield result
+                        self._working = True
             finally:
                 self._close_source()
         finally:
+            self._working = False
             restore()
             self._finish()
+
+    def _source_batches(self, replays: list[_Cut]) -> Iterator[RunResult]:
+        if self._fast:
+            yield from self._threaded(self._fast_cuts())
+            return
+        for cut in replays:
+            yield self._serial_one(cut, intent=False)
+        if self.max_in_flight == 1:
+            yield from self._serial()
+        else:
+            yield from self._threaded(None)
 
     # -- the fast path: a plain iterable, no time bounds -----------------------------------
 
@@ -765,31 +792,49 @@ class Stream(_Base, Iterator[RunResult]):
             self._reading = False
 
     def _fast_serial(self) -> Iterator[RunResult]:
+        """Batches cut in place: per batch one ``islice``, one run, a few counters."""
+        source = self.source
+        assert isinstance(source, IterableSource)
+        it = source.iterator
         stop = self._stop
         run = self.flow.run
-        take = self._fast_take
+        size = self.batch_size
+        islice = itertools.islice
+        bar = self._bar
+        watched = _state
+        options = self.options
+        given = None if options is DEFAULT_OPTIONS else options  # flow.run's fast path
         while not stop.is_set():
-            rows = take()
+            rows: list[Any] = []
+            self._reading = True
+            try:
+                rows.extend(islice(it, size))  # rows read before a Ctrl-C stay
+            except _ReadInterrupted:
+                pass
+            finally:
+                self._reading = False
             if not rows:
                 return
-            options = self.options
-            size = len(rows)
+            if self.options is not options:  # the ctx setter, between batches
+                options = self.options
+                given = None if options is DEFAULT_OPTIONS else options
+            n = len(rows)
             try:
-                result = run(rows, options)
+                result = run(rows, given)
             except KisFlowError as exc:
-                _Slot(self._index, self._first, size).note(exc)
+                _Slot(self.batches_done, self.rows_done, n).note(exc)
                 raise
             del rows
-            self._index += 1
-            self.rows_done += size
-            self.committed += size
+            self.rows_done += n
+            self.committed += n
             self.batches_done += 1
-            self._first += size
-            if self._bar is not None:
-                self._bar.update(size)
-            if _state_observers() or options.observers:
-                self._tell(self._index, result)
+            if bar is not None:
+                bar.update(n)
+            if watched.observers or options.observers:
+                self._tell(self.batches_done, result)
+            self._working = False  # the caller's loop body: Ctrl-C is the caller's
             yield result
+            self._working = True
 
     def _tell(self, batch: int, result: RunResult) -> None:
         watching = observers.active() + self.options.observers
@@ -831,6 +876,7 @@ class Stream(_Base, Iterator[RunResult]):
                 cut = _Cut(self._index, source.reread(intent.span), takeover.key)
                 self._index += 1
                 cut.seq = intent.seq
+                cut.taken = True
                 if ckpt is not None:
                     cut.part = Batch(cut.key, cut.seq, cut.span, ckpt.path)
                 yield cut
@@ -838,6 +884,7 @@ class Stream(_Base, Iterator[RunResult]):
             if rest is not None:
                 cut = _Cut(self._index, source.reread(rest), self._key)
                 self._index += 1
+                cut.taken = True
                 yield cut
 
     def _serial(self) -> Iterator[RunResult]:
@@ -908,12 +955,21 @@ class Stream(_Base, Iterator[RunResult]):
                                 result = settle()
                                 if result is not None:
                                     yield result
-                    while len(pending) < self.max_in_flight and not self._stop.is_set():
-                        new = next(cuts, None) if cuts is not None else self._cut(ready)
-                        if new is None or new is _EMPTY_CUT:
-                            break
-                        submit(new)
-                        del new
+                    try:
+                        while len(pending) < self.max_in_flight and not self._stop.is_set():
+                            new = next(cuts, None) if cuts is not None else self._cut(ready)
+                            if new is None or new is _EMPTY_CUT:
+                                break
+                            submit(new)
+                            del new
+                    except Exception:
+                        # The source (or a bad record) failed: the batches before it
+                        # still commit and come out, then the error.
+                        while pending:
+                            result = settle()
+                            if result is not None:
+                                yield result
+                        raise
                     if not pending:
                         break
                     result = settle()
@@ -948,6 +1004,13 @@ class Stream(_Base, Iterator[RunResult]):
         previous = signal.getsignal(signal.SIGINT)
 
         def on_sigint(signum: int, frame: types.FrameType | None) -> None:
+            if not self._working:  # in the caller's code: what it would get without us
+                if callable(previous):
+                    previous(signum, frame)
+                    return
+                if previous == signal.SIG_IGN:
+                    return
+                raise KeyboardInterrupt
             if self._stop.is_set():
                 signal.signal(signal.SIGINT, previous)
                 raise KeyboardInterrupt
@@ -963,6 +1026,8 @@ class Stream(_Base, Iterator[RunResult]):
         signal.signal(signal.SIGINT, on_sigint)
 
         def restore() -> None:
+            if threading.current_thread() is not threading.main_thread():
+                return  # a stream dropped in another thread: its handler defers anyway
             if signal.getsignal(signal.SIGINT) is on_sigint:
                 signal.signal(signal.SIGINT, previous)
 
@@ -971,11 +1036,6 @@ class Stream(_Base, Iterator[RunResult]):
 
 def _nothing() -> None:
     """What restores no signal handler."""
-
-
-def _state_observers() -> tuple[Any, ...]:
-    return observers.active()
-
 
 
 class AsyncStream(_Base, AsyncIterator[RunResult]):
@@ -1133,13 +1193,17 @@ class AsyncStream(_Base, AsyncIterator[RunResult]):
                 if later.turn is not None:
                     later.turn.fail()
 
-        self._io = None if plain else concurrent.futures.ThreadPoolExecutor(
-            1, thread_name_prefix=f"kisflow-source-{self.flow.name}"
+        self._io = (
+            None
+            if plain
+            else concurrent.futures.ThreadPoolExecutor(
+                1, thread_name_prefix=f"kisflow-source-{self.flow.name}"
+            )
         )
         try:
             replays = [] if plain else await self._call(self._open)
             for cut in replays:
-                await self._call(self._prepare, cut, False)
+                await self._call(functools.partial(self._prepare, cut, intent=False))
                 try:
                     result = await self._aexecute(cut)
                 except KisFlowError as exc:
@@ -1148,12 +1212,28 @@ class AsyncStream(_Base, AsyncIterator[RunResult]):
                 await commit(cut)
                 yield self._deliver(cut, result)
             while True:
-                while len(pending) < self.max_in_flight and not self._stop.is_set():
-                    new = await next_cut()
-                    if new is None or new is _EMPTY_CUT:
-                        break
-                    submit(new)
-                    del new
+                try:
+                    while len(pending) < self.max_in_flight and not self._stop.is_set():
+                        new = await next_cut()
+                        if new is None or new is _EMPTY_CUT:
+                            break
+                        submit(new)
+                        del new
+                except Exception:
+                    # The source (or a bad record) failed: the batches before it still
+                    # commit and come out, then the error.
+                    while pending:
+                        cut, task = pending.popleft()
+                        try:
+                            result = await task
+                        except BaseException as exc:
+                            fail_all()
+                            if isinstance(exc, KisFlowError):
+                                self._note(cut, exc)
+                            raise
+                        await commit(cut)
+                        yield self._deliver(cut, result)
+                    raise
                 if not pending:
                     break
                 cut, task = pending[0]

@@ -191,9 +191,15 @@ class IterableSource(Source):
         return kept
 
     @property
-    def pulls_in_place(self) -> bool:
-        """Whether ``take`` may be used: a sync iterator pulled in the caller's thread."""
-        return self._it is not None
+    def blocks(self) -> bool:
+        """Whether a read blocks until rows come (no reader thread: the timeout is moot)."""
+        return self._queue is None
+
+    @property
+    def iterator(self) -> Iterator[Any]:
+        """The sync iterator pulled in the stream's thread (after ``open``, no reader)."""
+        assert self._it is not None
+        return self._it
 
     def _take(self, max_rows: int, timeout: float) -> list[Any]:
         q = self._queue
