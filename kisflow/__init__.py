@@ -21,6 +21,7 @@ from loguru import logger
 
 from kisflow import (
     actions,
+    columnar,
     connectors,  # registers the built-in connector types
     deadletter,
     errors,
@@ -32,6 +33,7 @@ from kisflow import (
 from kisflow._definition import Function
 from kisflow.actions import Action
 from kisflow.builder import FlowBuilder
+from kisflow.columnar import Columns
 from kisflow.config import (
     ConnConfig,
     FlowConfig,
@@ -107,6 +109,7 @@ __all__ = [
     "ActionError",
     "Checkpoint",
     "CheckpointError",
+    "Columns",
     "CommitError",
     "ConfigError",
     "ConnConfig",
@@ -156,6 +159,7 @@ __all__ = [
     "actions",
     "caas",
     "caas_init",
+    "columnar",
     "connectors",
     "current_batch",
     "dask",

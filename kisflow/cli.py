@@ -31,6 +31,7 @@ import click
 
 import kisflow.metrics
 from kisflow import __version__, sources
+from kisflow.columnar import as_rows
 from kisflow.configfile import LoadedConfig, export_config, load_config_dir
 from kisflow.connectors._base import to_json_text
 from kisflow.deadletter import DeadLetter, JsonlSink
@@ -863,7 +864,7 @@ class _Durable:
 def _write_rows(flow: Flow, result: RunResult, out: IO[str]) -> None:
     """A batch's output rows as JSON lines, written once all of them are JSON."""
     texts: list[str] = []
-    for row in result.output:
+    for row in as_rows(result.output):  # a columnar stage's DataFrame: its rows
         try:
             texts.append(to_json_text(row))
         except (TypeError, ValueError, RecursionError) as exc:

@@ -139,6 +139,26 @@ class TestResume:
         assert saved is not None
         assert (saved.committed, saved.seq) == (100, 10)
 
+    def test_without_a_checkpoint_a_rerun_stores_again(self, tmp_path: Path) -> None:
+        """No checkpoint, no batch keys: a second run is a new run (at least once), and
+        the stores never skip rows because an earlier stream used the same numbers."""
+        db = tmp_path / "rows.db"
+        flow = _store_flow(db)
+        for _ in range(2):
+            stream = flow.stream(ListSource(range(20)), batch_size=10)
+            assert [len(r.output) for r in stream] == [10, 10]
+            assert stream.delivery == "at-least-once"
+        assert _stored(db) == dict.fromkeys(range(20), 2)
+
+    def test_a_failure_without_checkpoint_names_the_span_only(self, tmp_path: Path) -> None:
+        def boom(rows: list[int]) -> None:
+            raise ValueError("boom")
+
+        flow = _store_flow(tmp_path / "rows.db", fail=boom)
+        with pytest.raises(kf.StageExecutionError) as info:
+            list(flow.stream(ListSource(range(5)), batch_size=10))
+        assert info.value.__notes__ == ["in stream batch 1 (list:list span [0,5])"]
+
     def test_acks_after_each_commit_in_order(self, tmp_path: Path) -> None:
         src = ListSource(range(25))
         list(_store_flow(tmp_path / "r.db").stream(src, batch_size=10, checkpoint=tmp_path / "c"))
@@ -205,6 +225,23 @@ class TestResume:
         list(flow.stream(ListSource(range(5)), batch_size=3, checkpoint=ckpt))
         assert keys == ["list:list#1", "list:list#2"]
         assert kf.current_batch() is None
+
+    def test_current_batch_says_where_the_batch_is(self, tmp_path: Path) -> None:
+        batches: list[Batch] = []
+
+        @kf.faas("Where")
+        def where(flow: kf.Flow, rows: list[int]) -> None:
+            batch = kf.current_batch()
+            assert batch is not None
+            batches.append(batch)
+            flow.commit_row_batch(rows)
+
+        flow = kf.FlowBuilder("where").calculate("Where").build()
+        list(flow.stream(ListSource(range(5)), batch_size=3, checkpoint=tmp_path / "c"))
+        assert [(b.source, b.seq, b.span, b.checkpoint) for b in batches] == [
+            ("list:list", 1, [0, 3], str(tmp_path / "c")),
+            ("list:list", 2, [3, 5], str(tmp_path / "c")),
+        ]
 
 
 class TestOrderedCommits:
@@ -314,6 +351,30 @@ class TestOrderedCommits:
         assert saved is not None
         assert saved.position == 30
 
+    def test_cancelling_an_async_stream_commits_the_batches_in_flight(self, tmp_path: Path) -> None:
+        db, ckpt = tmp_path / "rows.db", tmp_path / "c"
+        flow = _store_flow(db, fail=lambda rows: time.sleep(0.01))
+        stream = flow.astream(
+            ListSource(range(1000)), batch_size=10, max_in_flight=3, checkpoint=ckpt
+        )
+
+        async def consume() -> None:
+            async with stream:  # closed in this task: the batches in flight commit
+                async for _ in stream:
+                    if stream.batches_done == 2:
+                        asyncio.current_task().cancel()  # type: ignore[union-attr]
+                        await asyncio.sleep(1)
+
+        with pytest.raises(asyncio.CancelledError):
+            asyncio.run(consume())
+        assert stream.interrupted is True
+        stored = _stored(db)
+        assert stored == dict.fromkeys(range(stream.committed), 1)  # in order, once
+        assert 20 <= stream.committed <= 50
+        saved = Checkpoint(ckpt).load("list:list")
+        assert saved is not None
+        assert saved.position == stream.committed
+
     def test_async_stream_resumes(self, tmp_path: Path) -> None:
         db, ckpt = tmp_path / "rows.db", tmp_path / "c"
         flow = _store_flow(db)
@@ -361,6 +422,24 @@ class TestOrderedCommits:
         assert len(got) == 3  # the batches read before the bad one came out, committed
         assert stream.committed == 30
         assert _stored(db) == dict.fromkeys(range(30), 1)
+
+    def test_plain_iterables_tell_stream_committed_too(self) -> None:
+        seen: list[StreamStatus] = []
+
+        class Watch(Observer):
+            def stream_committed(self, flow: str, status: StreamStatus) -> None:
+                seen.append(status)
+
+        flow = kf.FlowBuilder("plain").calculate("Id").build()
+        options = kf.RunOptions(observers=[Watch()])
+        stream = flow.stream(range(25), options, batch_size=10)
+        assert [len(r.output) for r in stream] == [10, 10, 5]
+        assert [(s.batch, s.position, s.committed) for s in seen] == [
+            (1, None, 10),
+            (2, None, 20),
+            (3, None, 25),
+        ]
+        assert (stream.committed, stream.position, stream.delivery) == (25, None, "at-most-once")
 
 
 class TestTimeBounds:
@@ -712,7 +791,7 @@ def price(flow, rows):
 @kf.faas("After")
 def after(flow, rows):
     print("saved", flush=True)
-    time.sleep(0.05)  # the window between the Save and the commit, where kills land
+    time.sleep(0.2)  # the window between the Save and the commit, where kills land
     flow.commit_row_batch(rows)
 
 if mode == "builtin":
@@ -754,7 +833,7 @@ def _kill_run(tmp_path: Path, mode: str, *, n: int, seed: int, ready: str) -> di
     script = write_child(tmp_path, _CHILD.format(tests=str(TESTS), n=n))
     db = tmp_path / "rows.db"
     report = kill_loop(
-        script, args=[str(db), mode], kills=5, seed=seed, ready=ready, delay=(0.0, 0.04)
+        script, args=[str(db), mode], kills=5, seed=seed, ready=ready, delay=(0.0, 0.1)
     )
     assert report.kills == 5, report.outputs
     assert report.returncode == 0, report.stderr

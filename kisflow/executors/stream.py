@@ -59,6 +59,7 @@ from loguru import logger
 
 from kisflow import _context, _state, observers
 from kisflow.checkpoint import Batch, Checkpoint
+from kisflow.columnar import as_rows
 from kisflow.connectors._base import to_json_text
 from kisflow.deadletter import DeadLetter, DeadLetterSink
 from kisflow.errors import (
@@ -193,9 +194,12 @@ class _Turn:
             raise _Abandoned("abandoned before its Save: an earlier stream batch failed", flow="")
 
     async def await_(self) -> None:
-        """``wait`` on an event loop (polls the event without blocking the loop)."""
+        """``wait`` on an event loop: polls the event (1 ms, backing off to 20 ms) so the
+        loop is never blocked; the turn is opened from the loop or the source's thread."""
+        pause = 0.001
         while not self.event.is_set():
-            await asyncio.sleep(0.001)
+            await asyncio.sleep(pause)
+            pause = min(pause * 2, 0.02)
         if self.failed:
             raise _Abandoned("abandoned before its Save: an earlier stream batch failed", flow="")
 
@@ -515,8 +519,7 @@ class _Base:
             raise SourceError(
                 f"flow {self.flow.name!r}: {bad.where} {bad.reason}; record was "
                 f"{bad.text[:200]!r}; give the stream a dead-letter sink (dead_letters=) to "
-                f"keep such records and go on; the checkpoint stays at position "
-                f"{self.position!r}, before this batch",
+                f"keep such records and go on{self._where_checkpoint()}, before this batch",
                 source=self._key,
                 position=self.position,
                 flow=self.flow.name,
@@ -539,7 +542,13 @@ class _Base:
         where += _span_text(cut.span)
         if cut.seq:
             where += f", seq {cut.seq}"
-        exc.add_note(f"{where}); the checkpoint stays at position {self.position!r}")
+        exc.add_note(f"{where}){self._where_checkpoint()}")
+
+    def _where_checkpoint(self) -> str:
+        """``; the checkpoint stays at position ...`` (nothing without a checkpoint)."""
+        if self.checkpoint is None:
+            return ""
+        return f"; the checkpoint stays at position {self.position!r}"
 
     def _letters(self, cut: _Cut) -> None:
         """Hand the batch's bad records to the dead-letter sink (before its commit)."""
@@ -915,27 +924,32 @@ class Stream(_Base, Iterator[RunResult]):
             pending.append((cut, pool.submit(self._execute, cut)))
             self._in_flight = len(pending)
 
-        def settle() -> RunResult | None:
-            """Wait for the oldest batch; commit it (None: it was cancelled)."""
+        def fail_from(cut: _Cut) -> None:
+            """Nothing from ``cut`` on may store or commit: open their gates as failed."""
+            self._broken = True
+            for later in (cut, *(c for c, _ in pending)):
+                if later.turn is not None:
+                    later.turn.fail()
+
+        def settle() -> RunResult:
+            """Wait for the oldest batch, commit it and count it."""
             cut, future = pending.popleft()
             self._in_flight = len(pending)
             try:
                 result = future.result()
-            except concurrent.futures.CancelledError:
-                if cut.turn is not None:
-                    cut.turn.fail()
-                return None
             except BaseException as exc:
-                self._broken = True
-                for later, _ in pending:
-                    if later.turn is not None:
-                        later.turn.fail()
-                if cut.turn is not None:
-                    cut.turn.fail()
+                if not future.done():  # a second Ctrl-C while waiting: not the batch's
+                    pending.appendleft((cut, future))
+                    raise
+                fail_from(cut)
                 if isinstance(exc, KisFlowError):
                     self._note(cut, exc)
                 raise
-            self._commit(cut)
+            try:
+                self._commit(cut)
+            except BaseException:
+                fail_from(cut)
+                raise
             return self._deliver(cut, result)
 
         with concurrent.futures.ThreadPoolExecutor(
@@ -947,14 +961,10 @@ class Stream(_Base, Iterator[RunResult]):
                         taken = list(self._takeovers())
                         if taken:
                             while pending:
-                                result = settle()
-                                if result is not None:
-                                    yield result
+                                yield settle()
                             for cut in taken:
                                 submit(cut, intent=cut.key == self._key)
-                                result = settle()
-                                if result is not None:
-                                    yield result
+                                yield settle()
                     try:
                         while len(pending) < self.max_in_flight and not self._stop.is_set():
                             new = next(cuts, None) if cuts is not None else self._cut(ready)
@@ -966,32 +976,28 @@ class Stream(_Base, Iterator[RunResult]):
                         # The source (or a bad record) failed: the batches before it
                         # still commit and come out, then the error.
                         while pending:
-                            result = settle()
-                            if result is not None:
-                                yield result
+                            yield settle()
                         raise
                     if not pending:
                         break
-                    result = settle()
-                    if result is not None:
-                        yield result
+                    yield settle()
             finally:
                 # Never abandon a batch half-run: cancel those not started, commit the
-                # rest in order as they finish (up to the first that failed).
-                for _, future in pending:
-                    future.cancel()
+                # rest in order as they finish, up to the first that failed (or was
+                # cancelled: nothing after it may store, so its gate opens as failed).
+                failed = self._broken
+                for cut, future in pending:
+                    if failed or future.cancel():
+                        failed = True
+                        if cut.turn is not None:
+                            cut.turn.fail()
                 failed = self._broken
                 while pending:
                     cut, future = pending.popleft()
-                    if failed:
-                        continue
-                    try:
-                        future.result()
-                    except BaseException:
+                    concurrent.futures.wait([future])
+                    if failed or future.cancelled() or future.exception() is not None:
+                        fail_from(cut)
                         failed = True
-                        for later, _ in pending:
-                            if later.turn is not None:
-                                later.turn.fail()
                         continue
                     self._commit(cut)
                 if cuts is not None and hasattr(cuts, "close"):
@@ -1182,14 +1188,19 @@ class AsyncStream(_Base, AsyncIterator[RunResult]):
             self._in_flight = len(pending)
 
         async def commit(cut: _Cut) -> None:
-            if plain:
-                self._commit(cut)
-            else:
-                await self._call(self._commit, cut)
+            try:
+                if plain:
+                    self._commit(cut)
+                else:
+                    await self._call(self._commit, cut)
+            except BaseException:
+                fail_all(cut)
+                raise
 
-        def fail_all() -> None:
+        def fail_all(cut: _Cut) -> None:
+            """Nothing from ``cut`` on may store or commit: open their gates as failed."""
             self._broken = True
-            for later, _ in pending:
+            for later in (cut, *(c for c, _ in pending)):
                 if later.turn is not None:
                     later.turn.fail()
 
@@ -1227,7 +1238,7 @@ class AsyncStream(_Base, AsyncIterator[RunResult]):
                         try:
                             result = await task
                         except BaseException as exc:
-                            fail_all()
+                            fail_all(cut)
                             if isinstance(exc, KisFlowError):
                                 self._note(cut, exc)
                             raise
@@ -1244,9 +1255,7 @@ class AsyncStream(_Base, AsyncIterator[RunResult]):
                         raise
                     pending.popleft()
                     self._in_flight = len(pending)
-                    fail_all()
-                    if cut.turn is not None:
-                        cut.turn.fail()
+                    fail_all(cut)
                     if isinstance(exc, KisFlowError):
                         self._note(cut, exc)
                     raise
@@ -1254,19 +1263,21 @@ class AsyncStream(_Base, AsyncIterator[RunResult]):
                 self._in_flight = len(pending)
                 await commit(cut)
                 yield self._deliver(cut, result)
-        except asyncio.CancelledError:
-            self._stop.set()
+        except (asyncio.CancelledError, GeneratorExit):
+            self._stop.set()  # cancelled, or closed (aclose, the loop's shutdown)
             raise
         finally:
             # Let started batches finish so no Save stage is left with half a batch, and
-            # commit them in order up to the first that failed.
-            if pending:
-                await asyncio.gather(*(t for _, t in pending), return_exceptions=True)
+            # commit them in order as they finish, up to the first that failed.
             failed = self._broken
             while pending:
                 cut, task = pending.popleft()
+                if failed and cut.turn is not None:
+                    cut.turn.fail()
+                await asyncio.wait([task])
                 if failed or task.cancelled() or task.exception() is not None:
                     failed = True
+                    fail_all(cut)
                     continue
                 await commit(cut)
             if cuts is not None:
@@ -1480,7 +1491,7 @@ def run_jsonl_stream(
         first, last = reader.release(stream.rows_done - done)
         done = stream.rows_done
         texts: list[str] = []
-        for row in result.output:
+        for row in as_rows(result.output):  # a columnar stage's DataFrame: its rows
             try:
                 texts.append(to_json_text(row))
             except (TypeError, ValueError, RecursionError) as exc:
