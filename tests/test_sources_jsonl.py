@@ -378,3 +378,13 @@ def test_lines_longer_than_a_read(tmp_path: Path) -> None:
     assert [(b.where, len(b.text)) for b in rest.bad] == [(f"{path} line 3", len(big) + 1)]
     assert rest.span["end"] == path.stat().st_size
     assert sources.jsonl(path).reread(first.span).rows == first.rows
+
+
+def test_the_factory_stays_a_function(orders: Path) -> None:
+    """Importing the source's module does not replace ``sources.jsonl`` (a submodule of
+    the same name would: the import system sets it on the package)."""
+    import kisflow.sources._jsonl  # noqa: F401
+
+    assert callable(sources.jsonl)
+    assert isinstance(sources.jsonl(orders), JsonLinesSource)
+    assert isinstance(sources.jsonl(orders), JsonLinesSource)
