@@ -995,7 +995,8 @@ class Stream(_Base, Iterator[RunResult]):
                 while pending:
                     cut, future = pending.popleft()
                     concurrent.futures.wait([future])
-                    if failed or future.cancelled() or future.exception() is not None:
+                    broke = future.cancelled() or future.exception() is not None
+                    if failed or broke:
                         fail_from(cut)
                         failed = True
                         continue
@@ -1275,7 +1276,9 @@ class AsyncStream(_Base, AsyncIterator[RunResult]):
                 if failed and cut.turn is not None:
                     cut.turn.fail()
                 await asyncio.wait([task])
-                if failed or task.cancelled() or task.exception() is not None:
+                # Always retrieve the outcome, so no task's error goes unretrieved.
+                broke = task.cancelled() or task.exception() is not None
+                if failed or broke:
                     failed = True
                     fail_all(cut)
                     continue
