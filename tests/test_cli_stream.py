@@ -306,3 +306,68 @@ class TestDurable:
         assert seen == [1, 1, 1]
         assert _stored(conf) == [0, 1, 2]
         assert "flow Orders: interrupted, 3 rows out in 3 batches" in result.stderr
+
+
+class TestRedisSource:
+    """``--source redis://...`` against a real redis-server: a consumer group into SQLite
+    with a checkpoint; a rerun reads only what was added, and nothing stays pending."""
+
+    def test_a_stream_into_sqlite_and_resumed(
+        self, conf: tuple[Path, Path], tmp_path: Path
+    ) -> None:
+        import redis
+
+        from tests.redisserver import redis_server
+
+        with redis_server(tmp_path) as port:
+            client = redis.Redis(port=port, decode_responses=True)
+            try:
+                for i in range(45):
+                    client.xadd("orders", {"data": json.dumps({"id": i})})
+                client.xadd("orders", {"data": "not json"})
+                url = f"redis://127.0.0.1:{port}/0?stream=orders&group=billing&consumer=cli"
+                letters = tmp_path / "dead.jsonl"
+                args = [
+                    "--flow",
+                    "Orders",
+                    "--source",
+                    url,
+                    "--checkpoint",
+                    tmp_path / "c.db",
+                    "--batch-size",
+                    "20",
+                    "--idle-timeout",
+                    "0.5",
+                    "--dead-letters",
+                    letters,
+                ]
+                first = _run(conf, *args)
+                assert first.exit_code == 0, first.output
+                assert len(first.stdout.splitlines()) == 45
+                assert "1 dead letter written to" in first.stderr
+                (letter,) = [json.loads(line) for line in letters.read_text().splitlines()]
+                assert letter["row"] == "not json"
+                for i in range(45, 50):
+                    client.xadd("orders", {"data": json.dumps({"id": i})})
+                second = _run(conf, *args)
+                assert second.exit_code == 0, second.output
+                assert [json.loads(x)["id"] for x in second.stdout.splitlines()] == [
+                    45,
+                    46,
+                    47,
+                    48,
+                    49,
+                ]
+                assert _stored(conf) == list(range(50))
+                assert client.xpending("orders", "billing")["pending"] == 0
+            finally:
+                client.close()
+
+    def test_an_unreachable_server(self, conf: tuple[Path, Path], tmp_path: Path) -> None:
+        from tests.redisserver import free_port
+
+        url = f"redis://127.0.0.1:{free_port()}/0?stream=orders&group=billing&consumer=cli"
+        result = _run(conf, "--flow", "Orders", "--source", url, "--idle-timeout", "0.2")
+        assert result.exit_code == 3, result.output  # a broker that is down: retryable
+        assert result.stderr.splitlines()[-1].startswith("kisflow: error: SourceError: ")
+        assert f"127.0.0.1:{url.split(':')[2].split('/')[0]}" in result.stderr
