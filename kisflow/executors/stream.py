@@ -79,6 +79,7 @@ from kisflow.progress import progress_bar
 from kisflow.result import RunResult
 from kisflow.sources._base import Chunk, Source
 from kisflow.sources.iterable import IterableSource
+from kisflow.state import StateStore
 
 if TYPE_CHECKING:
     from tqdm import tqdm
@@ -144,6 +145,10 @@ def _check_seconds(flow: str, key: str, value: Any) -> float | None:
             key=key,
         )
     return float(value)
+
+
+_NO_STATE = StateStore()
+"""The state of a flow that keeps none (a ``StreamFlow`` without ``state_store``)."""
 
 
 @attrs.frozen
@@ -415,6 +420,7 @@ class _Base:
         ckpt_arg = self._checkpoint_arg
         resume: Any = None
         intents = []
+        saved = None
         if ckpt_arg is not None:
             ckpt = ckpt_arg if isinstance(ckpt_arg, Checkpoint) else Checkpoint(ckpt_arg)
             self.checkpoint = ckpt
@@ -422,6 +428,8 @@ class _Base:
             if saved is not None:
                 self.position = resume = saved.position
                 self._checkpoint_time = saved.updated
+                if saved.state is not None:
+                    self._state().restore(saved.state)
             intents = ckpt.intents(self._key)
             self._seq = ckpt.next_seq(self._key)
             own = [i for i in intents if not i.taken]
@@ -429,6 +437,10 @@ class _Base:
                 # Open after the last batch begun: the intents are reread by their spans.
                 resume = self.source.position(own[-1].span)
         self.source.open(resume)
+        if saved is not None and resume is not saved.position:
+            # Opened after the last intent: the source still learns what is committed
+            # (a crash between a commit and its ack leaves that batch unacked).
+            self.source.committed(saved.position)
         for intent in intents:
             cut = _Cut(self._index, self.source.reread(intent.span), self._key)
             self._index += 1
@@ -591,7 +603,10 @@ class _Base:
                 saved = ckpt.load(cut.key) if ckpt is not None else None
                 position = None if saved is None else saved.position
             if ckpt is not None:
-                ckpt.commit(cut.key, cut.seq, position, rows=cut.size)
+                state = None
+                if cut.key == self._key and self._state():
+                    state = self._state().snapshot()
+                ckpt.commit(cut.key, cut.seq, position, rows=cut.size, state=state)
                 self._checkpoint_time = time.time()
             source.ack(cut.span)
             if cut.key == self._key:
@@ -622,16 +637,21 @@ class _Base:
             observers.notify(watching, "stream_committed", name, status)
         return result
 
+    def _state(self) -> StateStore:
+        """The flow's stage state (keyed state, open windows): saved with each commit."""
+        store: StateStore | None = getattr(self.flow, "state_store", None)
+        return store if store is not None else _NO_STATE
+
     def _execute(self, cut: _Cut) -> RunResult:
         """Run one batch in this thread, as its partition and behind its gate if any."""
         part, gate = cut.part, cut.gate
-        if part is None and gate is None:
-            return self.flow.run(cut.rows, self.options)
+        streaming = _context.STREAMING.set(True)  # window stages keep their windows
         token = _context.PARTITION.set(part) if part is not None else None
         gate_token = _context.GATE.set(gate) if gate is not None else None
         try:
             return self.flow.run(cut.rows, self.options)
         finally:
+            _context.STREAMING.reset(streaming)
             if gate_token is not None:
                 _context.GATE.reset(gate_token)
             if token is not None:
@@ -828,11 +848,14 @@ class Stream(_Base, Iterator[RunResult]):
                 options = self.options
                 given = None if options is DEFAULT_OPTIONS else options
             n = len(rows)
+            streaming = _context.STREAMING.set(True)
             try:
                 result = run(rows, given)
             except KisFlowError as exc:
                 _Slot(self.batches_done, self.rows_done, n).note(exc)
                 raise
+            finally:
+                _context.STREAMING.reset(streaming)
             del rows
             self.rows_done += n
             self.committed += n
@@ -889,6 +912,9 @@ class Stream(_Base, Iterator[RunResult]):
                 if ckpt is not None:
                     cut.part = Batch(cut.key, cut.seq, cut.span, ckpt.path)
                 yield cut
+            dead = ckpt.load(takeover.key) if ckpt is not None else None
+            if dead is not None:
+                source.committed(dead.position)  # its last commit may not have been acked
             rest = source.without(takeover.span, [i.span for i in intents])
             if rest is not None:
                 cut = _Cut(self._index, source.reread(rest), self._key)
@@ -1153,8 +1179,9 @@ class AsyncStream(_Base, AsyncIterator[RunResult]):
 
     async def _aexecute(self, cut: _Cut) -> RunResult:
         """Run one batch on the loop, as its partition and behind its gate if any."""
+        _context.STREAMING.set(True)  # the task's own context: window stages keep windows
         if cut.part is not None:
-            _context.PARTITION.set(cut.part)  # the task's own context
+            _context.PARTITION.set(cut.part)
         if cut.gate is not None:
             _context.GATE.set(cut.gate)
         return await self.flow.arun(cut.rows, self.options)
