@@ -24,6 +24,7 @@ BATCH = 500
 CHILD = """\
 import sqlite3
 import sys
+import time
 
 import kisflow as kf
 from kisflow import sources
@@ -56,8 +57,6 @@ def user_store(flow, rows):
     if first:  # the kill lands here: stored, not yet committed in the checkpoint
         first = False
         print("saved", flush=True)
-        import time
-
         time.sleep(2)
 
 
@@ -72,6 +71,8 @@ with flow.stream(
 ) as stream:
     for result in stream:
         print("batch", stream.committed, flush=True)
+        if not control:
+            time.sleep(0.02)  # caps each start's work, so all the kills land mid-stream
 print("done", flush=True)
 """
 
@@ -88,7 +89,7 @@ def folder(tmp_path: Path) -> Path:
 @pytest.mark.slow
 def test_killed_five_times_every_row_is_stored_once(folder: Path) -> None:
     report = kill_loop(
-        folder / "child.py", args=["builtin"], kills=6, seed=10, delay=(0.0, 0.4), timeout=60
+        folder / "child.py", args=["builtin"], kills=6, seed=10, delay=(0.0, 0.3), timeout=60
     )
     assert report.kills >= 5, report.outputs
     assert report.returncode == 0, report.stderr
