@@ -8,16 +8,26 @@ its client library on first use.
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterable, Iterable, Sequence
+from collections.abc import AsyncIterable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from kisflow.sources._base import BadRecord, Chunk, Source, Takeover
 
 if TYPE_CHECKING:
+    from kisflow.sources._kafka import KafkaSource
     from kisflow.sources.iterable import IterableSource
     from kisflow.sources.redis import RedisStreamSource
 
-__all__ = ["BadRecord", "Chunk", "Source", "Takeover", "iterable", "jsonl", "redis_stream"]
+__all__ = [
+    "BadRecord",
+    "Chunk",
+    "Source",
+    "Takeover",
+    "iterable",
+    "jsonl",
+    "kafka",
+    "redis_stream",
+]
 
 
 def iterable(
@@ -42,6 +52,25 @@ def jsonl(
     from kisflow.sources._jsonl import JsonLinesSource
 
     return JsonLinesSource(path, follow=follow, poll_interval=poll_interval)
+
+
+def kafka(
+    bootstrap: str,
+    *,
+    topic: str,
+    group: str,
+    consumer: str | None = None,
+    config: Mapping[str, Any] | None = None,
+) -> KafkaSource:
+    """A Kafka ``topic`` read by consumer ``group`` (extra ``kisflow[kafka]``).
+
+    ``config`` passes librdkafka settings through (``session.timeout.ms``,
+    ``security.protocol``, ...); offsets are committed only after each batch's effects
+    are. Consumers of one group sharing a checkpoint need distinct ``consumer`` names.
+    """
+    from kisflow.sources._kafka import KafkaSource
+
+    return KafkaSource(bootstrap, topic=topic, group=group, consumer=consumer, config=config)
 
 
 def redis_stream(
