@@ -371,3 +371,52 @@ class TestRedisSource:
         assert result.exit_code == 3, result.output  # a broker that is down: retryable
         assert result.stderr.splitlines()[-1].startswith("kisflow: error: SourceError: ")
         assert f"127.0.0.1:{url.split(':')[2].split('/')[0]}" in result.stderr
+
+
+class TestKafkaSource:
+    """``--source kafka://...`` against a real Kafka-protocol broker (Tansu): a group into
+    SQLite with a checkpoint, librdkafka settings from the query; a rerun reads only what
+    was added."""
+
+    def test_a_topic_into_sqlite_and_resumed(self, conf: tuple[Path, Path], tmp_path: Path) -> None:
+        from tests.kafka_broker import running_broker
+
+        with running_broker(tmp_path) as broker:
+            broker.create_topic("orders")
+            broker.produce("orders", [{"id": i} for i in range(30)])
+            broker.produce("orders", [b"not json"])
+            url = (
+                f"kafka://{broker.bootstrap}/orders?group=billing&session.timeout.ms=2000"
+                f"&heartbeat.interval.ms=300&fetch.wait.max.ms=50"
+            )
+            letters = tmp_path / "dead.jsonl"
+            args = [
+                "--flow",
+                "Orders",
+                "--source",
+                url,
+                "--checkpoint",
+                tmp_path / "c.db",
+                "--batch-size",
+                "20",
+                "--idle-timeout",
+                "3",
+                "--dead-letters",
+                letters,
+            ]
+            first = _run(conf, *args)
+            assert first.exit_code == 0, first.output
+            assert len(first.stdout.splitlines()) == 30
+            assert "1 dead letter written to" in first.stderr
+            broker.produce("orders", [{"id": i} for i in range(30, 35)])
+            second = _run(conf, *args)
+            assert second.exit_code == 0, second.output
+            assert [json.loads(x)["id"] for x in second.stdout.splitlines()] == [
+                30,
+                31,
+                32,
+                33,
+                34,
+            ]
+            assert _stored(conf) == list(range(35))
+            assert broker.committed("orders", "billing", 1) == {0: 36}
