@@ -14,8 +14,8 @@ from typing import TYPE_CHECKING, Any
 from kisflow.sources._base import BadRecord, Chunk, Source, Takeover
 
 if TYPE_CHECKING:
+    from kisflow.sources._iterable import IterableSource
     from kisflow.sources._kafka import KafkaSource
-    from kisflow.sources.iterable import IterableSource
     from kisflow.sources.redis import RedisStreamSource
 
 __all__ = [
@@ -38,7 +38,7 @@ def iterable(
     ``flow.stream(rows)`` wraps one itself; ``reader=True`` pulls it on a thread so a
     read returns within its timeout (``flow.stream`` does so when ``max_wait`` is set).
     """
-    from kisflow.sources.iterable import IterableSource
+    from kisflow.sources._iterable import IterableSource
 
     return IterableSource(rows, name=name, reader=reader)
 
