@@ -28,6 +28,8 @@ from kisflow import (
     observers,
     pool,
     report,
+    runlog,  # the debug mode: logs runs once loguru would emit kisflow's DEBUG records
+    tracing,
 )
 from kisflow._definition import Function
 from kisflow.actions import Action
@@ -157,4 +159,6 @@ __all__ = [
     "observers",
     "pool",
     "report",
+    "runlog",
+    "tracing",
 ]

@@ -66,6 +66,8 @@ EXPECTED = {
     "observers",
     "pool",
     "report",
+    "runlog",
+    "tracing",
 }
 
 
