@@ -84,7 +84,8 @@ class TestSpans:
         assert [s.name for s in spans] == ["run demo", "stage Keep", "stage Double"]
         run, keep, double = spans
         assert run.parent is None
-        assert keep.parent is not None and double.parent is not None
+        assert keep.parent is not None
+        assert double.parent is not None
         assert keep.parent.span_id == run.context.span_id
         assert double.parent.span_id == run.context.span_id
         assert {s.context.trace_id for s in spans} == {run.context.trace_id}
@@ -139,7 +140,8 @@ class TestSpans:
         kf.FlowBuilder("nest").calculate("Work").build().run([1])
         inside = traced.named("inside")[0]
         stage = traced.named("stage ")[0]
-        assert inside.parent is not None and inside.parent.span_id == stage.context.span_id
+        assert inside.parent is not None
+        assert inside.parent.span_id == stage.context.span_id
         assert trace.get_current_span() is trace.INVALID_SPAN  # detached after the stage
 
     def test_async_runs_are_traced(self, traced: Traced) -> None:
@@ -152,7 +154,8 @@ class TestSpans:
         assert asyncio.run(flow.arun([1, 2])).output == [1, 2]
         [run, stage] = traced.spans()
         assert (run.name, stage.name) == ("run aio", "stage Slow")
-        assert stage.parent is not None and stage.parent.span_id == run.context.span_id
+        assert stage.parent is not None
+        assert stage.parent.span_id == run.context.span_id
 
     def test_a_stream_has_a_span_per_batch(self, traced: Traced) -> None:
         kf.faas("Pass", lambda flow: flow.commit_row_batch(flow.input()))
@@ -224,7 +227,8 @@ class TestErrors:
         assert stage.status.status_code is StatusCode.ERROR
         assert (stage.status.description or "").startswith("RowConversionError: ")
         assert run.status.status_code is StatusCode.ERROR
-        assert stage.end_time is not None and run.end_time is not None
+        assert stage.end_time is not None
+        assert run.end_time is not None
 
 
 class TestParentFromHeaders:
@@ -287,7 +291,8 @@ class TestParentFromHeaders:
             flow.run([2])
         flow.run([2])
         first, second = traced.named("run ")
-        assert first.parent is not None and second.parent is None
+        assert first.parent is not None
+        assert second.parent is None
         assert trace.get_current_span() is trace.INVALID_SPAN
 
 
