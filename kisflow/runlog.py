@@ -58,7 +58,7 @@ def level() -> int | None:
     call reads first: the lowest level of all sinks and the enable/disable list.
     """
     try:
-        core: Any = logger._core  # type: ignore[attr-defined]
+        core: Any = _CORE
         lowest = core.min_level
         if lowest > _DEBUG:
             return None
@@ -78,11 +78,26 @@ def level() -> int | None:
 
 
 def watchers() -> tuple[Observer, ...]:
-    """The debug-mode observer when loguru would emit its DEBUG records, else ``()``."""
-    lowest = level()
-    if lowest is None:
-        return ()
-    return (_ROWS,) if lowest <= _TRACE else (_FIGURES,)
+    """The debug-mode observer when loguru would emit its DEBUG records, else ``()``.
+
+    Asked once per run: the answer is kept until loguru's state changes (a sink added or
+    removed, a module enabled or disabled), which costs two attribute reads per run.
+    """
+    global _seen
+    core = _CORE
+    try:
+        activations, lowest = core.activation_list, core.min_level
+    except AttributeError:  # another loguru: ask every time
+        activations = lowest = None
+    seen = _seen
+    if seen[0] is activations and seen[1] == lowest and activations is not None:
+        return seen[2]
+    found = level()
+    answer: tuple[Observer, ...] = (
+        () if found is None else (_ROWS,) if found <= _TRACE else (_FIGURES,)
+    )
+    _seen = (activations, lowest, answer)
+    return answer
 
 
 class RunLog(Observer):
@@ -235,6 +250,9 @@ def _shown(rows: list[Any]) -> str:
 
 _FIGURES = RunLog()
 _ROWS = RunLog(rows=True)
+_CORE: Any = getattr(logger, "_core", None)  # loguru's one core, shared by bound loggers
+_seen: tuple[Any, Any, tuple[Observer, ...]] = (None, None, ())
+"""(activation list, lowest sink level, answer) of the last ``watchers()`` call."""
 
 # The observers' registry asks for these once per run (kisflow.observers.active).
 _state.debug_observers = watchers
