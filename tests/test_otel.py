@@ -150,12 +150,21 @@ class TestSpans:
             await asyncio.sleep(0)
             flow.commit_row_batch(rows)
 
-        flow = kf.FlowBuilder("aio").calculate("Slow").build()
+        tracer = traced.provider.get_tracer("app")
+
+        @kf.faas("InThread")
+        def in_thread(flow: kf.Flow, rows: list[int]) -> None:
+            with tracer.start_as_current_span("sync work"):  # runs in a worker thread
+                flow.commit_row_batch(rows)
+
+        flow = kf.FlowBuilder("aio").calculate("Slow").calculate("InThread").build()
         assert asyncio.run(flow.arun([1, 2])).output == [1, 2]
-        [run, stage] = traced.spans()
-        assert (run.name, stage.name) == ("run aio", "stage Slow")
-        assert stage.parent is not None
-        assert stage.parent.span_id == run.context.span_id
+        run, awaited, thread, work = traced.spans()
+        assert (run.name, awaited.name, thread.name) == ("run aio", "stage Slow", "stage InThread")
+        assert awaited.parent is not None
+        assert awaited.parent.span_id == run.context.span_id
+        assert work.parent is not None
+        assert work.parent.span_id == thread.context.span_id
 
     def test_a_stream_has_a_span_per_batch(self, traced: Traced) -> None:
         kf.faas("Pass", lambda flow: flow.commit_row_batch(flow.input()))
