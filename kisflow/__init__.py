@@ -48,10 +48,12 @@ from kisflow.connector import Connector
 from kisflow.deadletter import DeadLetter
 from kisflow.errors import (
     ActionError,
+    CheckpointError,
     CommitError,
     ConfigError,
     ConnectorError,
     DeadLetterError,
+    DeliveryError,
     DuplicateRegistrationError,
     FaaSSignatureError,
     FlowCycleError,
@@ -68,6 +70,7 @@ from kisflow.errors import (
     RowConversionError,
     RowRejectedError,
     RunError,
+    SourceError,
     StageExecutionError,
 )
 from kisflow.flow import DEFAULT_MAX_STEPS, Flow
@@ -100,6 +103,7 @@ except PackageNotFoundError:  # pragma: no cover - running from a source tree
 __all__ = [
     "Action",
     "ActionError",
+    "CheckpointError",
     "CommitError",
     "ConfigError",
     "ConnConfig",
@@ -108,6 +112,7 @@ __all__ = [
     "DEFAULT_MAX_STEPS",
     "DeadLetter",
     "DeadLetterError",
+    "DeliveryError",
     "DuplicateRegistrationError",
     "FaaSSignatureError",
     "Flow",
@@ -140,6 +145,7 @@ __all__ = [
     "RunOptions",
     "RunResult",
     "Source",
+    "SourceError",
     "Stage",
     "StageExecutionError",
     "StageStats",

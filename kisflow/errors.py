@@ -6,6 +6,7 @@ in the message::
 
     KisFlowError
     ├── ConfigError(ValueError)                 .path .key; may carry many .errors
+    │   └── DeliveryError                       a stream cannot give the delivery asked for
     ├── PoolError
     │   ├── DuplicateRegistrationError(ValueError)   .kind .name
     │   └── FunctionNotFoundError(LookupError)       .flow .function
@@ -25,6 +26,8 @@ in the message::
     │   ├── InputLineError(ValueError)          .source .line; a JSON-lines input line is no row
     │   └── PartitionError                      .partition; a partition failed on a worker
     ├── ConnectorError(ConnectionError)         .connector .type .address .flow .stage .attempts
+    ├── SourceError(ConnectionError)            .source .position .flow .retryable
+    ├── CheckpointError(RuntimeError)           .path .flow; a stream's checkpoint store
     └── MissingExtraError(ImportError)          .extra .needed_by; pip install 'kisflow[extra]'
 """
 
@@ -35,10 +38,12 @@ from typing import Any
 
 __all__ = [
     "ActionError",
+    "CheckpointError",
     "CommitError",
     "ConfigError",
     "ConnectorError",
     "DeadLetterError",
+    "DeliveryError",
     "DuplicateRegistrationError",
     "FaaSSignatureError",
     "FlowCycleError",
@@ -55,6 +60,7 @@ __all__ = [
     "RowConversionError",
     "RowRejectedError",
     "RunError",
+    "SourceError",
     "StageExecutionError",
 ]
 
@@ -288,6 +294,46 @@ class PartitionError(RunError):
     ) -> None:
         self.partition = partition
         super().__init__(message, flow=flow, stage=stage)
+
+
+class SourceError(KisFlowError, ConnectionError):
+    """A stream source cannot be opened, read, acknowledged or replayed.
+
+    ``source`` names the source (its checkpoint key, e.g. ``jsonl:/data/orders.jsonl``)
+    and ``position`` where it was (a JSON-able source position, or None); ``retryable``
+    says whether trying again may help (a broker that is down) or not (a bad file).
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        source: str,
+        position: Any = None,
+        flow: str | None = None,
+        retryable: bool = False,
+    ) -> None:
+        self.source = source
+        self.position = position
+        self.flow = flow
+        self.retryable = retryable
+        super().__init__(message)
+
+
+class CheckpointError(KisFlowError, RuntimeError):
+    """A stream's checkpoint store cannot be opened, read or committed, or it holds
+    something that does not belong to this stream (``path`` is the store's file)."""
+
+    def __init__(self, message: str, *, path: str, flow: str | None = None) -> None:
+        self.path = path
+        self.flow = flow
+        super().__init__(message)
+
+
+class DeliveryError(ConfigError):
+    """A stream asked for a delivery guarantee its source or Save stages cannot give
+    (``delivery="exactly-once"`` with a plain iterable, or a user Save that does not join
+    the checkpoint); raised before the first row is read, naming what is missing."""
 
 
 class MissingExtraError(KisFlowError, ImportError):

@@ -33,7 +33,7 @@ from importlinter.domain.contract import Contract
 ROOT = Path(__file__).resolve().parent.parent
 PYPROJECT = ROOT / "pyproject.toml"
 LINT_IMPORTS = Path(sys.executable).with_name("lint-imports")
-PACKAGES = ("kisflow", "kisflow.connectors", "kisflow.executors")
+PACKAGES = ("kisflow", "kisflow.connectors", "kisflow.executors", "kisflow.sources")
 """The packages whose ``__init__`` cannot be a layer; the contracts pin each of them."""
 
 
