@@ -26,7 +26,6 @@ from kisflow.rows import safe_repr, safe_str
 
 if TYPE_CHECKING:
     from kisflow._context import RunInfo
-    from kisflow.actions import Action
     from kisflow.result import RunResult
     from kisflow.stage import Stage
 
@@ -45,9 +44,7 @@ _ROW_CHARS = 200
 class _RunState(Protocol):
     """What the debug log reads from the engine's run besides ``RunInfo`` (kisflow._run)."""
 
-    action: Action | None
-    n: int
-    output: list[Any]
+    layers: list[list[Any] | None]
     source: list[Any]
 
 
@@ -105,6 +102,8 @@ class RunLog(Observer):
 
     def __init__(self, rows: bool = False) -> None:
         self.rows = rows
+        # run id -> its last stage call and the rows it passed on, until the run moves on.
+        self._held: dict[int, tuple[StageCall, list[Any] | None]] = {}
 
     def run_started(self, run: RunInfo, rows: int) -> None:
         """At TRACE, the run's source rows."""
@@ -114,48 +113,18 @@ class RunLog(Observer):
                 "flow {!r} run {}: source rows {}", run.flow_name, run.run_id, _shown(source)
             )
 
+    def stage_started(self, run: RunInfo, stage: Stage, position: int) -> None:
+        """The previous stage call's line, now that where the run went is known."""
+        held = self._held.pop(run.run_id, None)
+        if held is not None:
+            call, rows = held
+            moved = "next" if position == call.position + 1 else f"jump to {stage.name!r}"
+            _stage_line(run, call, rows, moved)
+
     def stage_done(self, run: RunInfo, call: StageCall) -> None:
-        """One line per stage call: its figures and the action taken."""
-        stage, position, rows_in, rows_out, _, dead, seconds, attempts = call
-        state = cast("_RunState", run)
-        action = _action(state.action, position, rows_out, state.n)
-        ms = seconds * 1000.0
-        mode = stage.mode.value
-        bound = logger.bind(
-            flow=run.flow_name,
-            run=run.run_id,
-            stage=stage.name,
-            position=position,
-            mode=mode,
-            rows_in=rows_in,
-            rows_out=rows_out,
-            dead=dead,
-            ms=ms,
-            attempts=attempts,
-            action=action,
-        )
-        bound.debug(
-            "flow {!r} run {} stage {!r} ({}): {} rows in, {} out, {} dead, {:.3f} ms, "
-            "{} attempt(s) -> {}",
-            run.flow_name,
-            run.run_id,
-            stage.name,
-            mode,
-            rows_in,
-            rows_out,
-            dead,
-            ms,
-            attempts,
-            action,
-        )
-        if self.rows:
-            bound.trace(
-                "flow {!r} run {} stage {!r}: rows out {}",
-                run.flow_name,
-                run.run_id,
-                stage.name,
-                _shown(state.output),
-            )
+        """Hold the call until the run moves on (the next stage, or its end)."""
+        rows = cast("_RunState", run).layers[call.position] if self.rows else None
+        self._held[run.run_id] = (call, rows)
 
     def call_failed(self, run: RunInfo, stage: Stage, attempt: int, error: BaseException) -> None:
         """One line per failed FaaS call (retried or not)."""
@@ -172,6 +141,10 @@ class RunLog(Observer):
 
     def run_done(self, run: RunInfo, result: RunResult | None, error: BaseException | None) -> None:
         """One line when the run ends: how, after how many stage calls, in how long."""
+        held = self._held.pop(run.run_id, None)
+        if held is not None:
+            ended = "failed" if result is None else _ENDS.get(result.ended.value, "end")
+            _stage_line(run, *held, ended)
         bound = logger.bind(flow=run.flow_name, run=run.run_id)
         if result is None:
             bound.debug(
@@ -216,29 +189,50 @@ class RunLog(Observer):
         )
 
 
-def _action(action: Action | None, position: int, rows_out: int, n: int) -> str:
-    """What the run does after the stage call at ``position`` (KisFlow's rules, in words)."""
-    last = position + 1 >= n
-    if action is None:
-        if last:
-            return "end"
-        return "stop (no rows)" if not rows_out else "next"
-    asked = []
-    if action.data_reuse:
-        asked.append("data_reuse")
-    if action.force_entry_next:
-        asked.append("force_entry_next")
-    if action.abort:
-        then = "abort"
-    elif action.jump_func is not None:
-        then = f"jump to {action.jump_func!r}"
-    elif last:
-        then = "end"
-    elif not rows_out and not action.force_entry_next:
-        then = "stop (no rows)"
-    else:
-        then = "next"
-    return ", ".join([*asked, then])
+_ENDS = {"completed": "end", "no_rows": "stop (no rows)", "aborted": "abort"}
+"""The action taken by a run's last stage call, by how the run ended (``RunEnd``)."""
+
+
+def _stage_line(run: RunInfo, call: StageCall, rows: list[Any] | None, action: str) -> None:
+    """Log one stage call: its figures and the action taken (and its rows at TRACE)."""
+    stage, position, rows_in, rows_out, _, dead, seconds, attempts = call
+    ms = seconds * 1000.0
+    mode = stage.mode.value
+    bound = logger.bind(
+        flow=run.flow_name,
+        run=run.run_id,
+        stage=stage.name,
+        position=position,
+        mode=mode,
+        rows_in=rows_in,
+        rows_out=rows_out,
+        dead=dead,
+        ms=ms,
+        attempts=attempts,
+        action=action,
+    )
+    bound.debug(
+        "flow {!r} run {} stage {!r} ({}): {} rows in, {} out, {} dead, {:.3f} ms, "
+        "{} attempt(s) -> {}",
+        run.flow_name,
+        run.run_id,
+        stage.name,
+        mode,
+        rows_in,
+        rows_out,
+        dead,
+        ms,
+        attempts,
+        action,
+    )
+    if rows is not None:
+        bound.trace(
+            "flow {!r} run {} stage {!r}: rows out {}",
+            run.flow_name,
+            run.run_id,
+            stage.name,
+            _shown(rows),
+        )
 
 
 def _shown(rows: list[Any]) -> str:

@@ -150,8 +150,8 @@ class TestStageLines:
         assert result.ended is kf.RunEnd.ABORTED
         assert [(r["extra"]["stage"], r["extra"]["action"]) for r in sink.stage_lines()] == [
             ("Loop", "jump to 'Loop'"),
-            ("Loop", "data_reuse, next"),
-            ("Nothing", "force_entry_next, next"),
+            ("Loop", "next"),
+            ("Nothing", "next"),
             ("Stop", "abort"),
         ]
         assert re.fullmatch(
@@ -218,6 +218,41 @@ class TestStageLines:
             r"flow 'bad' stage 'Boom' raised KeyError: 'k'",
             messages[1],
         )
+
+    def test_a_line_comes_before_the_next_stage_runs(self, sinks: list[Sink]) -> None:
+        sink = _sink(sinks, "DEBUG")
+        kf.faas("Pass", lambda flow: flow.commit_row_batch(flow.input()))
+
+        @kf.faas("Boom")
+        def boom(flow: kf.Flow, rows: list[int]) -> None:
+            raise ValueError("late")
+
+        with pytest.raises(kf.StageExecutionError):
+            kf.FlowBuilder("two").calculate("Pass").calculate("Boom").build().run([1])
+        messages = [r["message"] for r in sink.at("DEBUG")]
+        assert len(messages) == 3
+        assert " stage 'Pass' (Calculate): 1 rows in, 1 out," in messages[0]
+        assert messages[0].endswith("-> next")
+        assert messages[1].endswith("stage 'Boom' (Calculate): attempt 1 raised ValueError: late")
+        assert ": failed after 2 step(s): StageExecutionError: " in messages[2]
+
+    def test_a_step_limit_fails_after_the_last_line(self, sinks: list[Sink]) -> None:
+        sink = _sink(sinks, "DEBUG")
+
+        @kf.faas("Again")
+        def again(flow: kf.Flow, rows: list[int]) -> None:
+            flow.commit_row_batch(rows)
+            flow.next(kf.actions.jump_func("Again"))
+
+        flow = kf.FlowBuilder("loop").calculate("Again").max_steps(3).build()
+        with pytest.raises(kf.FlowLoopError):
+            flow.run([1])
+        assert [r["extra"]["action"] for r in sink.stage_lines()] == [
+            "jump to 'Again'",
+            "jump to 'Again'",
+            "failed",
+        ]
+        assert ": failed after 4 step(s): FlowLoopError: " in sink.at("DEBUG")[-1]["message"]
 
 
 class TestRows:
