@@ -21,6 +21,7 @@ from loguru import logger
 
 from kisflow import (
     actions,
+    columnar,
     connectors,  # registers the built-in connector types
     deadletter,
     errors,
@@ -34,6 +35,7 @@ from kisflow import (
 from kisflow._definition import Function
 from kisflow.actions import Action
 from kisflow.builder import FlowBuilder
+from kisflow.columnar import Columns
 from kisflow.config import (
     ConnConfig,
     FlowConfig,
@@ -104,6 +106,7 @@ __all__ = [
     "Action",
     "ActionError",
     "CheckpointError",
+    "Columns",
     "CommitError",
     "ConfigError",
     "ConnConfig",
@@ -153,6 +156,7 @@ __all__ = [
     "actions",
     "caas",
     "caas_init",
+    "columnar",
     "connectors",
     "dask",
     "deadletter",

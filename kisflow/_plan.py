@@ -21,6 +21,7 @@ from kisflow._api import FlowAPI
 from kisflow._definition import Definition
 from kisflow._pool import FaaSSpec, Pool, current
 from kisflow._signature import Signature, read_signature
+from kisflow.columnar import fits
 from kisflow.connector import Connector, find_type
 from kisflow.deadletter import DeadLetterSink, sinks_for
 from kisflow.errors import FlowDefinitionError, FlowTypeError, FunctionNotFoundError
@@ -45,7 +46,9 @@ def store_load(flow: FlowAPI) -> None:
 
 @functools.cache
 def _default_signature(fn: Callable[..., Any]) -> Signature:
-    return read_signature(fn.__name__, fn)
+    # A DataFrame reaches the store as it is: a Parquet Save writes it, a row store
+    # (Store.call) takes its rows.
+    return attrs.evolve(read_signature(fn.__name__, fn), frames=True)
 
 
 def _default_fn(stage: Stage, pool: Pool) -> Callable[[FlowAPI], None] | None:
@@ -178,7 +181,8 @@ def check_types(flow: str, stages: Sequence[Stage], specs: Sequence[FaaSSpec | N
         consumed = down_spec.signature.rows_type
         if produced is None or not down_spec.signature.takes_rows:
             continue
-        if not type_fits(produced, consumed):
+        fit = fits(produced, consumed)
+        if not (type_fits(produced, consumed) if fit is None else fit):
             raise FlowTypeError(
                 f"flow {flow!r}: stage {up.name!r} outputs {describe_type(produced)} "
                 f"but stage {down.name!r} takes {describe_type(consumed)}; make the "

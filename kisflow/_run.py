@@ -38,7 +38,7 @@ import time
 from collections.abc import Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
-from kisflow import _context
+from kisflow import _context, columnar
 from kisflow._aio import private_runner
 from kisflow._api import RunView
 from kisflow._pool import FaaSSpec
@@ -236,6 +236,10 @@ class Run:
             else:
                 prev = layers[pos - 1]
                 inp = prev if prev is not None else []
+            spec = specs[pos]
+            sig = spec.signature
+            if type(inp) is not list and not sig.frames:
+                inp = columnar.rows_of(inp)  # a DataFrame, for a row stage: its rows
             self.input = self.converted = inp
             rows_in = len(inp)
             # _attempt, _call_dead, _rejects and kept are reset below when a call used them.
@@ -243,8 +247,6 @@ class Run:
             self.buffer = buf
             self.action = None
             view.commit_row = buf.append
-            spec = specs[pos]
-            sig = spec.signature
             if self.observers:
                 for observer in self.observers:
                     try:
@@ -260,19 +262,20 @@ class Run:
             stop: RunEnd | None
             if action is None:
                 result = self.buffer
+                rows_out = len(result)  # a DataFrame has a length, not a truth value
                 following = pos + 1
                 # KisFlow's rule: a stage that commits nothing stops the flow (no error).
                 # The last stage committing nothing is a sink that finished: completed.
-                stop = RunEnd.NO_ROWS if not result and following < n else None
+                stop = RunEnd.NO_ROWS if not rows_out and following < n else None
             else:
                 result, following, stop = self._apply(action, pos)
+                rows_out = len(result)
             if self._rejects:
                 for letter in self._rejects:
                     self._put(pos, letter)
                 self._rejects = []
             layers[pos] = result
             self.output = result
-            rows_out = len(result)
             dead = self._call_dead
             attempts = self._attempt
             if dead or attempts != 1 or self.kept is not None:
@@ -364,6 +367,9 @@ class Run:
         it), so the FaaS must not touch it again. The stage's own input is never adopted.
         """
         buf = self.buffer
+        if type(buf) is not list or (type(rows) is not list and columnar.is_frame(rows)):
+            self._commit_frame(rows)
+            return
         if (
             not copy
             and type(rows) is list
@@ -377,6 +383,11 @@ class Run:
         if type(rows) is not list:
             check_batch(rows, self.flow_name, self.stages[self.pos].name)
         buf.extend(rows)
+
+    def _commit_frame(self, rows: Iterable[Any]) -> None:
+        """A DataFrame committed (or rows after one): the stage's result is a DataFrame."""
+        self.buffer = columnar.merge_commit(self.buffer, rows)
+        self.view.commit_row = columnar.refuse_row(self.flow_name, self.stages[self.pos].name)
 
     def _dead_letter_unconvertible(self, pos: int, inp: list[Any]) -> list[Any]:
         """Send rows that fail conversion to the stage's sink; return the converted rest."""
@@ -423,14 +434,30 @@ class Run:
             ) from exc
         self._call_dead += 1
 
-    def _reused_input(self) -> list[Any]:
+    def _reused_input(self, pos: int) -> list[Any]:
         """The stage's input without the rows it rejected (``data_reuse`` passes it on)."""
         rejected = {letter.row_index for letter in self._rejects}
+        if -1 in rejected and self.specs[pos].signature.frames:
+            raise ActionError(
+                f"flow {self.flow_name!r} stage {self.label(pos)} dead-lettered a DataFrame "
+                f"and asked for data_reuse, which would pass the rejected rows on; commit "
+                f"the rows it keeps with commit_row_batch instead",
+                flow=self.flow_name,
+                stage=self.stages[pos].name,
+            )
         positions = self.kept if self.kept is not None else range(len(self.input))
         return [row for i, row in zip(positions, self.input, strict=True) if i not in rejected]
 
     def reject(self, row: Any, reason: str | BaseException) -> None:
         """A FaaS rejects ``row`` (``flow.dead_letter``): kept until the stage succeeds."""
+        if columnar.is_frame(row):
+            for one, why in columnar.rejected_rows(row, safe_str(reason, _REASON)):
+                self._reject(one, why, -1)
+            return
+        self._reject(row, reason, None)
+
+    def _reject(self, row: Any, reason: str | BaseException, index: int | None) -> None:
+        """``reject`` of one row; ``index`` None: found in the stage's input."""
         pos = self.pos
         stage = self.stages[pos]
         if isinstance(reason, BaseException):
@@ -446,11 +473,12 @@ class Run:
                 stage=stage.name,
                 row=row,
             )
-        index = _index_of(row, self.converted)
-        if index < 0:
-            index = _index_of(row, self.input)
-        if index >= 0 and self.kept is not None:
-            index = self.kept[index]
+        if index is None:
+            index = _index_of(row, self.converted)
+            if index < 0:
+                index = _index_of(row, self.input)
+            if index >= 0 and self.kept is not None:
+                index = self.kept[index]
         self._rejects.append(
             DeadLetter(
                 flow=self.flow_name,
@@ -533,7 +561,7 @@ class Run:
         """The stage's result, the next position and why the run stops (or None), given
         the action it asked for."""
         if action.data_reuse:
-            result = self._reused_input() if self._rejects else self.input
+            result = self._reused_input(pos) if self._rejects else self.input
         else:
             result = self.buffer
         # A jump is checked even when the stage also aborts: a bad target is an error.
@@ -542,7 +570,7 @@ class Run:
             return result, pos + 1, RunEnd.ABORTED
         if jump is not None:
             return result, jump, None
-        if not result and not action.force_entry_next and pos + 1 < self.n:
+        if len(result) == 0 and not action.force_entry_next and pos + 1 < self.n:
             return result, pos + 1, RunEnd.NO_ROWS
         return result, pos + 1, None
 

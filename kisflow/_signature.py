@@ -29,6 +29,7 @@ from typing import Any
 import attrs
 import typeguard
 
+from kisflow import columnar
 from kisflow._api import FlowAPI
 from kisflow.errors import FaaSSignatureError
 from kisflow.rows import RowType, describe_type, is_supported_row_type, row_type_problem
@@ -72,7 +73,9 @@ class Signature:
     kind: CallKind
     rows_type: Any
     output_type: Any | None
-    rows: RowType | None = attrs.field(eq=False, repr=False)
+    rows: RowType | columnar.FrameRows | None = attrs.field(eq=False, repr=False)
+    frames: bool = False
+    """Takes its input as it comes: a DataFrame stays one (columnar stages, store Save/Load)."""
 
 
 def _is_flow_annotation(annotation: Any) -> bool:
@@ -281,8 +284,13 @@ def _read_signature(name: str, fn: Any, output: Any | None) -> Signature:
     rest = positional[flow_index + 1 :]
     takes_rows = bool(rest) and rest[0].default is inspect.Parameter.empty
     rows_type: Any = Any
+    frame: columnar.Frame | None = None
     if takes_rows:
-        rows_type = _rows_element(name, rest[0].name, annotation(rest[0]))
+        frame = _frame_rows(target, rest[0].name, annotation(rest[0]))
+        if frame is None:
+            rows_type = _rows_element(name, rest[0].name, annotation(rest[0]))
+        else:
+            rows_type = frame
         rest = rest[1:]
     for extra in rest:
         if extra.default is inspect.Parameter.empty:
@@ -305,7 +313,10 @@ def _read_signature(name: str, fn: Any, output: Any | None) -> Signature:
             parameter="return",
         )
     output_type = output if output is not None else yielded
-    if output_type is not None and not is_supported_row_type(output_type):
+    declared = columnar.as_columns(output_type) if output_type is not None else None
+    if declared is not None:
+        output_type = declared
+    elif output_type is not None and not is_supported_row_type(output_type):
         raise FaaSSignatureError(
             name,
             f"output type {describe_type(output_type)} is not a supported row type",
@@ -317,5 +328,25 @@ def _read_signature(name: str, fn: Any, output: Any | None) -> Signature:
         kind=kind,
         rows_type=rows_type,
         output_type=output_type,
-        rows=RowType(rows_type) if takes_rows and rows_type is not Any else None,
+        rows=(
+            columnar.FrameRows(frame.columns)
+            if frame is not None
+            else RowType(rows_type)
+            if takes_rows and rows_type is not Any
+            else None
+        ),
+        frames=frame is not None,
     )
+
+
+def _frame_rows(target: Any, param: str, annotation: Any) -> columnar.Frame | None:
+    """The rows type of a columnar stage (``pl.DataFrame``, maybe ``Annotated`` with
+    ``Columns``), or None for a row stage."""
+    if not columnar.is_frame_type(annotation):
+        return None
+    declared: columnar.Columns | None = None
+    with contextlib.suppress(Exception):  # resolved once already, without extras
+        full = typing.get_type_hints(target, include_extras=True).get(param)
+        for extra in getattr(full, "__metadata__", ()):
+            declared = columnar.as_columns(extra) or declared
+    return columnar.Frame(declared)

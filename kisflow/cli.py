@@ -28,6 +28,7 @@ import click
 
 import kisflow.metrics
 from kisflow import __version__
+from kisflow.columnar import as_rows
 from kisflow.configfile import LoadedConfig, export_config, load_config_dir
 from kisflow.connectors._base import to_json_text
 from kisflow.errors import ConfigError, InputLineError, KisFlowError, MissingExtraError
@@ -556,7 +557,7 @@ def _run_empty(flow: Flow, out: IO[str], options: RunOptions) -> RunResult:
     except KisFlowError as exc:
         raise _Failure(_describe(exc), EXIT_RUN) from exc
     texts: list[str] = []
-    for row in result.output:
+    for row in as_rows(result.output):  # a columnar stage's DataFrame: its rows
         try:
             texts.append(to_json_text(row))
         except (TypeError, ValueError, RecursionError) as exc:

@@ -22,6 +22,7 @@ from kisflow._api import CommitRow, CommitRowBatch, FlowAPI, RunView
 from kisflow._definition import Definition, chain_order
 from kisflow._plan import Plan, plan_of, pool_of
 from kisflow._run import Run, check_batch, run_async, run_sync
+from kisflow.columnar import is_frame
 from kisflow.config import FlowConfig, FlowFunctionParam, FuncConfig
 from kisflow.connector import Connector
 from kisflow.deadletter import as_sink
@@ -384,6 +385,9 @@ class Flow(FlowAPI):
             # Read in place: copying a big batch costs time and, the copy being new, a
             # garbage-collector pass over every row. A run never changes its source.
             source = rows
+        elif is_frame(rows):
+            # A DataFrame: the first stage gets it whole (docs/columnar.md).
+            source = rows  # type: ignore[assignment]
         else:
             source = list(rows)
         return Run(d, plan, source, options, max_steps)

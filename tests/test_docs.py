@@ -41,6 +41,7 @@ PAGES = (
     "async.md",
     "dask.md",
     "extending.md",
+    "columnar.md",
 )
 """The pages about the core engine whose examples this module runs."""
 

@@ -13,6 +13,8 @@ type        ``addrs``                     ``key``
 ``sql``     SQLAlchemy URL (extra: sql)   table
 ``redis``   ``host:port`` or redis:// URL list or stream name (extra: redis)
 ``jsonl``   file path                     (unused)
+``parquet`` folder (or one file to Load)  (unused; extra: polars)
+``csv``     folder (or one file to Load)  (unused; extra: polars)
 ==========  ============================  ==========================================
 
 Each registers itself as a ``ConnectorType`` (``register_default``), just as a
@@ -63,8 +65,22 @@ def _jsonl(config: ConnConfig) -> Store:
     return JSONLConnector(config)
 
 
+def _parquet(config: ConnConfig) -> Store:
+    from kisflow.connectors.parquet import ParquetConnector
+
+    return ParquetConnector(config)
+
+
+def _csv(config: ConnConfig) -> Store:
+    from kisflow.connectors.csv import CSVConnector
+
+    return CSVConnector(config)
+
+
 BUILTIN_TYPES: tuple[ConnectorType, ...] = (
+    ConnectorType("csv", _csv, file_path=True),
     ConnectorType("jsonl", _jsonl, file_path=True),
+    ConnectorType("parquet", _parquet, file_path=True),
     ConnectorType("redis", _redis),
     ConnectorType("sql", _sql),
     ConnectorType("sqlite", _sqlite, file_path=True),

@@ -20,6 +20,7 @@ from typing import Any, ClassVar, Protocol
 import attrs
 
 from kisflow import _context
+from kisflow.columnar import is_frame, rows_of
 from kisflow.config import ConnConfig
 from kisflow.errors import ConnectorError
 from kisflow.modes import Mode
@@ -184,6 +185,9 @@ class Store(abc.ABC):
 
     type_name: ClassVar[str] = ""
     """The type's name in messages (default: the conn config's ``type``)."""
+    takes_frames: ClassVar[bool] = False
+    """Whether ``save`` takes a Polars DataFrame as it is (else it gets the frame's rows
+    as dicts); a columnar store's ``load`` may return a DataFrame."""
 
     def __init__(self, config: ConnConfig) -> None:
         self.config = config
@@ -248,7 +252,13 @@ class Store(abc.ABC):
         """
         params: dict[str, Any] = {**self.config.params, **stage.params}
         if stage.mode is Mode.SAVE:
-            rows = [] if args is None else list(args)
+            rows: Any
+            if args is None:
+                rows = []
+            elif is_frame(args):  # a columnar stage's DataFrame
+                rows = args if self.takes_frames else rows_of(args)
+            else:
+                rows = list(args)
             return self.save(rows, params, save_mark(stage.name))
         if stage.mode is Mode.LOAD:
             if args is not None:

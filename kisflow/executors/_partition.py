@@ -22,6 +22,7 @@ from typing import Any
 import attrs
 
 from kisflow import _context
+from kisflow.columnar import is_frame
 from kisflow.deadletter import JsonlSink, ListSink
 from kisflow.errors import ConfigError, KisFlowError, PartitionError, StageExecutionError
 from kisflow.executors._ship import FlowPayload, dumps, flow_of, loads, shippable
@@ -253,7 +254,9 @@ def _run_partition(
         loader = loads(load)
         started = time.perf_counter()
         try:
-            rows = list(loader(partition.spec))
+            loaded = loader(partition.spec)
+            # A DataFrame (a Parquet or CSV slice) runs as it is: no Python rows.
+            rows = loaded if is_frame(loaded) else list(loaded)
         except Exception as exc:
             raise _LoadFailed(exc) from exc
         result = flow.run(
@@ -268,12 +271,17 @@ def _run_partition(
             stopped_at=result.stopped_at,
             rows_in=len(rows),
             rows_out=len(result.output),
-            output=list(result.output) if keep_output else None,
+            output=_kept(result.output) if keep_output else None,
             duration=time.perf_counter() - started,
             worker=_where(),
         )
     except Exception as exc:
         return _failure(payload.flow, partition, exc)
+
+
+def _kept(output: Any) -> Any:
+    """The output sent back: a list of rows, or the DataFrame a columnar stage made."""
+    return output if is_frame(output) else list(output)
 
 
 def _failure(flow: str, partition: Partition, exc: Exception) -> _Failure:

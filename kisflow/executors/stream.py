@@ -48,6 +48,7 @@ from loguru import logger
 
 from kisflow import observers
 from kisflow._aio import private_runner
+from kisflow.columnar import as_rows
 from kisflow.connectors._base import to_json_text
 from kisflow.errors import ConfigError, InputLineError, KisFlowError, RowConversionError, RunError
 from kisflow.options import RunOptions, merge
@@ -733,7 +734,7 @@ def run_jsonl_stream(
         first, last = reader.release(stream.rows_done - done)
         done = stream.rows_done
         texts: list[str] = []
-        for row in result.output:
+        for row in as_rows(result.output):  # a columnar stage's DataFrame: its rows
             try:
                 texts.append(to_json_text(row))
             except (TypeError, ValueError, RecursionError) as exc:
