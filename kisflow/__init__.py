@@ -84,16 +84,20 @@ from kisflow.result import RunEnd, RunResult, StageStats
 from kisflow.stage import Stage
 
 if TYPE_CHECKING:
-    from kisflow import dask, executors
+    from kisflow import dask, executors, sources
+    from kisflow.checkpoint import Checkpoint, current_batch
 
 # A library must not emit logs unless the application asks: `logger.enable("kisflow")`.
 logger.disable("kisflow")
 
 
 def __getattr__(name: str) -> Any:
-    """``kisflow.executors`` and ``kisflow.dask`` are imported on first use, not with kisflow."""
-    if name in ("executors", "dask"):
+    """``kisflow.executors``, ``kisflow.dask``, ``kisflow.sources`` and the checkpoint
+    store are imported on first use, not with kisflow."""
+    if name in ("executors", "dask", "sources"):
         return importlib.import_module(f"kisflow.{name}")
+    if name in ("Checkpoint", "current_batch"):
+        return getattr(importlib.import_module("kisflow.checkpoint"), name)
     raise AttributeError(f"module 'kisflow' has no attribute {name!r}")
 
 
@@ -105,6 +109,7 @@ except PackageNotFoundError:  # pragma: no cover - running from a source tree
 __all__ = [
     "Action",
     "ActionError",
+    "Checkpoint",
     "CheckpointError",
     "Columns",
     "CommitError",
@@ -158,6 +163,7 @@ __all__ = [
     "caas_init",
     "columnar",
     "connectors",
+    "current_batch",
     "dask",
     "deadletter",
     "errors",
@@ -170,5 +176,6 @@ __all__ = [
     "pool",
     "report",
     "runlog",
+    "sources",
     "tracing",
 ]

@@ -1,10 +1,12 @@
 """What the engine tells the code it calls, through context variables.
 
-A run whose flow has connectors sets ``RUN`` to itself for its duration, and an executor
-sets ``PARTITION`` to the partition (or stream batch) it runs. A built-in Save reads both
-to compute its idempotency mark (flow, stage, partition, call number) without knowing
-the executor or the run's internals. Context variables follow threads started with
-``asyncio.to_thread`` and tasks, so concurrent runs never see each other's values.
+A run whose flow has connectors sets ``RUN`` to itself for its duration, an executor
+sets ``PARTITION`` to the partition (or stream batch) it runs, and a stream running batches
+concurrently sets ``GATE``: a run's Save stages wait on it for the batch before to commit.
+A built-in Save reads ``RUN`` and ``PARTITION`` to compute its idempotency mark (flow,
+stage, partition, call number) without knowing the executor or the run's internals.
+Context variables follow threads started with ``asyncio.to_thread`` and tasks, so
+concurrent runs never see each other's values.
 """
 
 from __future__ import annotations
@@ -12,7 +14,16 @@ from __future__ import annotations
 import contextvars
 from typing import Any, Protocol
 
-__all__ = ["PARTITION", "RUN", "Keyed", "RunInfo", "current_partition", "current_run"]
+__all__ = [
+    "GATE",
+    "PARTITION",
+    "RUN",
+    "Gate",
+    "Keyed",
+    "RunInfo",
+    "current_partition",
+    "current_run",
+]
 
 
 class RunInfo(Protocol):
@@ -47,11 +58,24 @@ class Keyed(Protocol):
         """What a Save records to write this unit once."""
 
 
+class Gate(Protocol):
+    """What a Save stage waits for before it runs (a stream's ordered commits)."""
+
+    def wait(self) -> None:
+        """Block until the Save may run; raise to abandon the run before it stores."""
+
+    async def await_(self) -> None:
+        """``wait`` on an event loop."""
+
+
 RUN: contextvars.ContextVar[RunInfo | None] = contextvars.ContextVar("kisflow_run", default=None)
 """The run being carried out in this context (set only for flows with connectors)."""
 
 PARTITION: contextvars.ContextVar[Any] = contextvars.ContextVar("kisflow_partition", default=None)
 """The ``Keyed`` unit (partition, batch) an executor is running in this context."""
+
+GATE: contextvars.ContextVar[Gate | None] = contextvars.ContextVar("kisflow_gate", default=None)
+"""The ``Gate`` a run's Save stages pass before they run (None: no waiting)."""
 
 
 def current_run() -> RunInfo | None:

@@ -38,6 +38,9 @@ class FaaSSpec:
     name: str
     fn: Callable[..., Any] = attrs.field(repr=False)
     signature: Signature
+    joins_commit: bool = False
+    """A Save FaaS that records ``kisflow.current_batch().key`` with its rows in one
+    transaction, so a stream may call it exactly once (docs/streaming.md)."""
 
 
 @attrs.frozen
@@ -110,6 +113,7 @@ class Pool:
         *,
         output: Any | None = None,
         replace: bool = False,
+        joins_commit: bool = False,
     ) -> FaaSSpec:
         """Register ``fn`` as the FaaS of function ``name`` after checking its signature.
 
@@ -118,7 +122,12 @@ class Pool:
             DuplicateRegistrationError: ``name`` is taken and ``replace`` is false.
         """
         _check_name("fname", name)
-        spec = FaaSSpec(name=name, fn=fn, signature=read_signature(name, fn, output))
+        spec = FaaSSpec(
+            name=name,
+            fn=fn,
+            signature=read_signature(name, fn, output),
+            joins_commit=joins_commit,
+        )
         with self._faas_lock:
             if name in self._faas and not replace:
                 raise DuplicateRegistrationError("faas", name)

@@ -56,6 +56,7 @@ from kisflow.errors import (
     RunError,
     StageExecutionError,
 )
+from kisflow.modes import Mode
 from kisflow.observers import Observer, StageCall, active, notify, observer_failed
 from kisflow.result import RunEnd, RunResult, StageLog
 from kisflow.rows import RowConversionFailure, describe_type, safe_repr, safe_str
@@ -102,6 +103,7 @@ class Run:
         "ctx",
         "ended",
         "flow_name",
+        "gate",
         "input",
         "jump_index",
         "kept",
@@ -167,6 +169,8 @@ class Run:
         self._started = self._ended_at = 0.0  # set by calls()
         self.action: Action | None = None
         self.view = RunView(d, self)
+        # A stream's ordered commits: Save stages wait for the batch before (else None).
+        self.gate = _context.GATE.get()
         # Connectors read the run from the context (Save idempotency marks).
         self._ctx_token: contextvars.Token[Any] | None = (
             _context.RUN.set(self) if plan.connectors else None
@@ -783,8 +787,11 @@ async def _as_coroutine(awaitable: Any) -> Any:
 
 def run_sync(run: Run) -> RunResult:
     """Carry out ``run`` in the calling thread; async stages run on a private loop."""
+    gate = run.gate
     try:
         for spec, args in run.calls():
+            if gate is not None and run.stages[run.pos].mode is Mode.SAVE:
+                gate.wait()
             while True:
                 try:
                     out = spec.fn(*args)
@@ -810,8 +817,11 @@ async def run_async(run: Run) -> RunResult:
 
     Retries wait with ``asyncio.sleep``, so a stage backing off never blocks the loop.
     """
+    gate = run.gate
     try:
         for spec, args in run.calls():
+            if gate is not None and run.stages[run.pos].mode is Mode.SAVE:
+                await gate.await_()
             while True:
                 try:
                     await _call_async(run, spec, args)

@@ -11,6 +11,7 @@ rejected. What runs each stage is resolved once, by ``kisflow._plan``.
 
 from __future__ import annotations
 
+import os
 from collections.abc import AsyncIterable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any, Self
 
@@ -20,7 +21,7 @@ from loguru import logger
 from kisflow import _pool
 from kisflow._api import CommitRow, CommitRowBatch, FlowAPI, RunView
 from kisflow._definition import Definition, chain_order
-from kisflow._plan import Plan, plan_of, pool_of
+from kisflow._plan import Plan, is_default, plan_of, pool_of
 from kisflow._run import Run, check_batch, run_async, run_sync
 from kisflow.columnar import is_frame
 from kisflow.config import FlowConfig, FlowFunctionParam, FuncConfig
@@ -28,13 +29,16 @@ from kisflow.connector import Connector
 from kisflow.deadletter import as_sink
 from kisflow.dot import to_dot
 from kisflow.errors import ConfigError, FlowDefinitionError
+from kisflow.modes import Mode
 from kisflow.options import DEFAULT as DEFAULT_OPTIONS
 from kisflow.options import RunOptions, merge
 from kisflow.result import RunEnd, RunResult
 from kisflow.stage import Stage, new_stage_id
 
 if TYPE_CHECKING:
+    from kisflow.checkpoint import Checkpoint
     from kisflow.executors.stream import AsyncStream, Stream
+    from kisflow.sources._base import Source as SourceBase
 
 __all__ = ["DEFAULT_MAX_STEPS", "Flow", "chain_order"]
 
@@ -309,11 +313,15 @@ class Flow(FlowAPI):
 
     def stream(
         self,
-        source: Iterable[Any] | AsyncIterable[Any],
+        source: Iterable[Any] | AsyncIterable[Any] | SourceBase,
         options: RunOptions | None = None,
         *,
         batch_size: int = 10_000,
         max_in_flight: int = 1,
+        max_wait: float | None = None,
+        idle_timeout: float | None = None,
+        checkpoint: str | os.PathLike[str] | Checkpoint | None = None,
+        delivery: str | None = None,
         ctx: Any = None,
         dead_letters: Any = None,
         max_steps: int | None = None,
@@ -322,9 +330,17 @@ class Flow(FlowAPI):
     ) -> Stream:
         """Run the flow over ``source`` in micro-batches; iterate for each batch's result.
 
-        Memory stays bounded by ``batch_size * max_in_flight`` rows; Ctrl-C or ``stop()``
-        end the stream between batches. Each batch runs with ``options`` (the keyword
-        arguments override its fields). See ``kisflow.executors.Stream``.
+        ``source`` is a ``kisflow.sources`` source (durable: positions, resume) or any
+        iterable, generator or async iterable (at most once). A batch holds up to
+        ``batch_size`` records, or what came within ``max_wait`` seconds of its first;
+        ``idle_timeout`` ends the stream once the source was empty that long (None: run
+        until stopped or the source ends). With a ``checkpoint`` (a file path or a
+        ``Checkpoint``) each batch's position is committed with its effects and a
+        restart goes on after the last committed batch; ``delivery="exactly-once"``
+        fails with ``DeliveryError`` before the first row when the flow cannot give it.
+        Bad records and rejected rows go to ``dead_letters`` (else the flow's sink).
+        Memory stays bounded by ``batch_size * max_in_flight`` records; Ctrl-C or
+        ``stop()`` end the stream between batches. See docs/streaming.md.
         """
         from kisflow.executors.stream import Stream
 
@@ -336,15 +352,25 @@ class Flow(FlowAPI):
             options=merge(options, ctx=ctx, max_steps=max_steps, dead_letters=dead_letters),
             progress=progress,
             handle_sigint=handle_sigint,
+            max_wait=max_wait,
+            idle_timeout=idle_timeout,
+            checkpoint=checkpoint,
+            delivery=delivery,
+            record_sink=self._record_sink(options, dead_letters),
+            saves=self._save_stages,
         )
 
     def astream(
         self,
-        source: Iterable[Any] | AsyncIterable[Any],
+        source: Iterable[Any] | AsyncIterable[Any] | SourceBase,
         options: RunOptions | None = None,
         *,
         batch_size: int = 10_000,
         max_in_flight: int = 1,
+        max_wait: float | None = None,
+        idle_timeout: float | None = None,
+        checkpoint: str | os.PathLike[str] | Checkpoint | None = None,
+        delivery: str | None = None,
         ctx: Any = None,
         dead_letters: Any = None,
         max_steps: int | None = None,
@@ -360,7 +386,31 @@ class Flow(FlowAPI):
             max_in_flight=max_in_flight,
             options=merge(options, ctx=ctx, max_steps=max_steps, dead_letters=dead_letters),
             progress=progress,
+            max_wait=max_wait,
+            idle_timeout=idle_timeout,
+            checkpoint=checkpoint,
+            delivery=delivery,
+            record_sink=self._record_sink(options, dead_letters),
+            saves=self._save_stages,
         )
+
+    def _record_sink(self, options: RunOptions | None, dead_letters: Any) -> Any:
+        """Where a stream's bad source records go: its own sink, else the flow's."""
+        if dead_letters is not None:
+            return as_sink(dead_letters)
+        if options is not None and options.dead_letters is not None:
+            return options.dead_letters
+        return self._d.dead_letters.get(None)
+
+    def _save_stages(self) -> list[tuple[str, bool]]:
+        """The Save stages as ``(name, joins the commit)``: a built-in store records
+        batch keys with its rows; a FaaS joins only when registered ``joins_commit``."""
+        plan = plan_of(self._d)
+        return [
+            (stage.name, is_default(spec) or spec.joins_commit)
+            for stage, spec in zip(plan.stages, plan.specs, strict=True)
+            if stage.mode is Mode.SAVE
+        ]
 
     def _start(self, rows: Iterable[Any] | None, options: RunOptions) -> Run | None:
         """Create the private state of one run (None for a disabled flow)."""

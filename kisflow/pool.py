@@ -50,21 +50,40 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 @overload
 def faas(
-    name: str, fn: None = None, *, output: Any | None = None, replace: bool = False
+    name: str,
+    fn: None = None,
+    *,
+    output: Any | None = None,
+    replace: bool = False,
+    joins_commit: bool = False,
 ) -> Callable[[F], F]: ...
 @overload
-def faas(name: str, fn: F, *, output: Any | None = None, replace: bool = False) -> F: ...
 def faas(
-    name: str, fn: F | None = None, *, output: Any | None = None, replace: bool = False
+    name: str,
+    fn: F,
+    *,
+    output: Any | None = None,
+    replace: bool = False,
+    joins_commit: bool = False,
+) -> F: ...
+def faas(
+    name: str,
+    fn: F | None = None,
+    *,
+    output: Any | None = None,
+    replace: bool = False,
+    joins_commit: bool = False,
 ) -> F | Callable[[F], F]:
     """Register a FaaS for function ``name``; used as a call or as a decorator.
 
     ``output`` declares the type of the rows the FaaS commits, so ``build()`` can check
     it against the next stage's input. The signature is checked now, not at run time.
+    ``joins_commit=True`` says a Save FaaS records ``kisflow.current_batch().key`` in its
+    own transaction (a stream may then promise exactly once; docs/streaming.md).
     """
 
     def register(f: F) -> F:
-        current().faas(name, f, output=output, replace=replace)
+        current().faas(name, f, output=output, replace=replace, joins_commit=joins_commit)
         return f
 
     return register if fn is None else register(fn)

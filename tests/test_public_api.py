@@ -10,6 +10,7 @@ EXPECTED = {
     "DeadLetterError",
     "Action",
     "ActionError",
+    "Checkpoint",
     "CheckpointError",
     "Columns",
     "CommitError",
@@ -60,6 +61,7 @@ EXPECTED = {
     "caas_init",
     "columnar",
     "connectors",
+    "current_batch",
     "dask",
     "deadletter",
     "errors",
@@ -72,6 +74,7 @@ EXPECTED = {
     "pool",
     "report",
     "runlog",
+    "sources",
     "tracing",
 }
 

@@ -196,14 +196,40 @@ class TestStreamStop:
         stream = flow.stream(range(1000), batch_size=10)
         results = []
         for result in stream:
-            # In the caller's loop body Ctrl-C is the caller's: the usual handler is back.
-            assert signal.getsignal(signal.SIGINT) is before
+            # The stream's handler stays for its whole life (installed once, not per
+            # batch); in the loop body it hands Ctrl-C to the caller (next test).
+            assert signal.getsignal(signal.SIGINT) is not before
             results.append(result)
         assert len(results) == 3
         assert stream.interrupted is True
         assert stream.rows_done == 30
         assert _count(db) == 30
         assert signal.getsignal(signal.SIGINT) is before
+
+    @pytest.mark.parametrize("max_in_flight", [1, 3])
+    def test_ctrl_c_in_the_loop_body_is_the_callers(
+        self, tmp_path: Path, max_in_flight: int
+    ) -> None:
+        db = tmp_path / "rows.db"
+        before = signal.getsignal(signal.SIGINT)
+        stream = _sqlite_save_flow(db).stream(
+            range(1000), batch_size=10, max_in_flight=max_in_flight
+        )
+        went_on = []
+
+        def consume() -> None:
+            for _ in stream:
+                if stream.batches_done == 2:
+                    signal.raise_signal(signal.SIGINT)
+                    went_on.append(True)  # not reached: the body is cut, as without us
+
+        with pytest.raises(KeyboardInterrupt):
+            consume()
+        stream.close()
+        assert went_on == []
+        assert signal.getsignal(signal.SIGINT) is before
+        assert stream.batches_done == 2
+        assert _count(db) % 10 == 0  # whole batches only, those in flight finished
 
     def test_second_ctrl_c_interrupts_at_once(self, tmp_path: Path) -> None:
         def interrupt_twice(n: int) -> None:

@@ -3,7 +3,8 @@
 ``running_partition(partition)`` marks the runs inside the ``with`` block as that
 partition's, as the process pool and Dask do on their workers: a built-in Save then
 records the partition's key with its rows, so a partition run again (after a crash, a
-retry, a rebalance) stores its rows once. Stages read it with ``current_partition()``.
+retry, a rebalance) stores its rows once. Stages read it with ``current_partition()``;
+a FaaS of a checkpointed stream reads its ``Batch`` with ``current_batch()``.
 """
 
 from __future__ import annotations
@@ -13,8 +14,9 @@ from collections.abc import Iterator
 from typing import Any
 
 from kisflow import _context
+from kisflow.checkpoint import current_batch
 
-__all__ = ["running_partition"]
+__all__ = ["current_batch", "running_partition"]
 
 
 @contextlib.contextmanager

@@ -1,24 +1,31 @@
-"""Micro-batch streams: run a flow over an endless source with bounded memory.
+"""Micro-batch streams: run a flow over a source with bounded memory, durably if it can.
 
-``Stream`` (sync) and ``AsyncStream`` read the source ``batch_size`` rows at a time, run
-each batch as one ordinary run of the flow and yield its ``RunResult`` in source order.
-At most ``max_in_flight`` batches are read and not yet yielded, so memory is bounded by
-``batch_size * max_in_flight`` rows whatever the source's length.
+``Stream`` (sync) and ``AsyncStream`` cut the source into batches of at most
+``batch_size`` records (or what came within ``max_wait`` seconds of a batch's first
+record), run each batch as one ordinary run of the flow and yield its ``RunResult`` in
+source order. At most ``max_in_flight`` batches are read and not yet committed, so memory
+is bounded by ``batch_size * max_in_flight`` records whatever the source's length: the
+source is pulled, never pushed.
 
-Both cut the source with one ``_BatchWindow`` (a sync source is read in bulk, an async
-one row by row) and hand results out through one accounting path (``_Base``): counters,
-progress bar, the error note naming the batch, and the ``batch_done`` observer event.
-A stream needs of its flow only a name and ``run``/``arun`` (``StreamFlow``), so this
-module sits below ``kisflow.flow``, which builds streams.
+A durable source (``kisflow.sources.Source``) with a ``checkpoint`` runs the protocol of
+docs/streaming.md per batch: record the batch's span as an intent, run it with
+``kisflow._context.PARTITION`` set to its ``Batch`` (key ``f"{source.key}#{seq}"``, which
+every built-in Save records with its rows), commit the position after it with the rows,
+ack the source, tell the observers (``stream_committed``). At start the intents a crash
+left are replayed under their own keys, so what they stored is not stored again. With
+``max_in_flight > 1`` batches commit in source order, and a Save stage of a batch waits
+until the batch before it committed (the run's gate), so a failure leaves
+``stream.committed`` equal to what is stored.
+
+A plain iterable takes a fast path: no intents, no spans, no position (at most once).
 
 Stopping is always between batches, never inside one, so a Save stage never sees half a
 batch: ``stop()`` (from any thread), Ctrl-C (SIGINT, when the stream runs in the main
-thread) or cancelling the task of an ``AsyncStream`` let the batches in flight finish,
-then end the stream; ``interrupted`` and ``rows_done`` say what happened.
+thread: its handler is installed once per stream) or cancelling the task of an
+``AsyncStream`` let the batches in flight finish, then end the stream.
 
 ``run_jsonl_stream`` (the CLI's ``run``) streams JSON lines through a ``Stream`` and
-tells its errors in input lines: a line that is no row (``InputLineError``), the line of
-a row that does not convert, the lines a failed batch held.
+tells its errors in input lines.
 """
 
 from __future__ import annotations
@@ -26,11 +33,14 @@ from __future__ import annotations
 import asyncio
 import collections
 import concurrent.futures
+import functools
 import itertools
 import json
+import os
 import reprlib
 import signal
 import threading
+import time
 import types
 from collections.abc import (
     AsyncGenerator,
@@ -40,26 +50,42 @@ from collections.abc import (
     Generator,
     Iterable,
     Iterator,
+    Sequence,
 )
 from typing import TYPE_CHECKING, Any, Protocol, TextIO
 
 import attrs
 from loguru import logger
 
-from kisflow import observers
-from kisflow._aio import private_runner
+from kisflow import _context, _state, observers
+from kisflow.checkpoint import Batch, Checkpoint
 from kisflow.columnar import as_rows
 from kisflow.connectors._base import to_json_text
-from kisflow.errors import ConfigError, InputLineError, KisFlowError, RowConversionError, RunError
+from kisflow.deadletter import DeadLetter, DeadLetterSink
+from kisflow.errors import (
+    ConfigError,
+    DeadLetterError,
+    DeliveryError,
+    InputLineError,
+    KisFlowError,
+    RowConversionError,
+    RunError,
+    SourceError,
+)
+from kisflow.observers import StreamStatus
+from kisflow.options import DEFAULT as DEFAULT_OPTIONS
 from kisflow.options import RunOptions, merge
 from kisflow.progress import progress_bar
 from kisflow.result import RunResult
+from kisflow.sources._base import Chunk, Source
+from kisflow.sources.iterable import IterableSource
 
 if TYPE_CHECKING:
     from tqdm import tqdm
 
 __all__ = [
     "DEFAULT_BATCH_SIZE",
+    "DELIVERIES",
     "AsyncStream",
     "InputLineError",
     "Stream",
@@ -70,6 +96,12 @@ __all__ = [
 
 DEFAULT_BATCH_SIZE = 10_000
 """Rows per micro-batch when none is given: large enough to amortise a run's set-up."""
+
+DELIVERIES = ("at-most-once", "at-least-once", "exactly-once")
+"""The delivery guarantees a stream can be asked for (``delivery=``)."""
+
+_POLL = 0.1
+"""Seconds a read waits at most before the stream looks at its stop flag again."""
 
 
 class StreamFlow(Protocol):
@@ -86,6 +118,10 @@ class StreamFlow(Protocol):
         """Run the flow once on ``rows`` with ``options``, on the running event loop."""
 
 
+SaveStages = Callable[[], Sequence[tuple[str, bool]]]
+"""The flow's Save stages as ``(name, joins the commit)``, asked only when needed."""
+
+
 def _check_sizes(flow: str, batch_size: int, max_in_flight: int) -> None:
     if not isinstance(batch_size, int) or batch_size < 1:
         raise ConfigError(
@@ -99,9 +135,20 @@ def _check_sizes(flow: str, batch_size: int, max_in_flight: int) -> None:
         )
 
 
+def _check_seconds(flow: str, key: str, value: Any) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or not value >= 0:
+        raise ConfigError(
+            f"flow {flow!r}: stream {key} must be a number of seconds >= 0 or None, got {value!r}",
+            key=key,
+        )
+    return float(value)
+
+
 @attrs.frozen
 class _Slot:
-    """Where a batch sits in the source: its number (from 0), first row and size."""
+    """Where a batch of a plain iterable sits: its number (from 0), first row and size."""
 
     index: int
     first: int
@@ -118,86 +165,221 @@ class _Slot:
         exc.add_note(self.text)
 
 
-class _BatchWindow:
-    """Cuts a source into numbered batches of at most ``size`` rows: both streams' reader.
+class _Abandoned(RunError):
+    """Raised at a batch's Save gate when an earlier batch failed: it stores nothing."""
 
-    Rows go in in bulk (``fill``, from a sync iterator) or one at a time (``add``, from
-    an async one); ``cut`` hands out the rows gathered so far with their ``_Slot``.
-    """
 
-    def __init__(self, size: int) -> None:
-        self.size = size
-        self._rows: list[Any] = []
-        self._index = 0
-        self._first = 0
+class _Turn:
+    """A batch's place in the commit order: open once it committed, failed if it did not."""
 
-    def add(self, row: Any) -> bool:
-        """Take one row; True when the batch is full."""
-        self._rows.append(row)
-        return len(self._rows) >= self.size
+    __slots__ = ("event", "failed")
 
-    def fill(self, rows: Iterator[Any]) -> None:
-        """Take rows until the batch is full or ``rows`` ends.
+    def __init__(self, done: bool = False) -> None:
+        self.event = threading.Event()
+        self.failed = False
+        if done:
+            self.event.set()
 
-        If reading raises (a Ctrl-C cutting a blocked read short), the rows read before
-        stay in the batch.
-        """
-        self._rows.extend(itertools.islice(rows, self.size - len(self._rows)))
+    def open(self) -> None:
+        self.event.set()
 
-    async def afill(self, rows: AsyncIterator[Any]) -> None:
-        """Take rows from an async iterator until the batch is full or it ends."""
-        if len(self._rows) >= self.size:
-            return
-        async for row in rows:
-            if self.add(row):
-                break
+    def fail(self) -> None:
+        self.failed = True
+        self.event.set()
 
-    def cut(self) -> tuple[_Slot, list[Any]] | None:
-        """The batch gathered so far and its slot, or None when nothing was read."""
-        rows = self._rows
-        if not rows:
-            return None
-        slot = _Slot(self._index, self._first, len(rows))
-        self._index += 1
-        self._first += len(rows)
-        self._rows = []
-        return slot, rows
+    def wait(self) -> None:
+        """The next batch's gate: wait until this one committed; raise if it failed."""
+        self.event.wait()
+        if self.failed:
+            raise _Abandoned("abandoned before its Save: an earlier stream batch failed", flow="")
+
+    async def await_(self) -> None:
+        """``wait`` on an event loop: polls the event (1 ms, backing off to 20 ms) so the
+        loop is never blocked; the turn is opened from the loop or the source's thread."""
+        pause = 0.001
+        while not self.event.is_set():
+            await asyncio.sleep(pause)
+            pause = min(pause * 2, 0.02)
+        if self.failed:
+            raise _Abandoned("abandoned before its Save: an earlier stream batch failed", flow="")
+
+
+class _Cut:
+    """One batch of a source: its records, span, number and (with a checkpoint) key."""
+
+    __slots__ = (
+        "bad",
+        "gate",
+        "index",
+        "key",
+        "part",
+        "rows",
+        "seq",
+        "size",
+        "span",
+        "taken",
+        "turn",
+        "wheres",
+    )
+
+    def __init__(self, index: int, chunk: Chunk, key: str) -> None:
+        self.index = index
+        self.rows = chunk.rows
+        self.span = chunk.span
+        self.bad = chunk.bad
+        self.wheres = chunk.wheres
+        self.size = chunk.size
+        self.key = key
+        self.seq = 0
+        self.part: Batch | None = None
+        self.turn: _Turn | None = None
+        """This batch's place in the commit order (ordered commits only)."""
+        self.gate: _Turn | None = None
+        """The previous batch's turn, which this batch's Save stages wait for."""
+        self.taken = False
+        """Records taken over from a dead consumer: committing them moves no position."""
+
+
+def _span_text(span: Any) -> str:
+    try:
+        text = json.dumps(span, separators=(",", ":"))
+    except (TypeError, ValueError):
+        text = repr(span)
+    return text if len(text) <= 200 else text[:197] + "..."
 
 
 class _ReadInterrupted(BaseException):
-    """Raised by the SIGINT handler to cut short a read blocked in the source."""
+    """Raised by the SIGINT handler to cut short a read blocked in a plain iterable."""
 
 
 class _Base:
-    """What the sync and async streams share: options, counters, stop flag, bar, results."""
+    """What the sync and async streams share: options, source, checkpoint, counters."""
 
     def __init__(
         self,
         flow: StreamFlow,
-        source: Iterable[Any] | AsyncIterable[Any],
+        source: Iterable[Any] | AsyncIterable[Any] | Source,
         *,
         batch_size: int,
         max_in_flight: int,
         options: RunOptions,
         progress: bool | None,
+        max_wait: float | None = None,
+        idle_timeout: float | None = None,
+        checkpoint: str | os.PathLike[str] | Checkpoint | None = None,
+        delivery: str | None = None,
+        record_sink: DeadLetterSink | None = None,
+        saves: SaveStages | None = None,
     ) -> None:
-        _check_sizes(flow.name, batch_size, max_in_flight)
+        name = flow.name
+        _check_sizes(name, batch_size, max_in_flight)
         self.flow = flow
         self.batch_size = batch_size
         self.max_in_flight = max_in_flight
         self.options = options
         """The options every batch runs with (``ctx=`` given to the stream included)."""
+        self.max_wait = _check_seconds(name, "max_wait", max_wait)
+        self.idle_timeout = _check_seconds(name, "idle_timeout", idle_timeout)
         self.rows_done = 0
-        """Source rows of the batches finished and handed out so far."""
+        """Source records of the batches finished and handed out so far."""
         self.batches_done = 0
         """Batches finished and handed out so far."""
+        self.committed = 0
+        """Source records whose batches are committed (effects stored, position saved) by
+        this stream; with a failed batch, exactly what the Saves stored of this stream."""
+        self.position: Any = None
+        """The source position after the last committed batch (from the checkpoint at
+        start); None for a plain iterable."""
         self.interrupted = False
         """True when the stream ended early through ``stop()``, Ctrl-C or cancellation."""
-        self._source = source
-        self._window = _BatchWindow(batch_size)
+        self.idle = False
+        """True when the stream ended because its source was empty ``idle_timeout`` s."""
+        self._plain_source = source
+        self._plain = not isinstance(source, Source)
+        if isinstance(source, Source):
+            self.source: Source = source
+        else:
+            self.source = IterableSource(
+                source,
+                name=name,
+                reader=self.max_wait is not None or self.idle_timeout is not None,
+                ahead=batch_size,
+                flow=name,
+            )
+        self._durable = self.source.durable
+        self._checkpoint_arg = checkpoint
+        self.checkpoint: Checkpoint | None = None
+        self._record_sink = record_sink
+        self.delivery = self._check_delivery(delivery, saves)
+        """The guarantee this stream gives: ``at-most-once`` (plain iterable),
+        ``at-least-once`` or ``exactly-once`` (a durable source, a checkpoint, and Saves
+        that record batch keys)."""
+        self._key = self.source.key
+        self._seq = 1
+        self._in_flight = 0
+        self._checkpoint_time: float | None = None
         self._stop = threading.Event()
         self._progress = progress
         self._bar: tqdm[Any] | None = None
+        self._index = 0
+        self._first = 0
+        self._exhausted = False
+        self._broken = False
+
+    # -- set-up --------------------------------------------------------------------------
+
+    def _check_delivery(self, delivery: str | None, saves: SaveStages | None) -> str:
+        name = self.flow.name
+        if delivery is not None and delivery not in DELIVERIES:
+            raise ConfigError(
+                f"flow {name!r}: stream delivery must be one of {', '.join(DELIVERIES)}, "
+                f"got {delivery!r}",
+                key="delivery",
+            )
+        has_checkpoint = self._checkpoint_arg is not None
+        what = self.source.describe()
+        if not self._durable:
+            if delivery in ("at-least-once", "exactly-once"):
+                raise DeliveryError(
+                    f"flow {name!r}: delivery={delivery!r} needs a durable source; "
+                    f"{what} is a plain iterable (at most once); stream a "
+                    f"kisflow.sources source (jsonl, redis_stream, kafka) with a checkpoint",
+                    key="delivery",
+                )
+            if has_checkpoint:
+                raise DeliveryError(
+                    f"flow {name!r}: a checkpoint needs a durable source; {what} is a plain "
+                    f"iterable, which keeps no position to resume from",
+                    key="checkpoint",
+                )
+            return "at-most-once"
+        if delivery != "exactly-once":
+            if delivery == "at-most-once":
+                raise DeliveryError(
+                    f"flow {name!r}: delivery='at-most-once' is not offered for the durable "
+                    f"source {what}: it delivers at least once; leave delivery unset",
+                    key="delivery",
+                )
+            if saves is not None and has_checkpoint and all(j for _, j in saves()):
+                return "exactly-once"
+            return "at-least-once"
+        if not has_checkpoint:
+            raise DeliveryError(
+                f"flow {name!r}: delivery='exactly-once' needs a checkpoint to commit "
+                f"{what}'s positions with; pass checkpoint='FILE.ckpt.db'",
+                key="checkpoint",
+            )
+        for stage, joins in saves() if saves is not None else ():
+            if not joins:
+                raise DeliveryError(
+                    f"flow {name!r}: delivery='exactly-once' but Save stage {stage!r} is a "
+                    f"FaaS that does not join the commit, so a batch replayed after a crash "
+                    f"would be stored again; make it record kisflow.current_batch().key in "
+                    f"its own transaction and register it with "
+                    f"@kf.faas({stage!r}, joins_commit=True), or use a built-in store",
+                    key="delivery",
+                )
+        return "exactly-once"
 
     @property
     def ctx(self) -> Any:
@@ -217,28 +399,255 @@ class _Base:
         """Whether a stop was asked for."""
         return self._stop.is_set()
 
-    def _run(self, rows: list[Any]) -> RunResult:
-        """One batch, run in this thread."""
-        return self.flow.run(rows, self.options)
+    @property
+    def _fast(self) -> bool:
+        """A plain sync iterable with no time bounds: batches cut in place, no spans."""
+        return (
+            self._plain
+            and self.max_wait is None
+            and self.idle_timeout is None
+            and not isinstance(self._plain_source, AsyncIterable)
+        )
 
-    async def _arun(self, rows: list[Any]) -> RunResult:
-        """One batch, run on the event loop."""
-        return await self.flow.arun(rows, self.options)
+    def _open(self) -> list[_Cut]:
+        """Open the checkpoint and the source; the intents a crash left, to replay."""
+        replays: list[_Cut] = []
+        ckpt_arg = self._checkpoint_arg
+        resume: Any = None
+        intents = []
+        if ckpt_arg is not None:
+            ckpt = ckpt_arg if isinstance(ckpt_arg, Checkpoint) else Checkpoint(ckpt_arg)
+            self.checkpoint = ckpt
+            saved = ckpt.load(self._key)
+            if saved is not None:
+                self.position = resume = saved.position
+                self._checkpoint_time = saved.updated
+            intents = ckpt.intents(self._key)
+            self._seq = ckpt.next_seq(self._key)
+            own = [i for i in intents if not i.taken]
+            if own:
+                # Open after the last batch begun: the intents are reread by their spans.
+                resume = self.source.position(own[-1].span)
+        self.source.open(resume)
+        for intent in intents:
+            cut = _Cut(self._index, self.source.reread(intent.span), self._key)
+            self._index += 1
+            cut.seq = intent.seq
+            cut.taken = intent.taken
+            replays.append(cut)
+        if intents:
+            logger.bind(flow=self.flow.name).warning(
+                "stream {}: replaying {} batch(es) a crash left uncommitted (seq {}..{})",
+                self.source.describe(),
+                len(intents),
+                intents[0].seq,
+                intents[-1].seq,
+            )
+        return replays
+
+    # -- cutting batches -------------------------------------------------------------------
+
+    def _read(self, wait: float, most: int = 0) -> Chunk | None:
+        """One ``read`` of at most ``most`` (else ``batch_size``) records."""
+        return self.source.read(most or self.batch_size, wait)
+
+    def _cut(self, ready: Callable[[], bool] | None = None) -> _Cut | None:
+        """The next batch: wait for a first record (up to ``idle_timeout``), then read
+        until ``batch_size`` records or ``max_wait`` after the first; None at the end.
+
+        ``ready`` (ordered commits) is asked while waiting for a first record: when it
+        says a batch in flight finished, the wait ends with an empty cut so it commits.
+        """
+        stop = self._stop
+        idle_timeout = self.idle_timeout
+        started = time.monotonic()
+        while True:
+            if stop.is_set() or self._exhausted:
+                return None
+            wait = _POLL
+            if idle_timeout is not None:
+                wait = min(_POLL, max(0.0, started + idle_timeout - time.monotonic()))
+            first = self._read(wait)
+            if first is None:
+                self._exhausted = True
+                return None
+            if first.size:
+                break
+            if idle_timeout is not None and time.monotonic() - started >= idle_timeout:
+                self.idle = self._exhausted = True
+                return None
+            if ready is not None and ready():
+                return _EMPTY_CUT
+        chunks = [first]
+        size = first.size
+        batch_size = self.batch_size
+        max_wait = self.max_wait
+        last = time.monotonic()
+        deadline = None if max_wait is None else last + max_wait
+        while size < batch_size and not stop.is_set():
+            now = time.monotonic()
+            wait = _POLL
+            if deadline is not None:
+                wait = deadline - now
+                if wait <= 0:
+                    break
+                wait = min(wait, _POLL)
+            if idle_timeout is not None:
+                left = last + idle_timeout - now
+                if left <= 0:
+                    break
+                wait = min(wait, left)
+            chunk = self._read(wait, batch_size - size)
+            if chunk is None:
+                self._exhausted = True
+                break
+            if chunk.size:
+                chunks.append(chunk)
+                size += chunk.size
+                last = time.monotonic()
+        chunk = chunks[0] if len(chunks) == 1 else self.source.join(chunks)
+        cut = _Cut(self._index, chunk, self._key)
+        self._index += 1
+        return cut
+
+    # -- one batch's protocol ----------------------------------------------------------------
+
+    def _prepare(self, cut: _Cut, *, intent: bool = True) -> None:
+        """Before a batch runs: refuse bad records without a sink, record the intent."""
+        if cut.bad and self._record_sink is None:
+            bad = cut.bad[0]
+            raise SourceError(
+                f"flow {self.flow.name!r}: {bad.where} {bad.reason}; record was "
+                f"{bad.text[:200]!r}; give the stream a dead-letter sink (dead_letters=) to "
+                f"keep such records and go on{self._where_checkpoint()}, before this batch",
+                source=self._key,
+                position=self.position,
+                flow=self.flow.name,
+            )
+        ckpt = self.checkpoint
+        if ckpt is None:
+            return
+        if intent:
+            cut.seq = self._seq
+            self._seq += 1
+            ckpt.begin(cut.key, cut.seq, cut.span, taken=cut.taken)
+        cut.part = Batch(cut.key, cut.seq, cut.span, ckpt.path)
+
+    def _note(self, cut: _Cut, exc: BaseException) -> None:
+        """Say on ``exc`` which batch and source span it came from."""
+        if self._plain:
+            _Slot(cut.index, self._first, cut.size).note(exc)
+            return
+        where = f"in stream batch {cut.index + 1} ({self.source.describe()} span "
+        where += _span_text(cut.span)
+        if cut.seq:
+            where += f", seq {cut.seq}"
+        exc.add_note(f"{where}){self._where_checkpoint()}")
+
+    def _where_checkpoint(self) -> str:
+        """``; the checkpoint stays at position ...`` (nothing without a checkpoint)."""
+        if self.checkpoint is None:
+            return ""
+        return f"; the checkpoint stays at position {self.position!r}"
+
+    def _letters(self, cut: _Cut) -> None:
+        """Hand the batch's bad records to the dead-letter sink (before its commit)."""
+        sink = self._record_sink
+        assert sink is not None
+        name = self.flow.name
+        for bad in cut.bad:
+            letter = DeadLetter(
+                flow=name,
+                stage="<source>",
+                stage_id="",
+                row_index=bad.index,
+                row=bad.text,
+                reason="bad record",
+                error=f"{bad.where} {bad.reason}",
+                error_type="BadRecord",
+            )
+            try:
+                sink.put(letter)
+            except Exception as exc:
+                raise DeadLetterError(
+                    f"flow {name!r}: the dead-letter sink failed to store the bad record at "
+                    f"{bad.where}: {type(exc).__name__}: {exc}",
+                    flow=name,
+                    stage="<source>",
+                ) from exc
+
+    def _commit(self, cut: _Cut) -> None:
+        """After a batch ran: letters, commit position and rows, ack the source."""
+        if cut.bad:
+            self._letters(cut)
+        source = self.source
+        if self._durable:
+            ckpt = self.checkpoint
+            if not cut.taken:
+                position = source.position(cut.span)
+            elif cut.key == self._key:
+                position = self.position  # taken records lie outside this source's order
+            else:
+                saved = ckpt.load(cut.key) if ckpt is not None else None
+                position = None if saved is None else saved.position
+            if ckpt is not None:
+                ckpt.commit(cut.key, cut.seq, position, rows=cut.size)
+                self._checkpoint_time = time.time()
+            source.ack(cut.span)
+            if cut.key == self._key:
+                self.position = position
+        if cut.turn is not None:
+            cut.turn.open()
+        self.committed += cut.size
+
+    def _deliver(self, cut: _Cut, result: RunResult) -> RunResult:
+        """Count a committed batch and tell the observers, as it is handed out."""
+        self.rows_done += cut.size
+        self.batches_done += 1
+        self._first += cut.size
+        if self._bar is not None:
+            self._bar.update(cut.size)
+        watching = observers.active() + self.options.observers
+        if watching:
+            name = self.flow.name
+            observers.notify(watching, "batch_done", name, cut.index + 1, result)
+            status = StreamStatus(
+                batch=cut.index + 1,
+                position=self.position,
+                committed=self.committed,
+                lag=self.source.lag(),
+                in_flight=self._in_flight,
+                checkpoint_time=self._checkpoint_time,
+            )
+            observers.notify(watching, "stream_committed", name, status)
+        return result
+
+    def _execute(self, cut: _Cut) -> RunResult:
+        """Run one batch in this thread, as its partition and behind its gate if any."""
+        part, gate = cut.part, cut.gate
+        if part is None and gate is None:
+            return self.flow.run(cut.rows, self.options)
+        token = _context.PARTITION.set(part) if part is not None else None
+        gate_token = _context.GATE.set(gate) if gate is not None else None
+        try:
+            return self.flow.run(cut.rows, self.options)
+        finally:
+            if gate_token is not None:
+                _context.GATE.reset(gate_token)
+            if token is not None:
+                _context.PARTITION.reset(token)
 
     def _open_bar(self) -> None:
         if self._bar is None:
             self._bar = progress_bar(desc=self.flow.name, enabled=self._progress)
 
-    def _deliver(self, slot: _Slot, result: RunResult) -> RunResult:
-        """Count a finished batch and tell the observers, as it is handed out."""
-        self.rows_done += slot.size
-        self.batches_done += 1
-        if self._bar is not None:
-            self._bar.update(slot.size)
-        watching = observers.active() + self.options.observers
-        if watching:
-            observers.notify(watching, "batch_done", self.flow.name, slot.index + 1, result)
-        return result
+    def _close_source(self) -> None:
+        try:
+            self.source.close()
+        finally:
+            ckpt = self.checkpoint
+            if ckpt is not None and not isinstance(self._checkpoint_arg, Checkpoint):
+                ckpt.close()
 
     def _finish(self) -> None:
         if self._bar is not None:
@@ -254,19 +663,24 @@ class _Base:
         )
 
 
+_EMPTY_CUT = _Cut(-1, Chunk([], None), "")
+"""What ``_cut`` returns when it stopped waiting because a batch in flight finished."""
+
+
 class Stream(_Base, Iterator[RunResult]):
-    """A sync micro-batch stream over an iterable (or async iterable) of rows.
+    """A sync micro-batch stream over a source, an iterable or an async iterable of rows.
 
     Iterate it to get each batch's ``RunResult`` in source order. With
     ``max_in_flight > 1`` batches run on that many threads (useful when stages wait
-    on I/O); results still come out in order. ``options`` (a ``RunOptions``) applies to
-    every batch; ``ctx=`` overrides its ``ctx``.
+    on I/O); results still come out (and commit) in order. ``options`` (a
+    ``RunOptions``) applies to every batch; ``ctx=`` overrides its ``ctx``. See
+    ``Flow.stream`` for ``max_wait``, ``idle_timeout``, ``checkpoint`` and ``delivery``.
     """
 
     def __init__(
         self,
         flow: StreamFlow,
-        source: Iterable[Any] | AsyncIterable[Any],
+        source: Iterable[Any] | AsyncIterable[Any] | Source,
         *,
         batch_size: int = DEFAULT_BATCH_SIZE,
         max_in_flight: int = 1,
@@ -274,6 +688,12 @@ class Stream(_Base, Iterator[RunResult]):
         progress: bool | None = None,
         handle_sigint: bool = True,
         options: RunOptions | None = None,
+        max_wait: float | None = None,
+        idle_timeout: float | None = None,
+        checkpoint: str | os.PathLike[str] | Checkpoint | None = None,
+        delivery: str | None = None,
+        record_sink: DeadLetterSink | None = None,
+        saves: SaveStages | None = None,
     ) -> None:
         super().__init__(
             flow,
@@ -282,24 +702,30 @@ class Stream(_Base, Iterator[RunResult]):
             max_in_flight=max_in_flight,
             options=merge(options, ctx=ctx),
             progress=progress,
+            max_wait=max_wait,
+            idle_timeout=idle_timeout,
+            checkpoint=checkpoint,
+            delivery=delivery,
+            record_sink=record_sink,
+            saves=saves,
         )
         self._handle_sigint = handle_sigint
         self._reading = False
+        self._working = False
         self._gen: Generator[RunResult, None, None] | None = None
 
-    def __iter__(self) -> Stream:
-        return self
+    def __iter__(self) -> Iterator[RunResult]:
+        # The batches' generator itself: a for loop then resumes it with no frame of ours.
+        gen = self._gen
+        if gen is None:
+            gen = self._gen = self._generate()
+        return gen
 
     def __next__(self) -> RunResult:
-        if self._gen is None:
-            self._gen = self._generate()
-        # Ctrl-C is a clean stop only while the stream works; in the caller's loop body
-        # (between batches, where nothing is half done) it interrupts as usual.
-        restore = self._install_sigint()
-        try:
-            return next(self._gen)
-        finally:
-            restore()
+        gen = self._gen
+        if gen is None:
+            gen = self._gen = self._generate()
+        return next(gen)
 
     def close(self) -> None:
         """End the stream now (after the batches in flight) and release the source."""
@@ -315,103 +741,283 @@ class Stream(_Base, Iterator[RunResult]):
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def _batches(self) -> Generator[tuple[_Slot, list[Any]], None, None]:
-        """The source's batches until it ends or a stop is asked for."""
-        if isinstance(self._source, AsyncIterable):
-            yield from self._batches_of_async(self._source)
+    def _read(self, wait: float, most: int = 0) -> Chunk | None:
+        source = self.source
+        if not isinstance(source, IterableSource) or not source.blocks:
+            return source.read(most or self.batch_size, wait)  # waits in short slices
+        self._reading = True
+        try:
+            return source.read(most or self.batch_size, wait)
+        except _ReadInterrupted:
+            return None  # Ctrl-C cut a blocked read short: the rows read so far still run
+        finally:
+            self._reading = False
+
+    def _generate(self) -> Generator[RunResult, None, None]:
+        # One Ctrl-C handler for the stream's whole life (not one per batch): a clean stop
+        # while the stream works, the usual KeyboardInterrupt in the caller's loop body.
+        restore = self._install_sigint()
+        self._working = True
+        self._open_bar()
+        try:
+            replays = self._open()
+            try:
+                if self._fast and self.max_in_flight == 1:
+                    yield from self._fast_serial()
+                else:
+                    for result in self._source_batches(replays):
+                        self._working = False
+                        yield result
+                        self._working = True
+            finally:
+                self._close_source()
+        finally:
+            self._working = False
+            restore()
+            self._finish()
+
+    def _source_batches(self, replays: list[_Cut]) -> Iterator[RunResult]:
+        if self._fast:
+            yield from self._threaded(self._fast_cuts())
             return
-        it = iter(self._source)
-        while not self._stop.is_set():
+        for cut in replays:
+            yield self._serial_one(cut, intent=False)
+        if self.max_in_flight == 1:
+            yield from self._serial()
+        else:
+            yield from self._threaded(None)
+
+    # -- the fast path: a plain iterable, no time bounds -----------------------------------
+
+    def _fast_take(self) -> list[Any]:
+        source = self.source
+        assert isinstance(source, IterableSource)
+        self._reading = True
+        try:
+            return source.take(self.batch_size)
+        except _ReadInterrupted:
+            return source.take_kept()
+        finally:
+            self._reading = False
+
+    def _fast_serial(self) -> Iterator[RunResult]:
+        """Batches cut in place: per batch one ``islice``, one run, a few counters."""
+        source = self.source
+        assert isinstance(source, IterableSource)
+        it = source.iterator
+        stop = self._stop
+        run = self.flow.run
+        size = self.batch_size
+        islice = itertools.islice
+        bar = self._bar
+        watched = _state
+        options = self.options
+        given = None if options is DEFAULT_OPTIONS else options  # flow.run's fast path
+        while not stop.is_set():
+            rows: list[Any] = []
             self._reading = True
             try:
-                self._window.fill(it)
+                rows.extend(islice(it, size))  # rows read before a Ctrl-C stay
             except _ReadInterrupted:
                 pass
             finally:
                 self._reading = False
-            batch = self._window.cut()
-            if batch is None:
+            if not rows:
                 return
-            yield batch
-
-    def _batches_of_async(
-        self, source: AsyncIterable[Any]
-    ) -> Generator[tuple[_Slot, list[Any]], None, None]:
-        """An async source read on a private event loop, one batch at a time."""
-        runner = private_runner(
-            f"flow {self.flow.name!r}: flow.stream() over an async source was "
-            f"iterated inside a running event loop; use 'async for ... in "
-            f"flow.astream(source)'",
-            flow=self.flow.name,
-        )
-        with runner:
-            ait = aiter(source)
-            while not self._stop.is_set():
-                runner.run(self._window.afill(ait))
-                batch = self._window.cut()
-                if batch is None:
-                    return
-                yield batch
-
-    def _generate(self) -> Generator[RunResult, None, None]:
-        self._open_bar()
-        try:
-            if self.max_in_flight == 1:
-                yield from self._serial()
-            else:
-                yield from self._threaded()
-        finally:
-            self._finish()
-
-    def _serial(self) -> Iterator[RunResult]:
-        for slot, rows in self._batches():
+            if self.options is not options:  # the ctx setter, between batches
+                options = self.options
+                given = None if options is DEFAULT_OPTIONS else options
+            n = len(rows)
             try:
-                result = self._run(rows)
+                result = run(rows, given)
             except KisFlowError as exc:
-                slot.note(exc)
+                _Slot(self.batches_done, self.rows_done, n).note(exc)
                 raise
             del rows
-            yield self._deliver(slot, result)
-            if self._stop.is_set():
-                break
+            self.rows_done += n
+            self.committed += n
+            self.batches_done += 1
+            if bar is not None:
+                bar.update(n)
+            if watched.observers or options.observers:
+                self._tell(self.batches_done, result)
+            self._working = False  # the caller's loop body: Ctrl-C is the caller's
+            yield result
+            self._working = True
 
-    def _threaded(self) -> Iterator[RunResult]:
-        pending: collections.deque[tuple[_Slot, concurrent.futures.Future[RunResult]]]
+    def _tell(self, batch: int, result: RunResult) -> None:
+        watching = observers.active() + self.options.observers
+        name = self.flow.name
+        observers.notify(watching, "batch_done", name, batch, result)
+        status = StreamStatus(batch, None, self.committed, None, self._in_flight, None)
+        observers.notify(watching, "stream_committed", name, status)
+
+    def _fast_cuts(self) -> Iterator[_Cut]:
+        while not self._stop.is_set():
+            rows = self._fast_take()
+            if not rows:
+                return
+            cut = _Cut(self._index, Chunk(rows, [self._index, len(rows)]), self._key)
+            self._index += 1
+            yield cut
+
+    # -- the source path -----------------------------------------------------------------------
+
+    def _serial_one(self, cut: _Cut, *, intent: bool = True) -> RunResult:
+        self._prepare(cut, intent=intent)
+        self._in_flight = 1
+        try:
+            result = self._execute(cut)
+        except KisFlowError as exc:
+            self._note(cut, exc)
+            raise
+        self._in_flight = 0
+        self._commit(cut)
+        return self._deliver(cut, result)
+
+    def _takeovers(self) -> Iterator[_Cut]:
+        """Batches of records taken over from dead consumers: their intents, then the rest."""
+        source = self.source
+        for takeover in source.takeovers():
+            ckpt = self.checkpoint
+            intents = ckpt.intents(takeover.key) if ckpt is not None else []
+            for intent in intents:
+                cut = _Cut(self._index, source.reread(intent.span), takeover.key)
+                self._index += 1
+                cut.seq = intent.seq
+                cut.taken = True
+                if ckpt is not None:
+                    cut.part = Batch(cut.key, cut.seq, cut.span, ckpt.path)
+                yield cut
+            rest = source.without(takeover.span, [i.span for i in intents])
+            if rest is not None:
+                cut = _Cut(self._index, source.reread(rest), self._key)
+                self._index += 1
+                cut.taken = True
+                yield cut
+
+    def _serial(self) -> Iterator[RunResult]:
+        stop = self._stop
+        while not stop.is_set():
+            for taken in self._takeovers():
+                yield self._serial_one(taken, intent=taken.key == self._key)
+            cut = self._cut()
+            if cut is None:
+                return
+            yield self._serial_one(cut)
+
+    def _threaded(self, cuts: Iterator[_Cut] | None) -> Iterator[RunResult]:
+        """Batches on threads, committed in source order; Saves wait for their turn."""
+        pending: collections.deque[tuple[_Cut, concurrent.futures.Future[RunResult]]]
         pending = collections.deque()
-        batches = self._batches()
+        turn = _Turn(done=True)
+
+        def ready() -> bool:
+            return bool(pending) and pending[0][1].done()
+
+        def submit(cut: _Cut, intent: bool = True) -> None:
+            nonlocal turn
+            if cuts is None:
+                self._prepare(cut, intent=intent)
+            cut.gate = turn
+            cut.turn = turn = _Turn()
+            pending.append((cut, pool.submit(self._execute, cut)))
+            self._in_flight = len(pending)
+
+        def fail_from(cut: _Cut) -> None:
+            """Nothing from ``cut`` on may store or commit: open their gates as failed."""
+            self._broken = True
+            for later in (cut, *(c for c, _ in pending)):
+                if later.turn is not None:
+                    later.turn.fail()
+
+        def settle() -> RunResult:
+            """Wait for the oldest batch, commit it and count it."""
+            cut, future = pending.popleft()
+            self._in_flight = len(pending)
+            try:
+                result = future.result()
+            except BaseException as exc:
+                if not future.done():  # a second Ctrl-C while waiting: not the batch's
+                    pending.appendleft((cut, future))
+                    raise
+                fail_from(cut)
+                if isinstance(exc, KisFlowError):
+                    self._note(cut, exc)
+                raise
+            try:
+                self._commit(cut)
+            except BaseException:
+                fail_from(cut)
+                raise
+            return self._deliver(cut, result)
+
         with concurrent.futures.ThreadPoolExecutor(
             self.max_in_flight, thread_name_prefix=f"kisflow-stream-{self.flow.name}"
         ) as pool:
             try:
                 while True:
-                    while len(pending) < self.max_in_flight and not self._stop.is_set():
-                        batch = next(batches, None)
-                        if batch is None:
-                            break
-                        pending.append((batch[0], pool.submit(self._run, batch[1])))
-                        del batch
+                    if cuts is None:
+                        taken = list(self._takeovers())
+                        if taken:
+                            while pending:
+                                yield settle()
+                            for cut in taken:
+                                submit(cut, intent=cut.key == self._key)
+                                yield settle()
+                    try:
+                        while len(pending) < self.max_in_flight and not self._stop.is_set():
+                            new = next(cuts, None) if cuts is not None else self._cut(ready)
+                            if new is None or new is _EMPTY_CUT:
+                                break
+                            submit(new)
+                            del new
+                    except Exception:
+                        # The source (or a bad record) failed: the batches before it
+                        # still commit and come out, then the error.
+                        while pending:
+                            yield settle()
+                        raise
                     if not pending:
                         break
-                    slot, future = pending.popleft()
-                    try:
-                        result = future.result()
-                    except KisFlowError as exc:
-                        slot.note(exc)
-                        raise
-                    yield self._deliver(slot, result)
+                    yield settle()
             finally:
-                # Never abandon a batch half-run: cancel those not started, wait for the rest.
-                for _, future in pending:
-                    future.cancel()
-                batches.close()
+                # Never abandon a batch half-run: cancel those not started, commit the
+                # rest in order as they finish, up to the first that failed (or was
+                # cancelled: nothing after it may store, so its gate opens as failed).
+                failed = self._broken
+                for cut, future in pending:
+                    if failed or future.cancel():
+                        failed = True
+                        if cut.turn is not None:
+                            cut.turn.fail()
+                failed = self._broken
+                while pending:
+                    cut, future = pending.popleft()
+                    concurrent.futures.wait([future])
+                    broke = future.cancelled() or future.exception() is not None
+                    if failed or broke:
+                        fail_from(cut)
+                        failed = True
+                        continue
+                    self._commit(cut)
+                if cuts is not None and hasattr(cuts, "close"):
+                    cuts.close()
 
     def _install_sigint(self) -> Callable[[], None]:
         """Make the first Ctrl-C a clean stop; a second one interrupts as usual."""
         if not self._handle_sigint or threading.current_thread() is not threading.main_thread():
-            return lambda: None
+            return _nothing
         previous = signal.getsignal(signal.SIGINT)
 
         def on_sigint(signum: int, frame: types.FrameType | None) -> None:
+            if not self._working:  # in the caller's code: what it would get without us
+                if callable(previous):
+                    previous(signum, frame)
+                    return
+                if previous == signal.SIG_IGN:
+                    return
+                raise KeyboardInterrupt
             if self._stop.is_set():
                 signal.signal(signal.SIGINT, previous)
                 raise KeyboardInterrupt
@@ -427,31 +1033,44 @@ class Stream(_Base, Iterator[RunResult]):
         signal.signal(signal.SIGINT, on_sigint)
 
         def restore() -> None:
+            if threading.current_thread() is not threading.main_thread():
+                return  # a stream dropped in another thread: its handler defers anyway
             if signal.getsignal(signal.SIGINT) is on_sigint:
                 signal.signal(signal.SIGINT, previous)
 
         return restore
 
 
+def _nothing() -> None:
+    """What restores no signal handler."""
+
+
 class AsyncStream(_Base, AsyncIterator[RunResult]):
     """An async micro-batch stream: ``async for result in flow.astream(source)``.
 
     Up to ``max_in_flight`` batches run concurrently on the caller's event loop (sync
-    stages in threads, async stages awaited). Cancelling the consuming task lets the
-    batches in flight finish before ``CancelledError`` propagates. ``options`` and
-    ``ctx=`` are those of ``Stream``.
+    stages in threads, async stages awaited), committed in source order. A durable
+    source and the checkpoint are called on one helper thread, so a blocking read never
+    holds up the loop. Cancelling the consuming task lets the batches in flight finish
+    (and commit) before ``CancelledError`` propagates. Options are those of ``Stream``.
     """
 
     def __init__(
         self,
         flow: StreamFlow,
-        source: Iterable[Any] | AsyncIterable[Any],
+        source: Iterable[Any] | AsyncIterable[Any] | Source,
         *,
         batch_size: int = DEFAULT_BATCH_SIZE,
         max_in_flight: int = 1,
         ctx: Any = None,
         progress: bool | None = None,
         options: RunOptions | None = None,
+        max_wait: float | None = None,
+        idle_timeout: float | None = None,
+        checkpoint: str | os.PathLike[str] | Checkpoint | None = None,
+        delivery: str | None = None,
+        record_sink: DeadLetterSink | None = None,
+        saves: SaveStages | None = None,
     ) -> None:
         super().__init__(
             flow,
@@ -460,8 +1079,15 @@ class AsyncStream(_Base, AsyncIterator[RunResult]):
             max_in_flight=max_in_flight,
             options=merge(options, ctx=ctx),
             progress=progress,
+            max_wait=max_wait,
+            idle_timeout=idle_timeout,
+            checkpoint=checkpoint,
+            delivery=delivery,
+            record_sink=record_sink,
+            saves=saves,
         )
         self._gen: AsyncGenerator[RunResult, None] | None = None
+        self._io: concurrent.futures.ThreadPoolExecutor | None = None
 
     def __aiter__(self) -> AsyncStream:
         return self
@@ -479,57 +1105,191 @@ class AsyncStream(_Base, AsyncIterator[RunResult]):
         else:
             self.interrupted = True
 
-    async def _batches(self) -> AsyncGenerator[tuple[_Slot, list[Any]], None]:
-        """The source's batches until it ends (the caller checks for a stop)."""
-        source = self._source
-        window = self._window
+    async def __aenter__(self) -> AsyncStream:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    @property
+    def _plain_async(self) -> bool:
+        """A plain (sync or async) iterable with no time bounds: read on the loop."""
+        return self._plain and self.max_wait is None and self.idle_timeout is None
+
+    async def _call(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """``fn(*args)`` on the helper thread (source and checkpoint calls)."""
+        io = self._io
+        assert io is not None
+        return await asyncio.get_running_loop().run_in_executor(io, fn, *args)
+
+    async def _plain_cuts(self) -> AsyncGenerator[_Cut, None]:
+        """A plain iterable's batches, read on the loop (an async one row by row)."""
+        source = self._plain_source
+        size = self.batch_size
+        assert not isinstance(source, Source)
         if isinstance(source, AsyncIterable):
             ait = aiter(source)
             while True:
-                await window.afill(ait)
-                if (batch := window.cut()) is None:
+                rows: list[Any] = []
+                async for row in ait:
+                    rows.append(row)
+                    if len(rows) >= size:
+                        break
+                if not rows:
                     return
-                yield batch
+                yield self._plain_cut(rows)
         else:
             it = iter(source)
             while True:
-                window.fill(it)
-                if (batch := window.cut()) is None:
+                rows = list(itertools.islice(it, size))
+                if not rows:
                     return
-                yield batch
+                yield self._plain_cut(rows)
+
+    def _plain_cut(self, rows: list[Any]) -> _Cut:
+        cut = _Cut(self._index, Chunk(rows, [self._first, len(rows)]), self._key)
+        self._index += 1
+        return cut
+
+    async def _aexecute(self, cut: _Cut) -> RunResult:
+        """Run one batch on the loop, as its partition and behind its gate if any."""
+        if cut.part is not None:
+            _context.PARTITION.set(cut.part)  # the task's own context
+        if cut.gate is not None:
+            _context.GATE.set(cut.gate)
+        return await self.flow.arun(cut.rows, self.options)
 
     async def _generate(self) -> AsyncGenerator[RunResult, None]:
         self._open_bar()
-        pending: collections.deque[tuple[_Slot, asyncio.Task[RunResult]]]
+        plain = self._plain_async
+        pending: collections.deque[tuple[_Cut, asyncio.Task[RunResult]]]
         pending = collections.deque()
-        batches = self._batches()
+        cuts = self._plain_cuts() if plain else None
+        turn = _Turn(done=True)
+        gated = self.max_in_flight > 1
+
+        def ready() -> bool:
+            return bool(pending) and pending[0][1].done()
+
+        async def next_cut() -> _Cut | None:
+            if cuts is not None:
+                return await anext(cuts, None)
+            cut: _Cut | None = await self._call(self._cut, ready)
+            if cut is None or cut is _EMPTY_CUT:
+                return cut
+            await self._call(self._prepare, cut)
+            return cut
+
+        def submit(cut: _Cut) -> None:
+            nonlocal turn
+            if gated:
+                cut.gate = turn
+                cut.turn = turn = _Turn()
+            pending.append((cut, asyncio.create_task(self._aexecute(cut))))
+            self._in_flight = len(pending)
+
+        async def commit(cut: _Cut) -> None:
+            try:
+                if plain:
+                    self._commit(cut)
+                else:
+                    await self._call(self._commit, cut)
+            except BaseException:
+                fail_all(cut)
+                raise
+
+        def fail_all(cut: _Cut) -> None:
+            """Nothing from ``cut`` on may store or commit: open their gates as failed."""
+            self._broken = True
+            for later in (cut, *(c for c, _ in pending)):
+                if later.turn is not None:
+                    later.turn.fail()
+
+        self._io = (
+            None
+            if plain
+            else concurrent.futures.ThreadPoolExecutor(
+                1, thread_name_prefix=f"kisflow-source-{self.flow.name}"
+            )
+        )
         try:
+            replays = [] if plain else await self._call(self._open)
+            for cut in replays:
+                await self._call(functools.partial(self._prepare, cut, intent=False))
+                try:
+                    result = await self._aexecute(cut)
+                except KisFlowError as exc:
+                    self._note(cut, exc)
+                    raise
+                await commit(cut)
+                yield self._deliver(cut, result)
             while True:
-                while len(pending) < self.max_in_flight and not self._stop.is_set():
-                    batch = await anext(batches, None)
-                    if batch is None:
-                        break
-                    pending.append((batch[0], asyncio.create_task(self._arun(batch[1]))))
-                    del batch
+                try:
+                    while len(pending) < self.max_in_flight and not self._stop.is_set():
+                        new = await next_cut()
+                        if new is None or new is _EMPTY_CUT:
+                            break
+                        submit(new)
+                        del new
+                except Exception:
+                    # The source (or a bad record) failed: the batches before it still
+                    # commit and come out, then the error.
+                    while pending:
+                        cut, task = pending.popleft()
+                        try:
+                            result = await task
+                        except BaseException as exc:
+                            fail_all(cut)
+                            if isinstance(exc, KisFlowError):
+                                self._note(cut, exc)
+                            raise
+                        await commit(cut)
+                        yield self._deliver(cut, result)
+                    raise
                 if not pending:
                     break
-                slot, task = pending[0]
+                cut, task = pending[0]
                 try:
                     result = await asyncio.shield(task)
-                except KisFlowError as exc:
+                except BaseException as exc:
+                    if isinstance(exc, asyncio.CancelledError) and not task.done():
+                        raise
                     pending.popleft()
-                    slot.note(exc)
+                    self._in_flight = len(pending)
+                    fail_all(cut)
+                    if isinstance(exc, KisFlowError):
+                        self._note(cut, exc)
                     raise
                 pending.popleft()
-                yield self._deliver(slot, result)
-        except asyncio.CancelledError:
-            self._stop.set()
+                self._in_flight = len(pending)
+                await commit(cut)
+                yield self._deliver(cut, result)
+        except (asyncio.CancelledError, GeneratorExit):
+            self._stop.set()  # cancelled, or closed (aclose, the loop's shutdown)
             raise
         finally:
-            # Let started batches finish so no Save stage is left with half a batch.
-            if pending:
-                await asyncio.gather(*(t for _, t in pending), return_exceptions=True)
-            await batches.aclose()
+            # Let started batches finish so no Save stage is left with half a batch, and
+            # commit them in order as they finish, up to the first that failed.
+            failed = self._broken
+            while pending:
+                cut, task = pending.popleft()
+                if failed and cut.turn is not None:
+                    cut.turn.fail()
+                await asyncio.wait([task])
+                # Always retrieve the outcome, so no task's error goes unretrieved.
+                broke = task.cancelled() or task.exception() is not None
+                if failed or broke:
+                    failed = True
+                    fail_all(cut)
+                    continue
+                await commit(cut)
+            if cuts is not None:
+                await cuts.aclose()
+            if self._io is not None:
+                try:
+                    await self._call(self._close_source)
+                finally:
+                    self._io.shutdown(wait=False)
             self._finish()
 
 

@@ -90,6 +90,12 @@ class Source(abc.ABC):
     commits and ``ack(span)`` after the commit, with ``takeovers()`` between batches;
     ``close()`` at the end. All calls come from one thread. Errors are
     ``kisflow.errors.SourceError`` naming the source and the position.
+
+    After a crash the stream opens the source at ``position(span)`` of the last intent
+    (the last batch begun, not taken over), then rereads every intent's span: so
+    ``position`` must follow from the span alone, ``reread`` must not move the read
+    cursor, and ``read`` goes on after the opened position. A source whose positions
+    mean nothing on their own (a consumer group's cursor) may ignore them.
     """
 
     durable: bool = True
