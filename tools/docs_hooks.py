@@ -17,10 +17,10 @@ from __future__ import annotations
 
 import ast
 import importlib
+import importlib.util
 import runpy
 import shutil
 import subprocess
-import types
 from pathlib import Path
 from typing import Any
 
@@ -42,24 +42,21 @@ def public_modules() -> list[str]:
     kisflow = importlib.import_module("kisflow")
     names = ["kisflow"]
     for name in sorted(kisflow.__all__):
-        # executors and dask are imported on first use: named, never imported here.
-        lazy = name in ("executors", "dask")
-        if lazy or isinstance(getattr(kisflow, name, None), types.ModuleType):
+        if _is_module(name):
             names.append(f"kisflow.{name}")
     names.append("kisflow.testing")
     return names
 
 
+def _is_module(name: str) -> bool:
+    """Whether ``kisflow.<name>`` is a submodule (found, not imported: some load lazily)."""
+    return importlib.util.find_spec(f"kisflow.{name}") is not None
+
+
 def _reference_page(module: str) -> str:
     if module == "kisflow":
         kisflow = importlib.import_module("kisflow")
-        members = [
-            n
-            for n in kisflow.__all__
-            if not n.startswith("_")
-            and n not in ("executors", "dask")  # modules, imported on first use
-            and not isinstance(getattr(kisflow, n, None), types.ModuleType)
-        ]
+        members = [n for n in kisflow.__all__ if not n.startswith("_") and not _is_module(n)]
         listed = "\n".join(f"        - {n}" for n in members)
         return (
             "# kisflow\n\nThe public API, re-exported from the package (`import kisflow as kf`)."
