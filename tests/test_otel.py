@@ -9,7 +9,7 @@ import sys
 import textwrap
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 from opentelemetry import trace
@@ -20,6 +20,7 @@ from opentelemetry.trace import StatusCode
 
 import kisflow as kf
 from kisflow import tracing
+from kisflow.sources import Chunk, Source
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -409,3 +410,87 @@ class TestProcess:
         )
         assert done.returncode == 0, done.stderr
         assert done.stdout.strip() == "[]"
+
+
+class Headed(Source):
+    """A source whose every chunk carries one headers mapping per row."""
+
+    durable = False
+
+    def __init__(self, chunks: list[tuple[list[int], list[dict[str, Any] | None]]]) -> None:
+        self._chunks = list(chunks)
+        self._read = 0
+
+    @property
+    def key(self) -> str:
+        return "test:headed"
+
+    def open(self, position: Any | None) -> None:
+        return None
+
+    def read(self, max_rows: int, timeout: float) -> Chunk | None:
+        if not self._chunks:
+            return None
+        rows, headers = self._chunks.pop(0)
+        span = [self._read, len(rows)]
+        self._read += len(rows)
+        return Chunk(rows, span, headers=headers)
+
+    def reread(self, span: Any) -> Chunk:
+        raise AssertionError("not replayed")
+
+    def position(self, span: Any) -> Any:
+        return span[0] + span[1]
+
+
+def _parent(trace_id: int, span_id: int) -> dict[str, Any]:
+    return {"traceparent": f"00-{trace_id:032x}-{span_id:016x}-01"}
+
+
+class TestStreamHeaders:
+    """A stream's batch whose source rows carry a traceparent is a child of that trace."""
+
+    CHUNKS: ClassVar = [
+        ([1, 2], [_parent(0xA1, 0xB1), _parent(0xA9, 0xB9)]),
+        ([3, 4], [None, None]),
+        ([5, 6], [None, _parent(0xA3, 0xB3)]),
+    ]
+
+    def _check(self, traced: Traced) -> None:
+        runs = traced.named("run ")
+        assert len(runs) == 3
+        run_ids = {run.context.span_id for run in runs}
+        assert [s.parent.span_id in run_ids for s in traced.named("stage ") if s.parent] == [
+            True
+        ] * 3
+        parents = sorted(
+            (run.parent.trace_id, run.parent.span_id) for run in runs if run.parent is not None
+        )
+        assert parents == [(0xA1, 0xB1), (0xA3, 0xB3)]
+        linked = [[(k.context.trace_id, k.context.span_id) for k in r.links] for r in runs]
+        assert sorted(linked) == [[], [], [(0xA9, 0xB9)]]
+
+    def test_a_sync_stream(self, traced: Traced) -> None:
+        kf.faas("Pass", lambda flow: flow.commit_row_batch(flow.input()))
+        flow = kf.FlowBuilder("headed").calculate("Pass").build()
+        results = list(flow.stream(Headed(self.CHUNKS), batch_size=2, progress=False))
+        assert [r.output for r in results] == [[1, 2], [3, 4], [5, 6]]
+        self._check(traced)
+
+    def test_batches_on_threads(self, traced: Traced) -> None:
+        kf.faas("Pass", lambda flow: flow.commit_row_batch(flow.input()))
+        flow = kf.FlowBuilder("headed").calculate("Pass").build()
+        stream = flow.stream(Headed(self.CHUNKS), batch_size=2, max_in_flight=2, progress=False)
+        assert sorted(len(r.output) for r in stream) == [2, 2, 2]
+        self._check(traced)
+
+    def test_an_async_stream(self, traced: Traced) -> None:
+        kf.faas("Pass", lambda flow: flow.commit_row_batch(flow.input()))
+        flow = kf.FlowBuilder("headed").calculate("Pass").build()
+
+        async def main() -> list[int]:
+            stream = flow.astream(Headed(self.CHUNKS), batch_size=2, max_in_flight=2)
+            return [len(r.output) async for r in stream]
+
+        assert asyncio.run(main()) == [2, 2, 2]
+        self._check(traced)

@@ -371,3 +371,20 @@ class TestStreams:
         results = list(flow.stream(range(10), batch_size=4, progress=False))
         assert [len(r.output) for r in results] == [4, 4, 2]
         assert [r["extra"]["rows_in"] for r in sink.stage_lines()] == [4, 4, 2]
+
+    def test_a_stream_logs_each_committed_batch(self, sinks: list[Sink]) -> None:
+        sink = _sink(sinks, "DEBUG")
+        kf.faas("Pass", lambda flow: flow.commit_row_batch(flow.input()))
+        flow = kf.FlowBuilder("s").calculate("Pass").build()
+        assert len(list(flow.stream(range(10), batch_size=4, progress=False))) == 3
+        committed = [r for r in sink.at("DEBUG") if "committed" in r["extra"]]
+        assert [(r["extra"]["batch"], r["extra"]["committed"]) for r in committed] == [
+            (1, 4),
+            (2, 8),
+            (3, 10),
+        ]
+        assert [r["extra"]["position"] for r in committed] == [None] * 3  # a plain iterable
+        assert committed[0]["message"] == (
+            "stream 's' batch 1 committed: position None, 4 rows committed, lag unknown, "
+            "0 in flight"
+        )
