@@ -22,7 +22,7 @@ from collections.abc import Callable
 from typing import Any
 
 import kisflow as kf
-from bench import columnar, parallel, workload
+from bench import columnar, parallel, stream, workload
 from kisflow import metrics
 
 BIG = 1_000_000
@@ -195,6 +195,7 @@ def main(argv: list[str] | None = None) -> None:
     )
     ratios["mem_ratio_big"] = flow_mib / loop_mib
     ratios.update(columnar.figures(args.repeat))  # bench/columnar.py: the Polars stages
+    ratios.update(stream.run(args.repeat))  # Redis Streams -> SQLite (bench/stream.py)
     print(" ".join(f"{k}={v:.2f}" for k, v in ratios.items()))
 
 

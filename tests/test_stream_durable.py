@@ -209,6 +209,29 @@ class TestResume:
         assert saved is not None
         assert (saved.position, saved.committed) == (30, 30)
 
+    def test_a_source_opened_after_an_intent_is_told_what_is_committed(
+        self, tmp_path: Path
+    ) -> None:
+        """Opened at the last intent (to reread it), the source still hears the committed
+        position, so it can ack a batch whose commit landed but whose ack did not."""
+        ckpt = Checkpoint(tmp_path / "c.ckpt.db")
+        ckpt.begin("list:list", 1, [0, 10])
+        ckpt.commit("list:list", 1, 10, rows=10)
+        ckpt.begin("list:list", 2, [10, 20])
+
+        class Told(ListSource):
+            def committed(self, position: object) -> None:
+                self.log.append(("committed", position))
+
+        @kf.faas("Pass")
+        def passing(flow: kf.Flow, rows: list[int]) -> None:
+            flow.commit_row_batch(rows)
+
+        flow = kf.FlowBuilder("told").calculate("Pass").build()
+        src = Told(range(30))
+        list(flow.stream(src, batch_size=10, checkpoint=ckpt))
+        assert src.log[:3] == [("open", 20), ("committed", 10), ("reread", [10, 20])]
+
     def test_batch_key_is_the_same_when_replayed(self, tmp_path: Path) -> None:
         keys: list[str] = []
         ckpt = tmp_path / "c"

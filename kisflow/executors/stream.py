@@ -419,6 +419,7 @@ class _Base:
         ckpt_arg = self._checkpoint_arg
         resume: Any = None
         intents = []
+        saved = None
         if ckpt_arg is not None:
             ckpt = ckpt_arg if isinstance(ckpt_arg, Checkpoint) else Checkpoint(ckpt_arg)
             self.checkpoint = ckpt
@@ -433,6 +434,10 @@ class _Base:
                 # Open after the last batch begun: the intents are reread by their spans.
                 resume = self.source.position(own[-1].span)
         self.source.open(resume)
+        if saved is not None and resume is not saved.position:
+            # Opened after the last intent: the source still learns what is committed
+            # (a crash between a commit and its ack leaves that batch unacked).
+            self.source.committed(saved.position)
         for intent in intents:
             cut = _Cut(self._index, self.source.reread(intent.span), self._key)
             self._index += 1
@@ -899,6 +904,9 @@ class Stream(_Base, Iterator[RunResult]):
                 if ckpt is not None:
                     cut.part = Batch(cut.key, cut.seq, cut.span, ckpt.path)
                 yield cut
+            dead = ckpt.load(takeover.key) if ckpt is not None else None
+            if dead is not None:
+                source.committed(dead.position)  # its last commit may not have been acked
             rest = source.without(takeover.span, [i.span for i in intents])
             if rest is not None:
                 cut = _Cut(self._index, source.reread(rest), self._key)

@@ -7,15 +7,16 @@ its client library on first use.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterable, Iterable
+from collections.abc import AsyncIterable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from kisflow.sources._base import BadRecord, Chunk, Source, Takeover
 
 if TYPE_CHECKING:
     from kisflow.sources.iterable import IterableSource
+    from kisflow.sources.redis import RedisStreamSource
 
-__all__ = ["BadRecord", "Chunk", "Source", "Takeover", "iterable"]
+__all__ = ["BadRecord", "Chunk", "Source", "Takeover", "iterable", "redis_stream"]
 
 
 def iterable(
@@ -29,3 +30,37 @@ def iterable(
     from kisflow.sources.iterable import IterableSource
 
     return IterableSource(rows, name=name, reader=reader)
+
+
+def redis_stream(
+    url: str,
+    *,
+    stream: str,
+    group: str,
+    consumer: str,
+    min_idle: float | None = 60.0,
+    start: str = "0",
+    claim_every: float | None = None,
+    claim_count: int = 10_000,
+    json_fields: Sequence[str] = ("data", "json", "row"),
+    header_fields: Sequence[str] = ("traceparent", "tracestate"),
+    timeout: float = 10.0,
+) -> RedisStreamSource:
+    """A Redis stream read as ``consumer`` of consumer group ``group`` (extra
+    ``kisflow[redis]``); entries other consumers left pending over ``min_idle`` seconds
+    are taken over. See ``kisflow.sources.redis`` and docs/streaming.md."""
+    from kisflow.sources.redis import RedisStreamSource
+
+    return RedisStreamSource(
+        url,
+        stream=stream,
+        group=group,
+        consumer=consumer,
+        min_idle=min_idle,
+        start=start,
+        claim_every=claim_every,
+        claim_count=claim_count,
+        json_fields=json_fields,
+        header_fields=header_fields,
+        timeout=timeout,
+    )

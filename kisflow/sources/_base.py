@@ -152,6 +152,12 @@ class Source(abc.ABC):
     def ack(self, span: Any) -> None:  # noqa: B027 - most sources have nothing to ack
         """Tell the source it may forget ``span`` (committed for good); by default nothing."""
 
+    def committed(self, position: Any) -> None:  # noqa: B027 - most sources need nothing
+        """A position the checkpoint holds as committed, told after ``open`` (this
+        consumer's, when the stream opened after it to reread intents) and before a
+        takeover is replayed (the dead consumer's): the source may ack what it covers, in
+        case a crash came between the commit and the ack. By default nothing."""
+
     def takeovers(self) -> Sequence[Takeover]:
         """Records taken over from dead consumers since the last call (none by default)."""
         return ()
