@@ -494,3 +494,39 @@ class TestStreamHeaders:
 
         assert asyncio.run(main()) == [2, 2, 2]
         self._check(traced)
+
+
+class TestRedisStreams:
+    """A traceparent field of a Redis Streams entry parents the run of its batch."""
+
+    def test_the_entry_traceparent_is_the_parent(self, traced: Traced, tmp_path: Path) -> None:
+        import redis
+
+        from kisflow import sources
+        from tests.redisserver import redis_server
+
+        (tmp_path / "redis").mkdir()
+        with redis_server(tmp_path / "redis") as port:
+            client = redis.Redis(port=port, decode_responses=True)
+            client.xadd("orders", {"data": '{"id": 1}', "traceparent": TRACEPARENT})
+            client.xadd("orders", {"data": '{"id": 2}'})
+            client.close()
+            src = sources.redis_stream(
+                f"redis://127.0.0.1:{port}/0", stream="orders", group="g", consumer="w1"
+            )
+            kf.faas("Pass", lambda flow: flow.commit_row_batch(flow.input()))
+            flow = kf.FlowBuilder("orders").calculate("Pass").build()
+            stream = flow.stream(
+                src,
+                batch_size=10,
+                checkpoint=str(tmp_path / "orders.ckpt.db"),
+                idle_timeout=0.5,
+                progress=False,
+            )
+            outputs = [r.output for r in stream]
+        assert outputs == [[{"id": 1}, {"id": 2}]]
+        [run] = traced.named("run ")
+        assert run.parent is not None
+        assert (run.parent.trace_id, run.parent.span_id) == (TRACE_ID, SPAN_ID)
+        [stage] = traced.named("stage ")
+        assert stage.context.trace_id == TRACE_ID
