@@ -22,7 +22,7 @@ from collections.abc import Callable
 from typing import Any
 
 import kisflow as kf
-from bench import columnar, parallel, stream, workload
+from bench import columnar, parallel, stream, window, workload
 from kisflow import metrics
 
 BIG = 1_000_000
@@ -196,6 +196,7 @@ def main(argv: list[str] | None = None) -> None:
     ratios["mem_ratio_big"] = flow_mib / loop_mib
     ratios.update(columnar.figures(args.repeat))  # bench/columnar.py: the Polars stages
     ratios.update(stream.run(args.repeat))  # Redis Streams -> SQLite (bench/stream.py)
+    ratios.update(window.figures(args.repeat))  # bench/window.py: keyed tumbling counts
     print(" ".join(f"{k}={v:.2f}" for k, v in ratios.items()))
 
 

@@ -21,6 +21,9 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from kisflow.actions import Action
 from kisflow.errors import ConnectorError, RunError
+from kisflow.state import KeyedState, stage_key
+from kisflow.windows import Window
+from kisflow.windows import current as current_window
 
 if TYPE_CHECKING:
     from kisflow._definition import Definition, Function
@@ -65,6 +68,9 @@ class RunControl(Protocol):
 
     def commit_batch(self, rows: Iterable[Any], copy: bool = True) -> None:
         """The current stage's ``commit_row_batch``."""
+
+    def hold(self, lock: Any) -> None:
+        """Take ``lock`` until the current stage call returns (a stage's state)."""
 
 
 def _ttl_seconds(ttl: float | timedelta | None) -> float:
@@ -170,6 +176,36 @@ class FlowAPI(metaclass=abc.ABCMeta):
             RowRejectedError: the stage has no dead-letter sink (nothing is lost silently).
         """
         self._control().reject(row, reason)
+
+    def state(self) -> KeyedState:
+        """This stage's keyed state: a mapping from key to a value that can be saved.
+
+        It belongs to the flow definition (shared by its runs, saved with a stream's
+        checkpoint) and is keyed by the stage's position and name. The calling stage call
+        holds it until it returns, so concurrent runs apply their changes one call after
+        another. See docs/state.md.
+        """
+        run = self._control()
+        part = self._d.state.keyed(stage_key(run.position(), run.current_stage().name))
+        run.hold(part.lock)
+        return part
+
+    def window(self) -> Window:
+        """The window this call of a window FaaS is for: its key, start and end.
+
+        Raises:
+            RunError: the stage's FaaS was registered without ``window=``.
+        """
+        win = current_window()
+        if win is None:
+            stage = self._current()
+            raise RunError(
+                f"flow {self.name!r}: stage {stage.name!r} called flow.window(), but its "
+                f"FaaS was registered without window= (see kisflow.windows)",
+                flow=self.name,
+                stage=stage.name,
+            )
+        return win
 
     def get_this_function(self) -> Function:
         """The function being run (KisFlow's Function: the stage, with its metadata)."""

@@ -18,6 +18,7 @@ __all__ = [
     "GATE",
     "PARTITION",
     "RUN",
+    "STREAMING",
     "Gate",
     "Keyed",
     "RunInfo",
@@ -76,6 +77,11 @@ PARTITION: contextvars.ContextVar[Any] = contextvars.ContextVar("kisflow_partiti
 
 GATE: contextvars.ContextVar[Gate | None] = contextvars.ContextVar("kisflow_gate", default=None)
 """The ``Gate`` a run's Save stages pass before they run (None: no waiting)."""
+
+
+STREAMING: contextvars.ContextVar[bool] = contextvars.ContextVar("kisflow_streaming", default=False)
+"""True while a run is one batch of a stream: window stages keep their open windows
+between runs (saved with the checkpoint) instead of closing them when the run ends."""
 
 
 def current_run() -> RunInfo | None:

@@ -25,6 +25,7 @@ from kisflow.config import FlowConfig, FlowFunctionParam, FuncConfig
 from kisflow.deadletter import DeadLetterSink
 from kisflow.errors import FlowCycleError, FlowShapeError, RunError
 from kisflow.stage import Stage
+from kisflow.state import StateStore
 
 if TYPE_CHECKING:
     from kisflow.connector import Connector
@@ -221,6 +222,7 @@ class Definition:
         "owner",
         "plan",
         "pool",
+        "state",
     )
 
     def __init__(self, config: FlowConfig, pool: Any, max_steps: int) -> None:
@@ -256,6 +258,8 @@ class Definition:
         )
         self.cache_lock = threading.Lock()
         self.dead_letters: dict[str | None, DeadLetterSink] = {}
+        self.state = StateStore()
+        """The stages' keyed state and open windows (``flow.state()``, kisflow.windows)."""
 
     # -- the chain, published on read ------------------------------------------------------
 

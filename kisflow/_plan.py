@@ -17,10 +17,11 @@ from typing import Any
 
 import attrs
 
+from kisflow import _context
 from kisflow._api import FlowAPI
 from kisflow._definition import Definition
 from kisflow._pool import FaaSSpec, Pool, current
-from kisflow._signature import Signature, read_signature
+from kisflow._signature import CallKind, Signature, read_signature
 from kisflow.columnar import fits
 from kisflow.connector import Connector, find_type
 from kisflow.deadletter import DeadLetterSink, sinks_for
@@ -28,6 +29,8 @@ from kisflow.errors import FlowDefinitionError, FlowTypeError, FunctionNotFoundE
 from kisflow.modes import Mode
 from kisflow.rows import describe_type, type_fits
 from kisflow.stage import Stage
+from kisflow.state import stage_key
+from kisflow.windows import windowed
 
 __all__ = ["Plan", "pool_of", "plan_of", "stage_faas", "store_load", "store_save"]
 
@@ -116,6 +119,23 @@ class Plan:
         return sinks_for(self.stages, self.dead_letters, run_sink)
 
 
+def _windowed(d: Definition, position: int, stage: Stage, spec: FaaSSpec) -> FaaSSpec:
+    """A window FaaS's spec as the run calls it: once per stage call, the FaaS per window."""
+    assert spec.window is not None
+    sig = spec.signature
+    asynchronous = sig.kind is CallKind.ASYNC
+    fn = windowed(
+        spec.window,
+        spec.fn,
+        asynchronous=asynchronous,
+        state_key=f"{stage_key(position, stage.name)}#windows",
+        store=d.state,
+        streaming=_context.STREAMING.get,
+    )
+    kind = CallKind.ASYNC if asynchronous else CallKind.PLAIN
+    return attrs.evolve(spec, fn=fn, signature=attrs.evolve(sig, kind=kind))
+
+
 def pool_of(d: Definition) -> Pool:
     """The pool a definition resolves against: its own, else the current one."""
     pool: Pool = d.pool if d.pool is not None else current()
@@ -148,10 +168,12 @@ def plan_of(d: Definition) -> Plan:
             flow=name,
         )
     specs: list[FaaSSpec] = []
-    for stage in stages:
+    for position, stage in enumerate(stages):
         spec = stage_faas(pool, stage)
         if spec is None:
             raise FunctionNotFoundError(stage.name, flow=name)
+        if spec.window is not None:
+            spec = _windowed(d, position, stage, spec)
         specs.append(spec)
     check_types(name, stages, specs)
     table = d.dead_letters

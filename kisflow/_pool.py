@@ -20,15 +20,16 @@ import attrs
 from loguru import logger
 
 from kisflow import _state
-from kisflow._signature import Signature, read_signature
+from kisflow._signature import CallKind, Signature, read_signature
 from kisflow.errors import ConfigError, DuplicateRegistrationError, FaaSSignatureError
 from kisflow.modes import Mode
+from kisflow.windows import WindowSpec
 
 if TYPE_CHECKING:
     from kisflow._api import FlowAPI
     from kisflow.connector import ConnectorType
 
-__all__ = ["CaaSSpec", "FaaSSpec", "Pool", "current", "use"]
+__all__ = ["CaaSSpec", "FaaSSpec", "Pool", "check_window", "current", "use"]
 
 
 @attrs.frozen
@@ -38,6 +39,8 @@ class FaaSSpec:
     name: str
     fn: Callable[..., Any] = attrs.field(repr=False)
     signature: Signature
+    window: WindowSpec | None = None
+    """The FaaS's event-time windows (``kisflow.windows``), or None."""
     joins_commit: bool = False
     """A Save FaaS that records ``kisflow.current_batch().key`` with its rows in one
     transaction, so a stream may call it exactly once (docs/streaming.md)."""
@@ -73,6 +76,29 @@ def _caas_takes_ctx(name: str, fn: Any, required: int) -> bool:
             f"(or {required + 1} with a leading context)",
         )
     return len(params) == required + 1
+
+
+def check_window(name: str, window: Any, signature: Signature) -> None:
+    """A window FaaS takes its window's rows and is no async generator.
+
+    Raises:
+        FaaSSignatureError: naming the FaaS and what does not fit.
+    """
+    if not isinstance(window, WindowSpec):
+        raise FaaSSignatureError(
+            name,
+            f"window= must be a kisflow.windows spec (windows.tumbling(...), sliding, "
+            f"session), got {type(window).__name__} {window!r}",
+        )
+    if not signature.takes_rows:
+        raise FaaSSignatureError(
+            name, "has window= but takes no rows parameter: it is called with each window's rows"
+        )
+    if signature.kind is CallKind.ASYNC_GENERATOR:
+        raise FaaSSignatureError(
+            name, "has window= but is an async generator; commit rows with flow.commit_row"
+        )
+    window.check_rows_type(name, signature.rows_type)
 
 
 def _check_name(key: str, name: Any) -> None:
@@ -113,20 +139,25 @@ class Pool:
         *,
         output: Any | None = None,
         replace: bool = False,
+        window: WindowSpec | None = None,
         joins_commit: bool = False,
     ) -> FaaSSpec:
         """Register ``fn`` as the FaaS of function ``name`` after checking its signature.
 
+        With ``window`` (``kisflow.windows.tumbling(...)`` ...) the FaaS is called once per
+        closed window with that window's rows.
+
         Raises:
-            FaaSSignatureError: the signature cannot be called by kisflow.
+            FaaSSignatureError: the signature cannot be called by kisflow, or a window
+                FaaS takes no rows or names a field its row type does not have.
             DuplicateRegistrationError: ``name`` is taken and ``replace`` is false.
         """
         _check_name("fname", name)
+        signature = read_signature(name, fn, output)
+        if window is not None:
+            check_window(name, window, signature)
         spec = FaaSSpec(
-            name=name,
-            fn=fn,
-            signature=read_signature(name, fn, output),
-            joins_commit=joins_commit,
+            name=name, fn=fn, signature=signature, window=window, joins_commit=joins_commit
         )
         with self._faas_lock:
             if name in self._faas and not replace:

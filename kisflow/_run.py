@@ -61,6 +61,7 @@ from kisflow.observers import Observer, StageCall, active, notify, observer_fail
 from kisflow.result import RunEnd, RunResult, StageLog
 from kisflow.rows import RowConversionFailure, describe_type, safe_repr, safe_str
 from kisflow.stage import Stage
+from kisflow.windows import LateRow
 
 if TYPE_CHECKING:
     from kisflow._definition import Definition
@@ -92,6 +93,7 @@ class Run:
         "_call_dead",
         "_ctx_token",
         "_ended_at",
+        "_held",
         "_log",
         "_rejects",
         "_retries",
@@ -159,6 +161,7 @@ class Run:
         self._log: list[tuple[int, int, int, int, float]] = []
         self._retries: dict[int, int] | None = None
         self._attempt = 1
+        self._held: list[Any] | None = None
         self._call_dead = 0
         self._rejects: list[DeadLetter] = []
         self.converted: list[Any] = source
@@ -202,6 +205,39 @@ class Run:
     def position(self) -> int:
         """The index of the stage being called."""
         return self.pos
+
+    def hold(self, lock: Any) -> None:
+        """Take ``lock`` (a stage's state) until the current stage call returns.
+
+        In a stream running batches concurrently the call first waits for the batch
+        before to commit (its gate), so each commit saves the state of its batches only.
+        """
+        held = self._held
+        if held is None:
+            held = self._held = []
+        elif any(h is lock for h in held):
+            return
+        if self.gate is not None:
+            self.gate.wait()
+        if not lock.acquire(blocking=False):
+            if _on_event_loop():
+                # Waiting would block the loop, and the holder may be a task on it.
+                stage = self.stages[self.pos]
+                raise RunError(
+                    f"flow {self.flow_name!r} stage {stage.name!r}: flow.state() is held by "
+                    f"another run on this event loop; an async FaaS must not await while it "
+                    f"holds its stage's state (see docs/state.md)",
+                    flow=self.flow_name,
+                    stage=stage.name,
+                )
+            lock.acquire()
+        held.append(lock)
+
+    def _release_held(self) -> None:
+        held = self._held
+        self._held = None
+        for lock in held or ():
+            lock.release()
 
     def ask(self, action: Action) -> None:
         """Record an action of the current call; actions are frozen values that combine."""
@@ -262,6 +298,8 @@ class Run:
             else:
                 yield spec, (view,)
             # -- apply the data-layer rules and the action ---------------------------------
+            if self._held is not None:
+                self._release_held()
             action = self.action
             stop: RunEnd | None
             if action is None:
@@ -490,7 +528,7 @@ class Run:
                 stage_id=stage.id,
                 row_index=index,
                 row=row,
-                reason="rejected",
+                reason="late" if type(reason) is LateRow else "rejected",
                 error=error,
                 error_type=error_type,
             )
@@ -595,6 +633,8 @@ class Run:
         its layers at once, instead of waiting for the cycle collector; the view drops its
         last input too, so a FaaS that kept its flow does not keep a layer alive.
         """
+        if self._held is not None:
+            self._release_held()
         if self._runner is not None:
             self._runner.close()
             self._runner = None
@@ -785,12 +825,23 @@ async def _as_coroutine(awaitable: Any) -> Any:
     return await awaitable
 
 
+def _on_event_loop() -> bool:
+    """Whether this thread is running an event loop."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
+
+
 def run_sync(run: Run) -> RunResult:
     """Carry out ``run`` in the calling thread; async stages run on a private loop."""
     gate = run.gate
     try:
         for spec, args in run.calls():
-            if gate is not None and run.stages[run.pos].mode is Mode.SAVE:
+            if gate is not None and (
+                run.stages[run.pos].mode is Mode.SAVE or spec.window is not None
+            ):
                 gate.wait()
             while True:
                 try:
@@ -820,7 +871,9 @@ async def run_async(run: Run) -> RunResult:
     gate = run.gate
     try:
         for spec, args in run.calls():
-            if gate is not None and run.stages[run.pos].mode is Mode.SAVE:
+            if gate is not None and (
+                run.stages[run.pos].mode is Mode.SAVE or spec.window is not None
+            ):
                 await gate.await_()
             while True:
                 try:

@@ -34,6 +34,7 @@ from kisflow.options import DEFAULT as DEFAULT_OPTIONS
 from kisflow.options import RunOptions, merge
 from kisflow.result import RunEnd, RunResult
 from kisflow.stage import Stage, new_stage_id
+from kisflow.state import StateStore
 
 if TYPE_CHECKING:
     from kisflow.checkpoint import Checkpoint
@@ -131,6 +132,11 @@ class Flow(FlowAPI):
     def max_steps(self) -> int:
         """Stage calls one run may make before ``FlowLoopError`` (unless a run says)."""
         return self._d.max_steps
+
+    @property
+    def state_store(self) -> StateStore:
+        """Every stage's saved state: keyed state (``flow.state()``) and open windows."""
+        return self._d.state
 
     def __repr__(self) -> str:
         chain = " -> ".join(f"{s.name}[{s.mode.letter}]" for s in self._d.stages)

@@ -18,6 +18,7 @@ from kisflow._pool import CaaSSpec, FaaSSpec, Pool, current, use
 from kisflow.config import ConnConfig
 from kisflow.connector import ConnectorType, find_type
 from kisflow.modes import Mode
+from kisflow.windows import WindowSpec
 
 if TYPE_CHECKING:
     from kisflow.connectors import Store
@@ -55,6 +56,7 @@ def faas(
     *,
     output: Any | None = None,
     replace: bool = False,
+    window: WindowSpec | None = None,
     joins_commit: bool = False,
 ) -> Callable[[F], F]: ...
 @overload
@@ -64,6 +66,7 @@ def faas(
     *,
     output: Any | None = None,
     replace: bool = False,
+    window: WindowSpec | None = None,
     joins_commit: bool = False,
 ) -> F: ...
 def faas(
@@ -72,18 +75,23 @@ def faas(
     *,
     output: Any | None = None,
     replace: bool = False,
+    window: WindowSpec | None = None,
     joins_commit: bool = False,
 ) -> F | Callable[[F], F]:
     """Register a FaaS for function ``name``; used as a call or as a decorator.
 
     ``output`` declares the type of the rows the FaaS commits, so ``build()`` can check
-    it against the next stage's input. The signature is checked now, not at run time.
+    it against the next stage's input. ``window`` (``kisflow.windows.tumbling(...)``,
+    ``sliding``, ``session``) makes it a window FaaS, called once per closed window.
     ``joins_commit=True`` says a Save FaaS records ``kisflow.current_batch().key`` in its
-    own transaction (a stream may then promise exactly once; docs/streaming.md).
+    own transaction (a stream may then promise exactly once; docs/streaming.md). The
+    signature is checked now, not at run time.
     """
 
     def register(f: F) -> F:
-        current().faas(name, f, output=output, replace=replace, joins_commit=joins_commit)
+        current().faas(
+            name, f, output=output, replace=replace, window=window, joins_commit=joins_commit
+        )
         return f
 
     return register if fn is None else register(fn)

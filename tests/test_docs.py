@@ -42,6 +42,7 @@ PAGES = (
     "dask.md",
     "extending.md",
     "columnar.md",
+    "state.md",
 )
 """The pages about the core engine whose examples this module runs."""
 

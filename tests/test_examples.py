@@ -148,3 +148,19 @@ class TestDaskExample:
         lines = proc.stdout.splitlines()
         assert lines[:6] == [f"scores-{i}: 1000 rows in, 900 saved" for i in range(6)]
         assert lines[6].startswith("saved 5400 rows from 6 partitions on ")
+
+
+class TestWindows:
+    """The windows example prints what its README says, late row and totals included."""
+
+    def test_prints_the_readme_output(self) -> None:
+        proc = subprocess.run(
+            [sys.executable, str(ROOT / "examples" / "windows" / "main.py")],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        readme = (ROOT / "examples" / "windows" / "README.md").read_text(encoding="utf-8")
+        expected = readme.split("```text\n", 1)[1].split("```", 1)[0]
+        assert proc.stdout == expected
+        assert "dead letter (late): /late at t=50.0" in proc.stdout

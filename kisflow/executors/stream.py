@@ -79,6 +79,7 @@ from kisflow.progress import progress_bar
 from kisflow.result import RunResult
 from kisflow.sources._base import Chunk, Source
 from kisflow.sources.iterable import IterableSource
+from kisflow.state import StateStore
 
 if TYPE_CHECKING:
     from tqdm import tqdm
@@ -144,6 +145,10 @@ def _check_seconds(flow: str, key: str, value: Any) -> float | None:
             key=key,
         )
     return float(value)
+
+
+_NO_STATE = StateStore()
+"""The state of a flow that keeps none (a ``StreamFlow`` without ``state_store``)."""
 
 
 @attrs.frozen
@@ -427,6 +432,8 @@ class _Base:
             if saved is not None:
                 self.position = resume = saved.position
                 self._checkpoint_time = saved.updated
+                if saved.state is not None:
+                    self._state().restore(saved.state)
             intents = ckpt.intents(self._key)
             self._seq = ckpt.next_seq(self._key)
             own = [i for i in intents if not i.taken]
@@ -600,7 +607,10 @@ class _Base:
                 saved = ckpt.load(cut.key) if ckpt is not None else None
                 position = None if saved is None else saved.position
             if ckpt is not None:
-                ckpt.commit(cut.key, cut.seq, position, rows=cut.size)
+                state = None
+                if cut.key == self._key and self._state():
+                    state = self._state().snapshot()
+                ckpt.commit(cut.key, cut.seq, position, rows=cut.size, state=state)
                 self._checkpoint_time = time.time()
             source.ack(cut.span)
             if cut.key == self._key:
@@ -631,6 +641,11 @@ class _Base:
             observers.notify(watching, "stream_committed", name, status)
         return result
 
+    def _state(self) -> StateStore:
+        """The flow's stage state (keyed state, open windows): saved with each commit."""
+        store: StateStore | None = getattr(self.flow, "state_store", None)
+        return store if store is not None else _NO_STATE
+
     def _execute(self, cut: _Cut) -> RunResult:
         """Run one batch in this thread, as its partition and behind its gate if any."""
         if cut.headers is not None and tracing.enabled():
@@ -640,13 +655,13 @@ class _Base:
 
     def _execute_cut(self, cut: _Cut) -> RunResult:
         part, gate = cut.part, cut.gate
-        if part is None and gate is None:
-            return self.flow.run(cut.rows, self.options)
+        streaming = _context.STREAMING.set(True)  # window stages keep their windows
         token = _context.PARTITION.set(part) if part is not None else None
         gate_token = _context.GATE.set(gate) if gate is not None else None
         try:
             return self.flow.run(cut.rows, self.options)
         finally:
+            _context.STREAMING.reset(streaming)
             if gate_token is not None:
                 _context.GATE.reset(gate_token)
             if token is not None:
@@ -843,11 +858,14 @@ class Stream(_Base, Iterator[RunResult]):
                 options = self.options
                 given = None if options is DEFAULT_OPTIONS else options
             n = len(rows)
+            streaming = _context.STREAMING.set(True)
             try:
                 result = run(rows, given)
             except KisFlowError as exc:
                 _Slot(self.batches_done, self.rows_done, n).note(exc)
                 raise
+            finally:
+                _context.STREAMING.reset(streaming)
             del rows
             self.rows_done += n
             self.committed += n
@@ -1171,8 +1189,9 @@ class AsyncStream(_Base, AsyncIterator[RunResult]):
 
     async def _aexecute(self, cut: _Cut) -> RunResult:
         """Run one batch on the loop, as its partition and behind its gate if any."""
+        _context.STREAMING.set(True)  # the task's own context: window stages keep windows
         if cut.part is not None:
-            _context.PARTITION.set(cut.part)  # the task's own context
+            _context.PARTITION.set(cut.part)
         if cut.gate is not None:
             _context.GATE.set(cut.gate)
         if cut.headers is not None and tracing.enabled():
