@@ -70,13 +70,18 @@ class Window(NamedTuple):
     kind: str = "tumbling"
 
 
-_CURRENT: contextvars.ContextVar[Window | None] = contextvars.ContextVar(
+_CURRENT: contextvars.ContextVar[list[Window | None] | None] = contextvars.ContextVar(
     "kisflow_window", default=None
 )
+"""A window stage call's slot: set once per stage call, its item set per window call."""
+
+_new_window: Callable[[type[Window], tuple[Any, ...]], Window] = tuple.__new__
 
 
-current: Callable[[], Window | None] = _CURRENT.get
-"""The window the FaaS running in this context is called for, or None."""
+def current() -> Window | None:
+    """The window the FaaS running in this context is called for, or None."""
+    slot = _CURRENT.get()
+    return None if slot is None else slot[0]
 
 
 def _positive(name: str, value: Any, *, zero: bool = False) -> Any:
@@ -242,6 +247,11 @@ def session(gap: float, *, time: Field, key: Field | None = None, grace: float =
 # -- the windows of one stage ----------------------------------------------------------------
 
 
+Closed = tuple[Any, Any, Any, list[Any], "list[int] | None", bool]
+"""A window that closed: (key, start, end, rows in arrival order, a session's arrivals,
+whether its rows may be out of event-time order)."""
+
+
 class _Open:
     """An open window: its key, bounds and rows in arrival order.
 
@@ -305,18 +315,20 @@ class Windows:
         self.broken: BaseException | None = None
         """Set when a FaaS call failed half-way in a stream (see ``windowed``)."""
         self.max_time = -math.inf
-        self._open: dict[Hashable, _Open] = {}
+        self._open: dict[tuple[Any, Any], Any] = {}
         """Fixed windows by (key, start); sessions by (key, start) too."""
         self._sessions: dict[Hashable, list[_Open]] = {}
         """A key's open sessions (session windows only)."""
         self._closed_end: dict[Hashable, float] = {}
         """Each key's latest closed session's end: an event before it is late. Kept for
         every key seen (an event may join an open session reaching back past it)."""
-        self._ends: list[tuple[float, float, int, Hashable]] = []
+        self._ends: list[tuple[float, float, int, tuple[Any, Any]]] = []
         """Sessions: heap of (end, start, sequence, id) of open sessions; stale skipped."""
         self._end_heap: list[float] = []
         """Fixed windows: heap of the distinct ends of open windows."""
-        self._by_end: dict[float, list[Hashable]] = {}
+        self._by_end: dict[float, list[tuple[Any, Any]]] = {}
+        self._unsorted: set[tuple[Any, Any]] = set()
+        """Fixed windows that took a row not after every earlier one: sorted at close."""
         """Fixed windows: the windows ending at each end, in the order they opened."""
         self._seq = 0
         self._time = _getter(spec.time)
@@ -332,10 +344,86 @@ class Windows:
     def __len__(self) -> int:
         return len(self._open)
 
-    def add(self, rows: Iterable[Any]) -> tuple[list[_Open], list[tuple[Any, str | LateRow]]]:
+    def add(self, rows: Iterable[Any]) -> tuple[list[Closed], list[tuple[Any, str | LateRow]]]:
         """Assign ``rows`` in arrival order; the windows closed and the rows rejected."""
-        closed: list[_Open] = []
+        closed: list[Closed] = []
         rejected: list[tuple[Any, str | LateRow]] = []
+        spec = self.spec
+        if spec.kind == "tumbling" and isinstance(spec.time, str) and not callable(spec.key):
+            self._add_tumbling(rows, closed, rejected)
+        else:
+            self._add_rows(rows, closed, rejected)
+        return closed, rejected
+
+    def _add_tumbling(
+        self,
+        rows: Iterable[Any],
+        closed: list[Closed],
+        rejected: list[tuple[Any, str | LateRow]],
+    ) -> None:
+        """``add`` for tumbling windows on dict rows named by fields: the hot loop.
+
+        Anything unusual (a row that is no dict, a missing field, a time that is no finite
+        number, an unhashable key) goes through ``_add_rows``, which says why it is rejected.
+        """
+        spec = self.spec
+        tname, kname = spec.time, spec.key
+        assert isinstance(tname, str)
+        assert kname is None or isinstance(kname, str)
+        size, grace = spec.size, spec.grace
+        opened, by_end, end_heap = self._open, self._by_end, self._end_heap
+        max_time = self.max_time
+        next_end = self._next_end()
+        floor, heappush = math.floor, heapq.heappush
+        unsorted = self._unsorted
+        trigger = next_end + grace  # the event time that closes the next window
+        for row in rows:
+            try:
+                ts = row[tname]  # raises for a row that is no mapping
+                key = row[kname] if kname is not None else None
+                start = floor(ts / size) * size  # raises for inf, NaN and non-numbers
+                ident = (key, start)
+                win = opened.get(ident)  # raises for an unhashable key
+            except Exception:
+                self.max_time = max_time
+                self._add_rows((row,), closed, rejected)
+                max_time = self.max_time
+                trigger = self._next_end() + grace
+                continue
+            if ts > max_time:
+                # A row that moves event time on is never late: its window ends after it.
+                max_time = ts
+                if ts >= trigger:
+                    self.max_time = max_time
+                    closed.extend(self._close(ts - grace))
+                    trigger = self._next_end() + grace
+            elif start + size + grace <= max_time:
+                end = start + size
+                rejected.append((row, LateRow(key, start, end, max_time - grace)))
+                continue
+            else:
+                unsorted.add(ident)  # not after every earlier row: sort this window at close
+            if win is None:
+                win = opened[ident] = []
+                end = start + size
+                same_end = by_end.get(end)
+                if same_end is None:
+                    by_end[end] = [ident]
+                    heappush(end_heap, end)
+                    if end + grace < trigger:
+                        trigger = end + grace
+                else:
+                    same_end.append(ident)
+            win.append(row)
+        self.max_time = max_time
+
+    def _add_rows(
+        self,
+        rows: Iterable[Any],
+        closed: list[Closed],
+        rejected: list[tuple[Any, str | LateRow]],
+    ) -> None:
+        """``add`` for any window kind and row (fields read through the getters)."""
         spec = self.spec
         grace = spec.grace
         get_time, get_key = self._time, self._key
@@ -343,8 +431,6 @@ class Windows:
         tumbling = spec.kind == "tumbling"
         size = spec.size
         opened = self._open
-        by_end = self._by_end
-        end_heap = self._end_heap
         max_time = self.max_time
         next_end = self._next_end()
         floor = math.floor
@@ -366,7 +452,7 @@ class Windows:
                 continue
             tt = type(ts)
             if not ((tt is float and ts - ts == 0.0) or tt is int) and (
-                tt is bool or not isinstance(ts, (int, float)) or not math.isfinite(ts)
+                not isinstance(ts, (int, float)) or not math.isfinite(ts)
             ):
                 rejected.append((row, f"event time is not a finite number: {ts!r}"))
                 continue
@@ -388,16 +474,12 @@ class Windows:
                     rejected.append((row, self._late(key, start, end, watermark)))
                 else:
                     if win is None:
-                        win = opened[ident] = _Open(key, start, end)
-                        same_end = by_end.get(end)
-                        if same_end is None:
-                            by_end[end] = [ident]
-                            heapq.heappush(end_heap, end)
-                            if end < next_end:
-                                next_end = end
-                        else:
-                            same_end.append(ident)
-                    win.rows.append(row)
+                        win = opened[ident] = []
+                        self._index(ident, end)
+                        if end < next_end:
+                            next_end = end
+                    win.append(row)
+                    self._unsorted.add(ident)
             elif not _hashable_key(key):
                 rejected.append((row, f"key is not hashable: {type(key).__name__} {key!r}"))
             elif session:
@@ -412,11 +494,12 @@ class Windows:
                         continue
                     win = opened.get((key, start))
                     if win is None:
-                        win = opened[(key, start)] = _Open(key, start, end)
-                        self._index(win)
+                        win = opened[(key, start)] = []
+                        self._index((key, start), end)
                         if end < next_end:
                             next_end = end
-                    win.rows.append(row)
+                    win.append(row)
+                    self._unsorted.add((key, start))
                     placed = True
                 if not placed:
                     last = spec.starts(ts)[-1]
@@ -426,7 +509,6 @@ class Windows:
                 closed.extend(self._close(watermark))
                 next_end = self._next_end()
         self.max_time = max_time
-        return closed, rejected
 
     def _late(self, key: Any, start: float, end: float, watermark: float) -> LateRow:
         return LateRow(key, start, end, watermark)
@@ -483,10 +565,9 @@ class Windows:
         self._seq += 1
         return self._seq
 
-    def ordered(self, win: _Open) -> list[Any]:
+    def ordered(self, rows: list[Any], seqs: list[int] | None) -> list[Any]:
         """A closing window's rows in event-time order (arrival order among equal times)."""
-        rows = win.rows
-        if win.seqs is None:
+        if seqs is None:
             # Stable, and linear when already in order; a dict's field read in C.
             if self._item is not None:
                 try:
@@ -497,21 +578,21 @@ class Windows:
                 rows.sort(key=self._sort_time)
             return rows
         times = [self._sort_time(r) for r in rows]
-        order = sorted(range(len(rows)), key=lambda i: (times[i], win.seqs[i]))  # type: ignore[index]
+        order = sorted(range(len(rows)), key=lambda i: (times[i], seqs[i]))
         return [rows[i] for i in order]
 
     def _push(self, win: _Open) -> None:
         self._seq += 1
         heapq.heappush(self._ends, (win.end, win.start, self._seq, (win.key, win.start)))
 
-    def _index(self, win: _Open) -> None:
-        """File a new fixed window under its end."""
-        same_end = self._by_end.get(win.end)
+    def _index(self, ident: tuple[Any, Any], end: float) -> None:
+        """File a new fixed window (its rows list, by ``(key, start)``) under its end."""
+        same_end = self._by_end.get(end)
         if same_end is None:
-            self._by_end[win.end] = [(win.key, win.start)]
-            heapq.heappush(self._end_heap, win.end)
+            self._by_end[end] = [ident]
+            heapq.heappush(self._end_heap, end)
         else:
-            same_end.append((win.key, win.start))
+            same_end.append(ident)
 
     def _next_end(self) -> float:
         """The earliest end of an open window (inf when none is open)."""
@@ -519,23 +600,31 @@ class Windows:
             return self._ends[0][0] if self._ends else math.inf
         return self._end_heap[0] if self._end_heap else math.inf
 
-    def _close(self, watermark: float) -> list[_Open]:
+    def _close(self, watermark: float) -> list[Closed]:
         """Pop every open window whose end the watermark reached, oldest end first."""
-        out: list[_Open] = []
+        out: list[Closed] = []
         opened = self._open
         if self.spec.kind != "session":
             heap, by_end = self._end_heap, self._by_end
+            pop = opened.pop
             while heap and heap[0] <= watermark:
-                pop = opened.pop
-                out.extend([pop(ident) for ident in by_end.pop(heapq.heappop(heap))])
+                end = heapq.heappop(heap)
+                unsorted = self._unsorted
+                for i in by_end.pop(end):
+                    if i in unsorted:
+                        unsorted.discard(i)
+                        out.append((i[0], i[1], end, pop(i), None, True))
+                    else:
+                        out.append((i[0], i[1], end, pop(i), None, False))
             return out
         ends = self._ends
         while ends and ends[0][0] <= watermark:
-            end, start, _, ident = heapq.heappop(ends)
-            win = opened.get(ident)
-            if win is None or win.end != end or win.start != start:
+            end, start, _, sid = heapq.heappop(ends)
+            session: _Open | None = opened.get(sid)
+            if session is None or session.end != end or session.start != start:
                 continue  # stale: merged or extended since
-            del opened[ident]
+            win = session
+            del opened[sid]
             sessions = self._sessions[win.key]
             sessions.remove(win)
             if not sessions:
@@ -543,10 +632,10 @@ class Windows:
             closed_end = self._closed_end
             if closed_end.get(win.key, -math.inf) < end:
                 closed_end[win.key] = end
-            out.append(win)
+            out.append((win.key, win.start, win.end, win.rows, win.seqs, True))
         return out
 
-    def close_all(self) -> list[_Open]:
+    def close_all(self) -> list[Closed]:
         """Close every open window (the end of a bounded input), oldest end first."""
         return self._close(math.inf)
 
@@ -554,10 +643,17 @@ class Windows:
 
     def snapshot(self) -> Any:
         """The open windows and the watermark as JSON data."""
-        wins = [
-            [encode(w.key), w.start, w.end, w.last, [encode(r) for r in w.rows], w.seqs]
-            for w in self._open.values()
-        ]
+        if self.spec.kind == "session":
+            wins = [
+                [encode(w.key), w.start, w.end, w.last, [encode(r) for r in w.rows], w.seqs]
+                for w in self._open.values()
+            ]
+        else:
+            size = self.spec.size
+            wins = [
+                [encode(k), start, start + size, start, [encode(r) for r in rows], None]
+                for (k, start), rows in self._open.items()
+            ]
         closed = [[encode(k), e] for k, e in self._closed_end.items()]
         max_time = None if self.max_time == -math.inf else self.max_time
         return {"max_time": max_time, "open": wins, "closed": closed}
@@ -569,6 +665,7 @@ class Windows:
         self._ends = []
         self._end_heap = []
         self._by_end = {}
+        self._unsorted = set()
         self._closed_end = {_hashable(decode(k)): e for k, e in data.get("closed", ())}
         mt = data.get("max_time")
         self.max_time = -math.inf if mt is None else float(mt)
@@ -576,6 +673,11 @@ class Windows:
             key = decode(key_data)
             if isinstance(key, list):
                 key = tuple(key)
+            if self.spec.kind != "session":
+                self._open[(key, start)] = [decode(r) for r in rows]
+                self._index((key, start), end)
+                self._unsorted.add((key, start))
+                continue
             win = _Open(key, start, end)
             win.last = last
             win.rows = [decode(r) for r in rows]
@@ -583,11 +685,8 @@ class Windows:
             if seqs:
                 self._seq = max(self._seq, *seqs)
             self._open[(key, start)] = win
-            if self.spec.kind == "session":
-                self._sessions.setdefault(key, []).append(win)
-                self._push(win)
-            else:
-                self._index(win)
+            self._sessions.setdefault(key, []).append(win)
+            self._push(win)
 
 
 class WindowFlow(Protocol):
@@ -634,7 +733,7 @@ def windowed(
             return wins
         return Windows(spec, state_key)
 
-    def closing(wins: Windows, flow: WindowFlow, rows: list[Any]) -> list[_Open]:
+    def closing(wins: Windows, flow: WindowFlow, rows: list[Any]) -> list[Closed]:
         closed, rejected = wins.add(rows)
         for row, reason in rejected:
             flow.dead_letter(row, reason)
@@ -649,17 +748,18 @@ def windowed(
             wins = windows_for()
             flow, rows = args[-2], args[-1]
             head = args[:-1]
+            slot: list[Window | None] = [None]
+            token = _CURRENT.set(slot)
             with wins.lock:
                 try:
-                    for win in closing(wins, flow, rows):
-                        token = _CURRENT.set(Window(win.key, win.start, win.end, kind))
-                        try:
-                            await fn(*head, wins.ordered(win))
-                        finally:
-                            _CURRENT.reset(token)
+                    for key, start, end, ordered, seqs, mixed in closing(wins, flow, rows):
+                        slot[0] = Window(key, start, end, kind)
+                        await fn(*head, wins.ordered(ordered, seqs) if mixed else ordered)
                 except BaseException as exc:
                     wins.broken = exc
                     raise
+                finally:
+                    _CURRENT.reset(token)
 
         return call_async
 
@@ -667,18 +767,29 @@ def windowed(
         wins = windows_for()
         flow, rows = args[-2], args[-1]
         head = args[:-1]
+        slot: list[Window | None] = [None]
+        token = _CURRENT.set(slot)  # once per stage call; each window call fills the slot
+        item = wins._item
         with wins.lock:
             try:
-                for win in closing(wins, flow, rows):
-                    token = _CURRENT.set(Window(win.key, win.start, win.end, kind))
-                    try:
-                        out = fn(*head, wins.ordered(win))
-                        if out is not None and inspect.isgenerator(out):
-                            flow.commit_row_batch(out)
-                    finally:
-                        _CURRENT.reset(token)
+                for key, start, end, ordered, seqs, mixed in closing(wins, flow, rows):
+                    slot[0] = _new_window(Window, (key, start, end, kind))
+                    if not mixed:
+                        pass
+                    elif seqs is None and item is not None:
+                        try:
+                            ordered.sort(key=item)  # stable; linear when already in order
+                        except (TypeError, KeyError, IndexError):
+                            ordered = wins.ordered(ordered, None)
+                    else:
+                        ordered = wins.ordered(ordered, seqs)
+                    out = fn(*head, ordered)
+                    if out is not None and inspect.isgenerator(out):
+                        flow.commit_row_batch(out)
             except BaseException as exc:
                 wins.broken = exc
                 raise
+            finally:
+                _CURRENT.reset(token)
 
     return call
