@@ -19,6 +19,7 @@ $(STAMP): pyproject.toml
 run: install
 	$(PY) examples/quickstart/main.py
 	$(PY) examples/yaml_sqlite/main.py
+	$(PY) examples/stream_checkpoint/main.py
 
 # lint-imports checks the layers contract in pyproject.toml: no import cycle in kisflow/.
 lint: install

@@ -3,12 +3,13 @@
 ``FlowAPI`` holds every method a FaaS calls (``input``, ``commit_row*``, ``next``,
 ``dead_letter``, params, metadata, cache, connector and KisFlow's getters), written
 against a flow ``Definition`` and the current call. ``kisflow.Flow`` derives from it;
-outside a run there is no current call. A run makes one ``RunView``; the view reads the
-current call from the run through ``RunControl`` (the stage, its input, the context;
-``ask`` for actions, ``reject`` for dead letters), and the run touches nothing of the
-view but its public ``commit_row``, which it points at each stage's result buffer, and
-``release`` when it ends. ``isinstance(view, Flow)`` holds because ``kisflow.flow``
-registers ``RunView`` as a virtual subclass of ``Flow``.
+outside a run there is no current call. ``RunView`` is the flow handed to a FaaS in a
+run; a run (``kisflow._run.Run``) is its own view, so a run makes one object, not two.
+The view's methods read the current call through ``RunControl`` (the stage, its input,
+the context; ``ask`` for actions, ``reject`` for dead letters); the run points the
+public ``commit_row`` at each stage's result buffer and cuts ``_run`` when it ends.
+``isinstance(view, Flow)`` holds because ``kisflow.flow`` registers ``RunView`` as a
+virtual subclass of ``Flow``.
 """
 
 from __future__ import annotations
@@ -49,7 +50,7 @@ class CommitRowBatch(Protocol):
 class RunControl(Protocol):
     """What a view asks of the run it belongs to."""
 
-    input: list[Any]
+    stage_input: list[Any]
     """The current stage's input rows (without rows that failed conversion)."""
     ctx: Any
     """The run's ``ctx``."""
@@ -152,11 +153,16 @@ class FlowAPI(metaclass=abc.ABCMeta):
         run = self._run
         if run is None:
             run = self._control()
-        return run.input
+        return run.stage_input
 
     def next(self, *actions: Action) -> None:
         """Ask for actions after the current stage returns (see ``kisflow.actions``)."""
-        run = self._control()
+        run = self._run
+        if run is None:
+            run = self._control()
+        if len(actions) == 1 and type(actions[0]) is Action:  # the common call: no loops
+            run.ask(actions[0])
+            return
         for action in actions:
             if type(action) is not Action:
                 raise RunError(
@@ -298,17 +304,8 @@ class RunView(FlowAPI):
 
     The run points ``commit_row`` at each stage's result buffer (one C call per committed
     row) and ``commit_row_batch`` at its own ``commit_batch``; everything else the view
-    reads from the run when the FaaS asks. Slotted: one is made per run.
+    reads from the run when the FaaS asks. ``kisflow._run.Run`` derives from it: the run
+    is its own view, and sets ``_d``, ``_run`` (itself, until it ends) and the commits.
     """
 
     __slots__ = ()
-
-    def __init__(self, d: Definition, run: RunControl) -> None:
-        self._d = d
-        self._run = run  # a cycle until release() cuts it when the run ends
-        self.commit_row_batch = run.commit_batch
-
-    def release(self) -> None:
-        """End the view's run: later calls of the FaaS API refuse, commits raise."""
-        self._run = None
-        self.commit_row = self.commit_row_batch = self._d.after_run

@@ -17,7 +17,7 @@ from typing import Any
 
 import attrs
 
-from kisflow import _context
+from kisflow import _context, _state
 from kisflow._api import FlowAPI
 from kisflow._definition import Definition
 from kisflow._pool import FaaSSpec, Pool, current
@@ -32,7 +32,7 @@ from kisflow.stage import Stage
 from kisflow.state import stage_key
 from kisflow.windows import windowed
 
-__all__ = ["Plan", "pool_of", "plan_of", "stage_faas", "store_load", "store_save"]
+__all__ = ["Plan", "plan_of", "pool_of", "run_plan", "stage_faas", "store_load", "store_save"]
 
 
 def store_save(flow: FlowAPI) -> None:
@@ -45,6 +45,10 @@ def store_save(flow: FlowAPI) -> None:
 def store_load(flow: FlowAPI) -> None:
     """Default FaaS of a Load stage on a registered connector type: commit what it reads."""
     flow.commit_row_batch(flow.get_connector().call(flow, None))
+
+
+_SYNC = (CallKind.PLAIN, CallKind.GENERATOR)
+"""The kinds of FaaS a run loop may call itself (no await needed)."""
 
 
 @functools.cache
@@ -98,6 +102,27 @@ class Plan:
     """The definition's sink table the plan was made from (a copy-on-write dict)."""
     connectors: tuple[Connector, ...]
     """The stages' connectors (runs then publish themselves in ``_context``)."""
+    flow_name: str = attrs.field(eq=False, repr=False, default="")
+    n: int = attrs.field(eq=False, repr=False, default=0)
+    """``len(stages)``."""
+    jump_index: dict[str, tuple[int, ...]] = attrs.field(eq=False, repr=False, factory=dict)
+    """Stage name or id -> the positions of the stages it names (the definition's)."""
+    enabled: bool = attrs.field(eq=False, repr=False, default=True)
+    """Whether runs of the flow do anything (config ``status == 1``)."""
+    fns: tuple[Callable[..., Any], ...] = attrs.field(eq=False, repr=False, default=())
+    """Per stage: its FaaS's callable."""
+    plain: tuple[bool, ...] = attrs.field(eq=False, repr=False, default=())
+    """Per stage: its FaaS takes the flow alone (no context, no rows to convert)."""
+    inline: tuple[int, ...] = attrs.field(eq=False, repr=False, default=())
+    """Per stage: whether the run loop calls its FaaS itself under ``run`` (a sync
+    function or generator), with no round trip through the driver: 0 no, 1 yes, 2 yes
+    and it takes the flow alone (a plain call)."""
+    inline_async: tuple[int, ...] = attrs.field(eq=False, repr=False, default=())
+    """Per stage: the same under ``arun``, where a FaaS registered ``blocking=True`` goes
+    to a worker thread instead."""
+    gated: tuple[bool, ...] = attrs.field(eq=False, repr=False, default=())
+    """Per stage: in a stream with ordered commits, its call waits for the batch before
+    (a Save stage, a window FaaS); such calls are the driver's, never inline."""
 
     def init_connectors(self) -> None:
         """Initialise every connector once (a run calls it; later calls do nothing).
@@ -177,6 +202,7 @@ def plan_of(d: Definition) -> Plan:
         specs.append(spec)
     check_types(name, stages, specs)
     table = d.dead_letters
+    plain = tuple(not (sp.signature.takes_rows or sp.signature.takes_ctx) for sp in specs)
     plan = Plan(
         pool=pool,
         version=pool.version,
@@ -185,9 +211,54 @@ def plan_of(d: Definition) -> Plan:
         sinks=sinks_for(stages, table, None),
         dead_letters=table,
         connectors=tuple(s.connector for s in stages if s.connector is not None),
+        flow_name=name,
+        n=len(stages),
+        jump_index=d.jump_index,
+        enabled=d.config.enabled,
+        fns=tuple(spec.fn for spec in specs),
+        plain=plain,
+        inline=tuple(_how(spec, p, False) for spec, p in zip(specs, plain, strict=True)),
+        inline_async=tuple(_how(spec, p, True) for spec, p in zip(specs, plain, strict=True)),
+        gated=tuple(
+            st.mode is Mode.SAVE or sp.window is not None
+            for st, sp in zip(stages, specs, strict=True)
+        ),
     )
     d.plan = plan
     return plan
+
+
+def _how(spec: FaaSSpec, plain: bool, under_arun: bool) -> int:
+    """``Plan.inline``'s entry for ``spec``: 0, or 2 for a plain call, 1 with arguments."""
+    if spec.signature.kind not in _SYNC or (under_arun and spec.blocking):
+        return 0
+    return 2 if plain else 1
+
+
+def run_plan(d: Definition) -> Plan | None:
+    """The plan a run of ``d`` uses, or None when the flow is disabled (nothing resolved).
+
+    ``plan_of`` with its cache check inline: a run starts with one call here.
+
+    Raises:
+        as ``plan_of``, for an enabled flow.
+    """
+    plan: Plan | None = d.plan
+    if plan is not None:
+        pool = d.pool if d.pool is not None else _state.pool
+        # plan_of's checks, read without the properties (once per run): the definition
+        # publishes nothing while ``_pending`` is empty, and ``_version`` is the pool's.
+        if (
+            plan.pool is pool
+            and plan.version == pool._version
+            and plan.stages is d._stages
+            and not d._pending
+            and plan.dead_letters is d.dead_letters
+        ):
+            return plan if plan.enabled else None
+    if not d.config.enabled:
+        return None
+    return plan_of(d)
 
 
 def check_types(flow: str, stages: Sequence[Stage], specs: Sequence[FaaSSpec | None]) -> None:

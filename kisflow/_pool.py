@@ -39,6 +39,9 @@ class FaaSSpec:
     name: str
     fn: Callable[..., Any] = attrs.field(repr=False)
     signature: Signature
+    blocking: bool = False
+    """A sync FaaS that blocks (I/O, sleeps, long CPU work): ``arun`` calls it in a worker
+    thread so it never stalls the event loop; other sync FaaS run on the loop itself."""
     window: WindowSpec | None = None
     """The FaaS's event-time windows (``kisflow.windows``), or None."""
     joins_commit: bool = False
@@ -139,12 +142,15 @@ class Pool:
         *,
         output: Any | None = None,
         replace: bool = False,
+        blocking: bool = False,
         window: WindowSpec | None = None,
         joins_commit: bool = False,
     ) -> FaaSSpec:
         """Register ``fn`` as the FaaS of function ``name`` after checking its signature.
 
-        With ``window`` (``kisflow.windows.tumbling(...)`` ...) the FaaS is called once per
+        ``blocking=True`` marks a sync FaaS that blocks: ``arun`` runs it in a worker
+        thread (ordinary sync FaaS run on the event loop, without a thread hop). With
+        ``window`` (``kisflow.windows.tumbling(...)`` ...) the FaaS is called once per
         closed window with that window's rows.
 
         Raises:
@@ -154,10 +160,22 @@ class Pool:
         """
         _check_name("fname", name)
         signature = read_signature(name, fn, output)
+        if blocking and signature.kind not in (CallKind.PLAIN, CallKind.GENERATOR):
+            raise FaaSSignatureError(
+                name,
+                "blocking=True is for sync functions (arun runs them in a worker thread); "
+                f"this FaaS is {signature.kind.value}: it must not block, and never does "
+                "under arun",
+            )
         if window is not None:
             check_window(name, window, signature)
         spec = FaaSSpec(
-            name=name, fn=fn, signature=signature, window=window, joins_commit=joins_commit
+            name=name,
+            fn=fn,
+            signature=signature,
+            blocking=blocking,
+            window=window,
+            joins_commit=joins_commit,
         )
         with self._faas_lock:
             if name in self._faas and not replace:

@@ -2,18 +2,21 @@
 
 A ``Run`` is created per ``Flow.run`` call and owns everything that changes during the
 run (source and result layers, the current stage, the pending action, step count and
-figures), so one Flow definition runs from many threads at once without cross-talk.
-``Run.calls()`` is the loop itself, as a generator: it prepares each stage, yields the
-FaaS and its arguments, and applies the data-layer rules and actions once the driver
-asks for the next call. Sync and async drivers share it and differ only in how they
-call (``run_sync`` is the reference)::
+figures), so one Flow definition runs from many threads at once without cross-talk. It
+is also the flow its FaaS receive (it derives from ``RunView``): one object per run.
+``Run.calls(inline)`` is the loop itself, as a generator: it prepares each stage, calls
+the FaaS the driver lets it call (``Plan.inline``: sync FaaS, so a run of sync stages
+never leaves the generator), yields the others with their arguments, and applies the
+data-layer rules and actions. Sync and async drivers share it and differ only in how
+they call (``run_sync`` is the reference)::
 
-    for spec, args in run.calls():     # rows that failed conversion are dead-lettered
+    for spec, args, pending in run.calls(plan.inline):  # only what the driver must do
         while True:
             try:
-                out = spec.fn(*args)   # then run.finish_sync(spec, out), or await it
+                out = spec.fn(*args) if pending is None else pending.resume()
+                ...                    # run.finish_sync(spec, out), or await it
                 break
-            except Exception as exc:
+            except Exception as exc:   # an inline call that raised comes here too
                 delay = run.retry(exc)  # None: no attempt left (or not retryable)
                 if delay is None:
                     raise run.failure(exc)  # the error to raise, chained to exc
@@ -22,9 +25,9 @@ call (``run_sync`` is the reference)::
 
 ``retry`` discards what the failed attempt committed (rows, actions, rejected rows),
 so a retried stage never duplicates output. ``run_async`` is the same loop awaited: async
-FaaS run on the caller's loop, sync ones in a worker thread; both drivers share one call
-dispatch (``_finish``). The run tells its observers what happens (nothing is done for
-them when there are none) and drives the FaaS's view only through ``RunView``'s methods.
+FaaS run on the caller's loop, and so do sync ones, unless registered ``blocking=True``
+(those run in a worker thread). The run tells its observers what happens (nothing is
+done for them when there are none).
 """
 
 from __future__ import annotations
@@ -35,7 +38,7 @@ import contextvars
 import inspect
 import itertools
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from kisflow import _context, columnar
@@ -56,7 +59,6 @@ from kisflow.errors import (
     RunError,
     StageExecutionError,
 )
-from kisflow.modes import Mode
 from kisflow.observers import Observer, StageCall, active, notify, observer_failed
 from kisflow.result import RunEnd, RunResult, StageLog
 from kisflow.rows import RowConversionFailure, describe_type, safe_repr, safe_str
@@ -74,7 +76,9 @@ __all__ = ["MAX_RETRY_DELAY", "Run", "run_async", "run_sync"]
 _clock = time.perf_counter
 _COMPLETED = RunEnd.COMPLETED  # an enum member read per run is not free on Python 3.11
 _run_ids = itertools.count(1)
-_new_call = tuple.__new__  # a StageCall without its Python-level __new__ (per stage call)
+_new_call = _new_log = tuple.__new__  # a StageCall, a StageLog: no Python-level __new__
+_GONE: Any = ()
+"""What a closed run holds instead of its rows."""
 
 MAX_RETRY_DELAY = 30.0
 """Seconds: the doubling retry delay stops growing here (or at ``return_duration``)."""
@@ -85,14 +89,19 @@ _REASON = 2000
 """Characters of an error's text a message or a dead letter keeps."""
 
 
-class Run:
-    """The private state of one run of a flow."""
+class Run(RunView):
+    """The private state of one run of a flow, and the flow its FaaS receive.
+
+    A run is its own ``RunView``: one object per run, not two. ``close`` ends the view
+    and drops the run's rows, so a FaaS that kept its flow keeps no layer alive.
+    """
 
     __slots__ = (
         "_attempt",
         "_call_dead",
         "_ctx_token",
         "_ended_at",
+        "_extra",
         "_held",
         "_log",
         "_rejects",
@@ -101,30 +110,27 @@ class Run:
         "_started",
         "action",
         "buffer",
+        "chain",
         "converted",
         "ctx",
         "ended",
         "flow_name",
         "gate",
-        "input",
-        "jump_index",
         "kept",
         "layers",
         "max_steps",
-        "n",
         "observers",
         "output",
+        "plan",
         "pos",
         "run_id",
         "sinks",
         "source",
-        "specs",
-        "stages",
+        "stage_input",
         "steps",
         "stopped_at",
         "trace",
         "trace_from",
-        "view",
     )
 
     def __init__(
@@ -135,26 +141,25 @@ class Run:
         options: RunOptions,
         max_steps: int,
     ) -> None:
-        stages = plan.stages
-        n = len(stages)
+        # Only what every run needs is set here; the loop sets the stage's input, buffer
+        # and figures as it goes, and the rare paths (retries, dead letters, conversion
+        # failures) raise ``_extra`` so one test per stage covers them all.
+        n = plan.n
+        self._d = d
+        self._run = self  # the view's link to its run, cut by close()
+        self.commit_row_batch = self.commit_batch
         self.run_id = next(_run_ids)
-        self.flow_name = d.config.flow_name
-        self.stages = stages
-        self.specs = plan.specs
-        self.jump_index = d.jump_index
+        self.flow_name = plan.flow_name
+        self.plan = plan
+        self.chain = plan.stages
         self.source = source
         self.ctx = options.ctx
         self.max_steps = max_steps
         self.layers: list[list[Any] | None] = [None] * n
-        self.pos = 0
-        self.steps = 0
-        self.n = n
+        self.pos = self.steps = 0
         # Positions are only recorded near the step limit, to name the cycle if it is hit.
         self.trace: collections.deque[int] | None = None
         self.trace_from = max_steps - (4 * n + 4)
-        self.buffer: list[Any] = []
-        self.input: list[Any] = source
-        self.output: list[Any] = []
         self.ended = _COMPLETED
         self.stopped_at: str | None = None
         # One entry per stage call; StageLog sums them only if the figures are read.
@@ -163,15 +168,13 @@ class Run:
         self._attempt = 1
         self._held: list[Any] | None = None
         self._call_dead = 0
-        self._rejects: list[DeadLetter] = []
-        self.converted: list[Any] = source
+        self._rejects: list[DeadLetter] | None = None
+        self._extra = False
         self.kept: list[int] | None = None
+        self.action: Action | None = None
+        self._runner: asyncio.Runner | None = None
         run_sink = options.dead_letters
         self.sinks = plan.sinks if run_sink is None else plan.sinks_with(run_sink)
-        self._runner: asyncio.Runner | None = None
-        self._started = self._ended_at = 0.0  # set by calls()
-        self.action: Action | None = None
-        self.view = RunView(d, self)
         # A stream's ordered commits: Save stages wait for the batch before (else None).
         self.gate = _context.GATE.get()
         # Connectors read the run from the context (Save idempotency marks).
@@ -200,7 +203,7 @@ class Run:
 
     def current_stage(self) -> Stage:
         """The stage being called."""
-        return self.stages[self.pos]
+        return self.chain[self.pos]
 
     def position(self) -> int:
         """The index of the stage being called."""
@@ -222,7 +225,7 @@ class Run:
         if not lock.acquire(blocking=False):
             if _on_event_loop():
                 # Waiting would block the loop, and the holder may be a task on it.
-                stage = self.stages[self.pos]
+                stage = self.chain[self.pos]
                 raise RunError(
                     f"flow {self.flow_name!r} stage {stage.name!r}: flow.state() is held by "
                     f"another run on this event loop; an async FaaS must not await while it "
@@ -246,57 +249,73 @@ class Run:
 
     # -- the run loop --------------------------------------------------------------------
 
-    def calls(self) -> Iterator[tuple[FaaSSpec, tuple[Any, ...]]]:
-        """The run, one stage call at a time: yields the FaaS to call and its arguments.
+    def calls(self, inline: Sequence[int] = ()) -> Iterator[Call]:
+        """The run, one stage call at a time: yields what the driver must call or finish.
 
-        Before each yield the stage is prepared (its input, a fresh buffer, rows converted
-        or dead-lettered); when the driver has made the call (with any retries) and asks
-        for the next one, KisFlow's data-layer rules and the pending action are applied
-        and the stage's figures recorded. Run state lives in locals between stages: a
-        generator keeps the per-stage cost of a run small.
+        Before each call the stage is prepared (its input, a fresh buffer, rows converted
+        or dead-lettered); once the call is made (with any retries), KisFlow's data-layer
+        rules and the pending action are applied and the stage's figures recorded. A
+        stage marked in ``inline`` (a sync FaaS the driver lets the loop call, see
+        ``Plan.inline``) is called here and yields nothing unless its call raised or
+        returned something to finish (``Pending``); any other stage is yielded with
+        ``None`` for the driver to call. Run state lives in locals between stages: a
+        generator with no round trip per stage keeps the per-stage cost of a run small.
         """
         clock = _clock
-        stages, specs, layers, log, view, n = (
-            self.stages,
-            self.specs,
+        plan = self.plan
+        stages, specs, fns, plain, layers, log, n, observers = (
+            plan.stages,
+            plan.specs,
+            plan.fns,
+            plan.plain,
             self.layers,
             self._log,
-            self.view,
-            self.n,
+            plan.n,
+            self.observers,
         )
+        view_args = (self,)  # the run is the flow its FaaS receive
+        inline = inline or (0,) * n
+        if self.gate is not None:  # a stream's Save and window stages wait: the driver's
+            inline = tuple(0 if g else how for how, g in zip(inline, plan.gated, strict=True))
         pos = self.pos
+        inp = self._input_of(pos)
+        trace_from = self.trace_from
         self._started = started = clock()
         while True:
             # -- prepare the stage -------------------------------------------------------
             self.steps = steps = self.steps + 1
-            if steps > self.trace_from:
+            if steps > trace_from:
                 self._near_step_limit(pos)
-            if pos == 0:
-                inp = self.source
-            else:
-                prev = layers[pos - 1]
-                inp = prev if prev is not None else []
             spec = specs[pos]
-            sig = spec.signature
-            if type(inp) is not list and not sig.frames:
+            if type(inp) is not list and not spec.signature.frames:
                 inp = columnar.rows_of(inp)  # a DataFrame, for a row stage: its rows
-            self.input = self.converted = inp
+            self.stage_input = self.converted = inp
             rows_in = len(inp)
-            # _attempt, _call_dead, _rejects and kept are reset below when a call used them.
+            # action, _attempt, _call_dead, _rejects and kept are reset once a call used them.
             buf: list[Any] = []
             self.buffer = buf
-            self.action = None
-            view.commit_row = buf.append
-            if self.observers:
-                for observer in self.observers:
+            self.commit_row = buf.append
+            if observers:
+                for observer in observers:
                     try:
                         observer.stage_started(self, stages[pos], pos)
                     except Exception as exc:
                         observer_failed(observer, "stage_started", exc)
-            if sig.takes_rows or sig.takes_ctx:
-                yield spec, self._arguments(pos, spec, inp)
+            args = view_args if plain[pos] else self._arguments(pos, spec, inp)
+            how = inline[pos]
+            if how:
+                failed: Exception | None = None
+                try:
+                    # A plain call lets the interpreter inline the FaaS's frame.
+                    out = fns[pos](self) if how == 2 else fns[pos](*args)
+                except Exception as exc:
+                    failed = exc
+                if failed is not None:
+                    yield spec, args, Pending(failed, None)
+                elif out is not None:
+                    yield spec, args, Pending(None, out)
             else:
-                yield spec, (view,)
+                yield spec, args, None
             # -- apply the data-layer rules and the action ---------------------------------
             if self._held is not None:
                 self._release_held()
@@ -310,25 +329,20 @@ class Run:
                 # The last stage committing nothing is a sink that finished: completed.
                 stop = RunEnd.NO_ROWS if not rows_out and following < n else None
             else:
+                self.action = None
                 result, following, stop = self._apply(action, pos)
                 rows_out = len(result)
-            if self._rejects:
-                for letter in self._rejects:
-                    self._put(pos, letter)
-                self._rejects = []
             layers[pos] = result
-            self.output = result
-            dead = self._call_dead
-            attempts = self._attempt
-            if dead or attempts != 1 or self.kept is not None:
-                self._call_dead = 0
-                self._attempt = 1
-                self.kept = None
+            if self._extra:
+                dead, attempts = self._settle(pos)
+            else:
+                dead = 0
+                attempts = 1
             now = clock()
             duration = now - started
             started = now
             log.append((pos, rows_in, rows_out, dead, duration))
-            if self.observers:
+            if observers:
                 call = _new_call(
                     StageCall,
                     (
@@ -342,35 +356,58 @@ class Run:
                         attempts,
                     ),
                 )
-                for observer in self.observers:  # per stage call: no generic dispatch
+                for observer in observers:  # per stage call: no generic dispatch
                     try:
                         observer.stage_done(self, call)
                     except Exception as exc:
                         observer_failed(observer, "stage_done", exc)
             if stop is not None:
+                self.output = result
                 self._stop(stop, stages[pos])
                 self._ended_at = now
                 return
             if following >= n:
+                self.output = result
                 self.pos = n
                 self._ended_at = now
                 return
+            inp = result if following == pos + 1 else self._input_of(following)
             self.pos = pos = following
+
+    def _input_of(self, pos: int) -> list[Any]:
+        """The input of the stage at ``pos``: the source, or the layer before it."""
+        if pos == 0:
+            return self.source
+        prev = self.layers[pos - 1]
+        return prev if prev is not None else []
+
+    def _settle(self, pos: int) -> tuple[int, int]:
+        """After a call that retried, dead-lettered or dropped rows: hand the rejected
+        rows to the sink, and return the call's dead letters and attempts (then reset)."""
+        if self._rejects:
+            for letter in self._rejects:
+                self._put(pos, letter)
+        dead, attempts = self._call_dead, self._attempt
+        self._rejects = None
+        self._call_dead = 0
+        self._attempt = 1
+        self.kept = None
+        self._extra = False
+        return dead, attempts
 
     def _near_step_limit(self, pos: int) -> None:
         """Past ``trace_from``: record positions, to name the cycle if the limit is hit."""
         if self.steps > self.max_steps:
             raise self._loop_error()
         if self.trace is None:
-            self.trace = collections.deque(maxlen=4 * self.n + 4)
+            self.trace = collections.deque(maxlen=4 * self.plan.n + 4)
         self.trace.append(pos)
 
     def _arguments(self, pos: int, spec: FaaSSpec, inp: list[Any]) -> tuple[Any, ...]:
         """A FaaS's call arguments when it takes a context or rows (converted if typed)."""
         sig = spec.signature
-        view = self.view
         if not sig.takes_rows:
-            return (self.ctx, view)
+            return (self.ctx, self)
         rows: Any = inp
         if sig.rows is not None:
             try:
@@ -382,13 +419,13 @@ class Run:
                         f"cannot be converted to {describe_type(sig.rows_type)}: {bad.reason}; "
                         f"row was {safe_repr(bad.row, _SHOWN)}",
                         flow=self.flow_name,
-                        stage=self.stages[pos].name,
+                        stage=self.chain[pos].name,
                         row_index=bad.index,
                         row=bad.row,
                     ) from bad.cause
                 rows = self._dead_letter_unconvertible(pos, inp)
             self.converted = rows
-        return (self.ctx, view, rows) if sig.takes_ctx else (view, rows)
+        return (self.ctx, self, rows) if sig.takes_ctx else (self, rows)
 
     def sink(self, pos: int) -> DeadLetterSink | None:
         """The dead-letter sink of the stage at ``pos``, or None."""
@@ -399,7 +436,7 @@ class Run:
         buf: list[Any] = []
         self.buffer = buf
         self.action = None
-        self.view.commit_row = buf.append
+        self.commit_row = buf.append
 
     def commit_batch(self, rows: Iterable[Any], copy: bool = True) -> None:
         """The stage's ``commit_row_batch``: add ``rows`` to its result.
@@ -416,27 +453,27 @@ class Run:
             not copy
             and type(rows) is list
             and not buf
-            and rows is not self.input  # the view's input() is this list too
+            and rows is not self.stage_input  # the view's input() is this list too
             and rows is not self.converted
         ):
             self.buffer = rows
-            self.view.commit_row = rows.append
+            self.commit_row = rows.append
             return
         if type(rows) is not list:
-            check_batch(rows, self.flow_name, self.stages[self.pos].name)
+            check_batch(rows, self.flow_name, self.chain[self.pos].name)
         buf.extend(rows)
 
     def _commit_frame(self, rows: Iterable[Any]) -> None:
         """A DataFrame committed (or rows after one): the stage's result is a DataFrame."""
         self.buffer = columnar.merge_commit(self.buffer, rows)
-        self.view.commit_row = columnar.refuse_row(self.flow_name, self.stages[self.pos].name)
+        self.commit_row = columnar.refuse_row(self.flow_name, self.chain[self.pos].name)
 
     def _dead_letter_unconvertible(self, pos: int, inp: list[Any]) -> list[Any]:
         """Send rows that fail conversion to the stage's sink; return the converted rest."""
-        sig = self.specs[pos].signature
+        sig = self.plan.specs[pos].signature
         assert sig.rows is not None
         good, bad = sig.rows.convert_each(inp)
-        stage = self.stages[pos]
+        stage = self.chain[pos]
         for failure in bad:
             cause = failure.cause
             self._put(
@@ -456,8 +493,9 @@ class Run:
         dropped = {f.index for f in bad}
         # The stage's input, as flow.input() and data_reuse see it, loses the same rows;
         # ``kept`` maps a converted row's position back to its index in the batch.
+        self._extra = True
         self.kept = [i for i in range(len(inp)) if i not in dropped]
-        self.input = [inp[i] for i in self.kept]
+        self.stage_input = [inp[i] for i in self.kept]
         return good
 
     def _put(self, pos: int, letter: DeadLetter) -> None:
@@ -475,20 +513,22 @@ class Run:
                 stage=letter.stage,
             ) from exc
         self._call_dead += 1
+        self._extra = True
 
     def _reused_input(self, pos: int) -> list[Any]:
         """The stage's input without the rows it rejected (``data_reuse`` passes it on)."""
-        rejected = {letter.row_index for letter in self._rejects}
-        if -1 in rejected and self.specs[pos].signature.frames:
+        rejected = {letter.row_index for letter in self._rejects or ()}
+        if -1 in rejected and self.plan.specs[pos].signature.frames:
             raise ActionError(
                 f"flow {self.flow_name!r} stage {self.label(pos)} dead-lettered a DataFrame "
                 f"and asked for data_reuse, which would pass the rejected rows on; commit "
                 f"the rows it keeps with commit_row_batch instead",
                 flow=self.flow_name,
-                stage=self.stages[pos].name,
+                stage=self.chain[pos].name,
             )
-        positions = self.kept if self.kept is not None else range(len(self.input))
-        return [row for i, row in zip(positions, self.input, strict=True) if i not in rejected]
+        rows = self.stage_input
+        positions = self.kept if self.kept is not None else range(len(rows))
+        return [row for i, row in zip(positions, rows, strict=True) if i not in rejected]
 
     def reject(self, row: Any, reason: str | BaseException) -> None:
         """A FaaS rejects ``row`` (``flow.dead_letter``): kept until the stage succeeds."""
@@ -501,7 +541,7 @@ class Run:
     def _reject(self, row: Any, reason: str | BaseException, index: int | None) -> None:
         """``reject`` of one row; ``index`` None: found in the stage's input."""
         pos = self.pos
-        stage = self.stages[pos]
+        stage = self.chain[pos]
         if isinstance(reason, BaseException):
             error, error_type = safe_str(reason, _REASON), type(reason).__name__
         else:
@@ -518,9 +558,12 @@ class Run:
         if index is None:
             index = _index_of(row, self.converted)
             if index < 0:
-                index = _index_of(row, self.input)
+                index = _index_of(row, self.stage_input)
             if index >= 0 and self.kept is not None:
                 index = self.kept[index]
+        if self._rejects is None:
+            self._rejects = []
+        self._extra = True
         self._rejects.append(
             DeadLetter(
                 flow=self.flow_name,
@@ -546,22 +589,23 @@ class Run:
         ``MAX_RETRY_DELAY`` s (or ``return_duration`` if that is longer).
         """
         if self.observers:  # every failed FaaS call passes here first: tell it once
-            notify(self.observers, "call_failed", self, self.stages[self.pos], self._attempt, exc)
+            notify(self.observers, "call_failed", self, self.chain[self.pos], self._attempt, exc)
         if not _retryable(exc):
             return None
         pos = self.pos
-        option = self.stages[pos].config.option
+        option = self.chain[pos].config.option
         if self._attempt > option.retry_times:
             return None
         base = option.return_duration / 1000.0
         delay: float = min(base * (1 << (self._attempt - 1)), max(MAX_RETRY_DELAY, base))
         self._attempt += 1
+        self._extra = True
         if self._retries is None:
             self._retries = {}
         self._retries[pos] = self._retries.get(pos, 0) + 1
         if self.observers:
-            notify(self.observers, "retried", self, self.stages[pos], self._attempt, exc)
-        self._rejects = []
+            notify(self.observers, "retried", self, self.chain[pos], self._attempt, exc)
+        self._rejects = None
         self._fresh_buffer()
         return delay
 
@@ -584,7 +628,7 @@ class Run:
                 address=exc.address,
                 retryable=exc.retryable,
                 flow=self.flow_name,
-                stage=self.stages[self.pos].name,
+                stage=self.chain[self.pos].name,
                 attempts=attempts,
             )
             err.add_note(self.where())
@@ -603,7 +647,7 @@ class Run:
         """The stage's result, the next position and why the run stops (or None), given
         the action it asked for."""
         if action.data_reuse:
-            result = self._reused_input(pos) if self._rejects else self.input
+            result = self._reused_input(pos) if self._rejects else self.stage_input
         else:
             result = self.buffer
         # A jump is checked even when the stage also aborts: a bad target is an error.
@@ -612,14 +656,14 @@ class Run:
             return result, pos + 1, RunEnd.ABORTED
         if jump is not None:
             return result, jump, None
-        if len(result) == 0 and not action.force_entry_next and pos + 1 < self.n:
+        if len(result) == 0 and not action.force_entry_next and pos + 1 < self.plan.n:
             return result, pos + 1, RunEnd.NO_ROWS
         return result, pos + 1, None
 
     def _stop(self, why: RunEnd, stage: Stage) -> None:
         self.ended = why
         self.stopped_at = stage.name
-        self.pos = self.n
+        self.pos = self.plan.n
 
     def failed(self, exc: BaseException) -> None:
         """Tell the observers the run ended with ``exc`` (drivers call it as it leaves)."""
@@ -629,9 +673,10 @@ class Run:
     def close(self) -> None:
         """Release what the run holds; every driver calls it when the run ends, however.
 
-        Cutting the view's link back to the run lets reference counting free the run and
-        its layers at once, instead of waiting for the cycle collector; the view drops its
-        last input too, so a FaaS that kept its flow does not keep a layer alive.
+        Cutting the view's link back to the run (itself) lets reference counting free the
+        run and its layers at once, instead of waiting for the cycle collector; the rows it
+        holds are dropped too, so a FaaS that kept its flow does not keep a layer alive.
+        Later calls of the FaaS API on it refuse, and commits raise.
         """
         if self._held is not None:
             self._release_held()
@@ -644,7 +689,11 @@ class Run:
             except ValueError:  # closed from another context than the one that started it
                 _context.RUN.set(None)
             self._ctx_token = None
-        self.view.release()
+        self._run = None
+        self.commit_row = self.commit_row_batch = self._d.after_run
+        self.layers = self.source = self.stage_input = self.converted = _GONE
+        self.buffer = self.output = _GONE
+        self.ctx = None
 
     def result(self) -> RunResult:
         """Freeze the run's outcome; the layers are released with the run."""
@@ -659,7 +708,7 @@ class Run:
             output,
             self.ended,
             self.stopped_at,
-            StageLog((self.stages, self._log, self._retries)),
+            _new_log(StageLog, (self.chain, self._log, self._retries)),
             self.steps,
             self._ended_at - self._started,
         )
@@ -675,25 +724,25 @@ class Run:
 
     def label(self, pos: int) -> str:
         """The stage's name, with its id where the name repeats in the flow."""
-        stage = self.stages[pos]
-        if len(self.jump_index.get(stage.name, ())) > 1:
+        stage = self.chain[pos]
+        if len(self.plan.jump_index.get(stage.name, ())) > 1:
             return f"{stage.name!r} (stage {stage.id})"
         return repr(stage.name)
 
     def _jump_target(self, name: str) -> int:
-        found = self.jump_index.get(name, ())
+        found = self.plan.jump_index.get(name, ())
         if len(found) == 1:
             return found[0]
-        stage = self.stages[self.pos].name
+        stage = self.chain[self.pos].name
         if not found:
-            known = ", ".join(repr(s.name) for s in self.stages)
+            known = ", ".join(repr(s.name) for s in self.chain)
             raise ActionError(
                 f"flow {self.flow_name!r} stage {stage!r} asked to jump to {name!r}, which is "
                 f"not in the flow; stages are {known}",
                 flow=self.flow_name,
                 stage=stage,
             )
-        ids = ", ".join(self.stages[i].id for i in found)
+        ids = ", ".join(self.chain[i].id for i in found)
         raise ActionError(
             f"flow {self.flow_name!r} stage {stage!r} asked to jump to {name!r}, which names "
             f"several stages ({ids}); jump to a stage id instead",
@@ -702,7 +751,7 @@ class Run:
         )
 
     def _loop_error(self) -> FlowLoopError:
-        stage = self.stages[self.pos].name
+        stage = self.chain[self.pos].name
         trace = list(self.trace or ())
         cycle: list[int] = []
         for period in range(1, len(trace) // 2 + 1):
@@ -714,7 +763,7 @@ class Run:
             return FlowLoopError(
                 f"flow {self.flow_name!r} reached its step limit of {self.max_steps} steps at "
                 f"stage {stage!r} without repeating a stage; raise max_steps (the flow has "
-                f"{self.n} stages)",
+                f"{self.plan.n} stages)",
                 flow=self.flow_name,
                 stage=stage,
                 cycle=(),
@@ -722,7 +771,7 @@ class Run:
             )
         start = cycle.index(min(cycle))  # name the cycle from its earliest stage
         cycle = cycle[start:] + cycle[:start]
-        names = [self.stages[i].name for i in cycle]
+        names = [self.chain[i].name for i in cycle]
         path = " -> ".join([*names, names[0]])
         return FlowLoopError(
             f"flow {self.flow_name!r} exceeded its step limit of {self.max_steps} steps; "
@@ -746,7 +795,7 @@ class Run:
             f"flow {self.flow_name!r} stage {self.label(self.pos)} raised "
             f"{type(exc).__name__}: {safe_str(exc, _REASON)}{tries}",
             flow=self.flow_name,
-            stage=self.stages[self.pos].name,
+            stage=self.chain[self.pos].name,
             attempts=attempts,
         )
 
@@ -770,13 +819,36 @@ class Run:
                     f"flow.run() was called inside a running event loop; use "
                     f"'await flow.arun()'",
                     flow=self.flow_name,
-                    stage=self.stages[self.pos].name,
+                    stage=self.chain[self.pos].name,
                 )
             except RunError:
                 if inspect.iscoroutine(awaitable):
                     awaitable.close()
                 raise
         self._runner.run(_as_coroutine(awaitable))
+
+
+class Pending:
+    """A FaaS call the run loop made itself that its driver must finish: it raised
+    ``error`` (retried by the driver), or returned ``out`` (a generator to drain, an
+    awaitable, or a value that is an error). Made only then, never per call."""
+
+    __slots__ = ("error", "out")
+
+    def __init__(self, error: Exception | None, out: Any) -> None:
+        self.error = error
+        self.out = out
+
+    def resume(self) -> Any:
+        """What the call returned, or raise what it raised (the driver retries it)."""
+        if self.error is not None:
+            raise self.error
+        return self.out
+
+
+Call = tuple[FaaSSpec, tuple[Any, ...], Pending | None]
+"""What ``Run.calls`` yields: the FaaS, its arguments, and the call to finish (or None
+when the driver must make it)."""
 
 
 def _retryable(exc: Exception) -> bool:
@@ -835,17 +907,24 @@ def _on_event_loop() -> bool:
 
 
 def run_sync(run: Run) -> RunResult:
-    """Carry out ``run`` in the calling thread; async stages run on a private loop."""
+    """Carry out ``run`` in the calling thread; async stages run on a private loop.
+
+    Sync FaaS are called by the run loop itself (``Plan.inline``); this driver calls the
+    others (a stream's Save and window stages first wait for their gate), finishes what a
+    call returned, and retries failed calls.
+    """
     gate = run.gate
     try:
-        for spec, args in run.calls():
-            if gate is not None and (
-                run.stages[run.pos].mode is Mode.SAVE or spec.window is not None
-            ):
+        for spec, args, pending in run.calls(run.plan.inline):
+            if pending is None and gate is not None and run.plan.gated[run.pos]:
                 gate.wait()
             while True:
                 try:
-                    out = spec.fn(*args)
+                    if pending is None:
+                        out = spec.fn(*args)
+                    else:
+                        done, pending = pending, None
+                        out = done.resume()
                     if out is not None:
                         run.finish_sync(spec, out)
                     break
@@ -866,18 +945,23 @@ def run_sync(run: Run) -> RunResult:
 async def run_async(run: Run) -> RunResult:
     """Carry out ``run`` on the running event loop; mirrors ``run_sync``.
 
-    Retries wait with ``asyncio.sleep``, so a stage backing off never blocks the loop.
+    Async FaaS are awaited on the loop. Sync FaaS run on the loop too, called by the run
+    loop itself, unless registered ``blocking=True``: those run in a worker thread. Retries
+    wait with ``asyncio.sleep``, so a stage backing off never blocks the loop.
     """
     gate = run.gate
     try:
-        for spec, args in run.calls():
-            if gate is not None and (
-                run.stages[run.pos].mode is Mode.SAVE or spec.window is not None
-            ):
+        for spec, args, pending in run.calls(run.plan.inline_async):
+            if pending is None and gate is not None and run.plan.gated[run.pos]:
                 await gate.await_()
             while True:
                 try:
-                    await _call_async(run, spec, args)
+                    if pending is None:
+                        await _call_async(run, spec, args)
+                    else:
+                        done, pending = pending, None
+                        out = done.resume()
+                        await _finish_async(run, spec, out)
                     break
                 except Exception as exc:
                     delay = run.retry(exc)
@@ -897,14 +981,15 @@ async def _call_async(run: Run, spec: FaaSSpec, args: tuple[Any, ...]) -> None:
     """Call one FaaS without blocking the loop and collect what it commits or yields.
 
     Async FaaS are awaited on the loop and async generators drained there; sync FaaS
-    (plain or generators) run in a worker thread. Only one thread touches the run's
-    buffer at a time: the loop waits for the thread.
+    (plain or generators) are called on the loop, or in a worker thread when registered
+    ``blocking=True``. Only one thread touches the run's buffer at a time: the loop
+    waits for the thread.
     """
     kind = spec.signature.kind
     if kind is CallKind.ASYNC:
         await spec.fn(*args)
         return
-    if kind is CallKind.ASYNC_GENERATOR:
+    if kind is CallKind.ASYNC_GENERATOR or not spec.blocking:
         out = spec.fn(*args)
     elif kind is CallKind.GENERATOR:
         buf = run.buffer
@@ -912,6 +997,11 @@ async def _call_async(run: Run, spec: FaaSSpec, args: tuple[Any, ...]) -> None:
         return
     else:
         out = await asyncio.to_thread(spec.fn, *args)
+    await _finish_async(run, spec, out)
+
+
+async def _finish_async(run: Run, spec: FaaSSpec, out: Any) -> None:
+    """Collect what a FaaS call returned: nothing, rows to drain, or something to await."""
     if out is None:
         return
     # An unannotated callable may still hand back a coroutine or a generator.
@@ -922,6 +1012,9 @@ async def _call_async(run: Run, spec: FaaSSpec, args: tuple[Any, ...]) -> None:
     elif inspect.isgenerator(out):
         buf = run.buffer
         gen = out
-        await asyncio.to_thread(lambda: buf.extend(gen))
+        if spec.blocking:
+            await asyncio.to_thread(lambda: buf.extend(gen))
+        else:
+            buf.extend(gen)
     else:
         raise _not_none(out)

@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import contextlib
 import importlib.util
+import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import sysconfig
@@ -23,16 +25,26 @@ import types
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import IO, Any, TextIO, TypeVar, cast
+from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
 import click
 
 import kisflow.metrics
-from kisflow import __version__
+from kisflow import __version__, sources
 from kisflow.columnar import as_rows
 from kisflow.configfile import LoadedConfig, export_config, load_config_dir
 from kisflow.connectors._base import to_json_text
-from kisflow.errors import ConfigError, InputLineError, KisFlowError, MissingExtraError
-from kisflow.executors.stream import StreamSummary, run_jsonl_stream
+from kisflow.deadletter import DeadLetter, JsonlSink
+from kisflow.errors import (
+    CheckpointError,
+    ConfigError,
+    DeliveryError,
+    InputLineError,
+    KisFlowError,
+    MissingExtraError,
+    SourceError,
+)
+from kisflow.executors.stream import DEFAULT_BATCH_SIZE, StreamSummary, run_jsonl_stream
 from kisflow.flow import Flow
 from kisflow.options import RunOptions
 from kisflow.progress import RunProgress
@@ -52,6 +64,8 @@ EXIT_USAGE = 2
 EXIT_RUN = 3
 EXIT_NO_DOT = 4
 EXIT_INTERRUPTED = 130
+FOLLOW_MAX_WAIT = 1.0
+"""``--max-wait`` when ``--follow`` or ``--source`` is given without it (seconds)."""
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -276,6 +290,8 @@ class _Totals:
         """Ctrl-C stopped the command."""
         self.ends: dict[str, int] = {}
         self.stopped_at: set[str] = set()
+        self.letters: _CountingSink | None = None
+        """Where ``--dead-letters`` went, with how many were written."""
         # stage id -> [name, mode, calls, rows_in, rows_out, dead, retries, seconds]
         self.stages: dict[str, list[Any]] = {}
 
@@ -310,7 +326,7 @@ class _Totals:
         elif self.interrupted:
             ended = "interrupted"
         elif not self.ends:
-            return f"flow {self.flow}: no batch ran"
+            return "\n".join([f"flow {self.flow}: no batch ran", *self._letters()])
         elif len(self.ends) == 1:
             ended = next(iter(self.ends))
         else:
@@ -329,7 +345,13 @@ class _Totals:
             if dead or retries:
                 line += f" dead={dead} retries={retries}"
             lines.append(line)
-        return "\n".join(lines)
+        return "\n".join([*lines, *self._letters()])
+
+    def _letters(self) -> list[str]:
+        if self.letters is None:
+            return []
+        n = self.letters.count
+        return [f"  {n} dead letter{'s' if n != 1 else ''} written to {self.letters.path}"]
 
 
 def _start_metrics(config: LoadedConfig, choice: bool, address: str | None) -> bool:
@@ -395,10 +417,48 @@ def _only_flow(config: LoadedConfig, conf_dir: Path) -> str:
 @click.option(
     "--batch-size",
     type=click.IntRange(min=0),
-    default=0,
+    default=DEFAULT_BATCH_SIZE,
     show_default=True,
     help="Rows per run; memory stays bounded by it. 0 runs all rows at once "
     "(aggregating flows need that).",
+)
+@click.option(
+    "--checkpoint",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="A checkpoint file (SQLite): each batch's input position is committed with its "
+    "effects, and a rerun resumes after the last committed batch.",
+)
+@click.option(
+    "--follow",
+    is_flag=True,
+    help="Tail the --input file: wait for lines appended to it (until Ctrl-C or --idle-timeout).",
+)
+@click.option(
+    "--source",
+    "source_url",
+    metavar="URL",
+    help="Read a broker instead of --input: redis://HOST:PORT/DB?stream=S&group=G"
+    "&consumer=C or kafka://HOST:PORT/TOPIC?group=G.",
+)
+@click.option(
+    "--max-wait",
+    type=click.FloatRange(min=0, min_open=True),
+    metavar="S",
+    help="Run a batch at most S seconds after its first row arrived, full or not "
+    "(default with --follow or --source: 1).",
+)
+@click.option(
+    "--idle-timeout",
+    type=click.FloatRange(min=0),
+    metavar="S",
+    help="End the run once the source has been empty S seconds (with --follow or --source).",
+)
+@click.option(
+    "--dead-letters",
+    type=click.Path(dir_okay=False, path_type=Path),
+    metavar="FILE.jsonl",
+    help="Write bad input lines and rejected or unconvertible rows here (one JSON object "
+    "per line) and go on; the summary counts them.",
 )
 @click.option(
     "--metrics/--no-metrics",
@@ -419,6 +479,12 @@ def run(
     flow_name: str | None,
     input_file: IO[bytes],
     batch_size: int,
+    checkpoint: Path | None,
+    follow: bool,
+    source_url: str | None,
+    max_wait: float | None,
+    idle_timeout: float | None,
+    dead_letters: Path | None,
     metrics: bool,
     metrics_address: str | None,
 ) -> None:
@@ -427,21 +493,31 @@ def run(
     Only the rows go to stdout: a short per-stage summary, anything the FaaS print, and
     a progress bar (on a terminal) go to stderr. Rows stream through the flow one batch
     at a time; Ctrl-C stops after the batch under way (exit 130). Without --flow, the
-    configs' one enabled flow runs.
+    configs' one enabled flow runs. --checkpoint makes the run resumable (a rerun goes
+    on after the last committed batch), --source reads a Redis stream or Kafka topic.
     """
+    name = getattr(input_file, "name", "-")  # click's stdin may have no name
+    label = "stdin" if name in ("<stdin>", "-") else str(name)
+    gave_input = (
+        click.get_current_context().get_parameter_source("input_file")
+        is not click.core.ParameterSource.DEFAULT
+    )
+    durable = _Durable(
+        checkpoint, follow, source_url, max_wait, idle_timeout, dead_letters, label, gave_input
+    )
+    durable.check()
     config = _load(conf_dir, faas_files, allow_imports, check_faas=True)
     if flow_name is None:
         flow_name = _only_flow(config, conf_dir)
     flow = _pick(config, flow_name)
-    name = getattr(input_file, "name", "-")  # click's stdin may have no name
-    label = "stdin" if name in ("<stdin>", "-") else str(name)
-    if label == "stdin" and input_file.isatty():
+    if label == "stdin" and source_url is None and input_file.isatty():
         click.echo(
             "reading JSON lines from the terminal, one row per line; end with Ctrl-D, "
             "or give --input FILE",
             err=True,
         )
     totals = _Totals(flow_name)
+    totals.letters = durable.sink
     rows_out = sys.stdout
     started_metrics = _start_metrics(config, metrics, metrics_address)
     interrupted = ""
@@ -458,9 +534,14 @@ def run(
 
             try:
                 with ctrl_c:
-                    summary = _stream(
-                        flow, input_file, rows_out, batch_size, label, options, on_result
-                    )
+                    if durable.wanted:
+                        summary = durable.run(
+                            flow, input_file, rows_out, batch_size, options, on_result
+                        )
+                    else:
+                        summary = _stream(
+                            flow, input_file, rows_out, batch_size, label, options, on_result
+                        )
             except KeyboardInterrupt:
                 # Ctrl-C while a batch's rows were written: that batch is done and counted.
                 how = "the batch under way finished" if ctrl_c.presses < 2 else "aborted"
@@ -472,7 +553,7 @@ def run(
                         f"stopped after {summary.rows_in} rows in {summary.batches} batches "
                         f"(the batch under way finished)"
                     )
-                elif summary.batches == 0:
+                elif summary.batches == 0 and not durable.wanted:
                     # No input rows: run once on none, so a flow that loads its rows runs.
                     on_result(_run_empty(flow, rows_out, options))
             totals.interrupted = bool(interrupted)
@@ -550,12 +631,238 @@ def _stream(
         raise _Failure(_describe(exc), EXIT_RUN) from exc
 
 
-def _run_empty(flow: Flow, out: IO[str], options: RunOptions) -> RunResult:
-    """One run on no rows (empty input), its output written like a stream's."""
+class _CountingSink:
+    """``--dead-letters FILE``: letters written as JSON lines there, and counted for the
+    summary (bad input lines and rejected or unconvertible rows alike)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.count = 0
+        self._sink = JsonlSink(path)
+
+    def put(self, letter: DeadLetter) -> None:
+        self._sink.put(letter)
+        self.count += 1
+
+
+_REDIS_KEYS = {"stream", "group", "consumer", "min_idle"}
+
+
+def parse_source_url(url: str) -> tuple[str, tuple[Any, ...], dict[str, Any]]:
+    """``--source URL`` as the ``kisflow.sources`` factory to call, with its arguments.
+
+    ``redis://HOST:PORT/DB?stream=S&group=G&consumer=C[&min_idle=SECONDS]`` is
+    ``sources.redis_stream("redis://HOST:PORT/DB", stream=S, group=G, consumer=C)``
+    (the consumer defaults to this machine's host name, stable across restarts);
+    ``kafka://HOST:PORT/TOPIC?group=G[&librdkafka.setting=V...]`` is
+    ``sources.kafka("HOST:PORT", topic=TOPIC, group=G, config={...})``, every query key
+    with a dot going to ``config``. Raises ``ConfigError`` saying what is wrong.
+    """
+    parts = urlsplit(url)
     try:
-        result = flow.run([], options)
-    except KisFlowError as exc:
-        raise _Failure(_describe(exc), EXIT_RUN) from exc
+        pairs = parse_qsl(parts.query, keep_blank_values=True, strict_parsing=bool(parts.query))
+    except ValueError as exc:
+        raise ConfigError(f"--source {url!r}: the query is not key=value pairs: {exc}") from exc
+    query: dict[str, str] = {}
+    for key, value in pairs:
+        if key in query:
+            raise ConfigError(f"--source {url!r}: {key!r} is given twice")
+        query[key] = value
+    if not parts.hostname:
+        raise ConfigError(f"--source {url!r}: no HOST:PORT; e.g. redis://127.0.0.1:6379/0?...")
+    if parts.scheme in ("redis", "rediss"):
+        unknown = sorted(set(query) - _REDIS_KEYS)
+        if unknown:
+            raise ConfigError(
+                f"--source {url!r}: unknown parameter {', '.join(map(repr, unknown))}; "
+                f"a redis URL takes {', '.join(sorted(_REDIS_KEYS))}"
+            )
+        for key in ("stream", "group"):
+            if not query.get(key):
+                raise ConfigError(
+                    f"--source {url!r}: no {key}=; "
+                    f"e.g. redis://HOST:PORT/0?stream=orders&group=billing&consumer=worker-1"
+                )
+        kwargs: dict[str, Any] = {
+            "stream": query["stream"],
+            "group": query["group"],
+            "consumer": query.get("consumer") or socket.gethostname(),
+        }
+        if "min_idle" in query:
+            try:
+                kwargs["min_idle"] = float(query["min_idle"])
+            except ValueError:
+                raise ConfigError(
+                    f"--source {url!r}: min_idle={query['min_idle']!r} is not a number of seconds"
+                ) from None
+        base = urlunsplit((parts.scheme, parts.netloc, parts.path or "/0", "", ""))
+        return "redis_stream", (base,), kwargs
+    if parts.scheme == "kafka":
+        topic = parts.path.strip("/")
+        if not topic or "/" in topic:
+            raise ConfigError(
+                f"--source {url!r}: give one topic as the path: kafka://HOST:PORT/TOPIC"
+            )
+        group = query.pop("group", "")
+        if not group:
+            raise ConfigError(
+                f"--source {url!r}: no group=; e.g. kafka://HOST:PORT/orders?group=billing"
+            )
+        unknown = sorted(k for k in query if "." not in k)
+        if unknown:
+            raise ConfigError(
+                f"--source {url!r}: unknown parameter {', '.join(map(repr, unknown))}; a kafka "
+                f"URL takes group= and librdkafka settings (names with a dot, e.g. "
+                f"session.timeout.ms=6000)"
+            )
+        return "kafka", (parts.netloc,), {"topic": topic, "group": group, "config": query}
+    raise ConfigError(
+        f"--source {url!r}: unknown scheme {parts.scheme!r}; give redis://... or kafka://..."
+    )
+
+
+class _Durable:
+    """The options of a stream with positions (``--checkpoint``, ``--follow``,
+    ``--source``, ``--max-wait``, ``--idle-timeout``, ``--dead-letters``): any of them
+    runs the flow through ``flow.stream(source, ...)`` on a source with positions."""
+
+    def __init__(
+        self,
+        checkpoint: Path | None,
+        follow: bool,
+        source_url: str | None,
+        max_wait: float | None,
+        idle_timeout: float | None,
+        dead_letters: Path | None,
+        label: str,
+        gave_input: bool,
+    ) -> None:
+        self.checkpoint = checkpoint
+        self.follow = follow
+        self.source_url = source_url
+        self.max_wait = max_wait
+        self.idle_timeout = idle_timeout
+        self.label = label
+        self.gave_input = gave_input
+        self.sink = None if dead_letters is None else _CountingSink(dead_letters)
+        self.wanted = (
+            bool(checkpoint or follow or source_url or dead_letters)
+            or max_wait is not None
+            or idle_timeout is not None
+        )
+
+    def check(self) -> None:
+        """Usage errors (exit 2) for options that do not go together."""
+        if self.source_url is not None:
+            if self.gave_input:
+                raise _Failure("give --input FILE or --source URL, not both", EXIT_USAGE)
+            if self.follow:
+                raise _Failure(
+                    "--follow tails an --input file; a --source broker is always followed",
+                    EXIT_USAGE,
+                )
+            try:
+                parse_source_url(self.source_url)
+            except ConfigError as exc:
+                raise _Failure(str(exc), EXIT_USAGE) from exc
+        elif self.label == "stdin":
+            if self.follow:
+                raise _Failure("--follow needs --input FILE: stdin cannot be tailed", EXIT_USAGE)
+            if self.checkpoint is not None:
+                raise _Failure(
+                    "--checkpoint needs --input FILE or --source URL: stdin cannot be read "
+                    "again from a position",
+                    EXIT_USAGE,
+                )
+
+    def _default_wait(self) -> float | None:
+        """A followed source's batch waits ``FOLLOW_MAX_WAIT`` seconds at most by default:
+        lines come in one by one, and a batch must not wait for 10,000 of them."""
+        return FOLLOW_MAX_WAIT if self.follow or self.source_url else None
+
+    def source(self, input_file: IO[bytes]) -> sources.Source:
+        """The source the options name: a broker, the --input file, or stdin."""
+        if self.source_url is None:
+            if self.label == "stdin":
+                from kisflow.sources._jsonl import JsonLinesSource
+
+                return JsonLinesSource("<stdin>", name="stdin", stream=cast("Any", input_file))
+            return sources.jsonl(self.label, follow=self.follow)
+        name, args, kwargs = parse_source_url(self.source_url)
+        factory = getattr(sources, name, None)
+        if factory is None:
+            raise _Failure(
+                f"--source {self.source_url}: this kisflow has no {name} source "
+                f"(kisflow.sources.{name})",
+                EXIT_USAGE,
+            )
+        try:
+            return cast("sources.Source", factory(*args, **kwargs))
+        except MissingExtraError as exc:
+            raise _Failure(f"--source {self.source_url}: {exc}", EXIT_USAGE) from exc
+        except KisFlowError as exc:
+            raise _Failure(f"--source {self.source_url}: {exc}", EXIT_USAGE) from exc
+
+    def run(
+        self,
+        flow: Flow,
+        input_file: IO[bytes],
+        out: IO[str],
+        batch_size: int,
+        options: RunOptions,
+        on_result: Callable[[RunResult], None],
+    ) -> StreamSummary:
+        """Stream the source through the flow, writing each committed batch's rows."""
+        src = self.source(input_file)
+        kwargs: dict[str, Any] = {
+            "batch_size": batch_size or sys.maxsize,
+            "max_wait": self.max_wait if self.max_wait is not None else self._default_wait(),
+            "idle_timeout": self.idle_timeout,
+            "progress": False,
+            "options": options,
+        }
+        if self.checkpoint is not None:
+            kwargs["checkpoint"] = str(self.checkpoint)
+        if self.sink is not None:
+            kwargs["dead_letters"] = self.sink
+        rows_in = rows_out = batches = 0
+        interrupted = False
+        try:
+            with flow.stream(src, **kwargs) as stream:
+                for result in stream:
+                    _write_rows(flow, result, out)
+                    rows_in += result.stages[0].rows_in if result.stages else 0
+                    rows_out += len(result.output)
+                    batches += 1
+                    on_result(result)
+                interrupted = bool(getattr(stream, "interrupted", False))
+            if self.checkpoint is not None:
+                click.echo(
+                    f"checkpoint {self.checkpoint}: {stream.committed} records committed by "
+                    f"this run, at {src.describe()} {json.dumps(stream.position)}",
+                    err=True,
+                )
+        except InputLineError as exc:
+            raise _Failure(str(exc), EXIT_USAGE) from exc
+        except (SourceError, CheckpointError) as exc:
+            code = EXIT_RUN if getattr(exc, "retryable", False) else EXIT_USAGE
+            message = _describe(exc)
+            if self.sink is None and "dead_letters=" in message:  # a bad input record
+                message += "\n  (kisflow run: --dead-letters FILE.jsonl keeps them and goes on)"
+            raise _Failure(message, code) from exc
+        except DeliveryError as exc:
+            raise _Failure(_describe(exc), EXIT_CONFIG) from exc
+        except KisFlowError as exc:
+            raise _Failure(_describe(exc), EXIT_RUN) from exc
+        finally:
+            src.close()
+        return StreamSummary(
+            rows_in=rows_in, rows_out=rows_out, batches=batches, interrupted=interrupted
+        )
+
+
+def _write_rows(flow: Flow, result: RunResult, out: IO[str]) -> None:
+    """A batch's output rows as JSON lines, written once all of them are JSON."""
     texts: list[str] = []
     for row in as_rows(result.output):  # a columnar stage's DataFrame: its rows
         try:
@@ -568,6 +875,15 @@ def _run_empty(flow: Flow, out: IO[str], options: RunOptions) -> RunResult:
     for text in texts:
         out.write(text + "\n")
     out.flush()
+
+
+def _run_empty(flow: Flow, out: IO[str], options: RunOptions) -> RunResult:
+    """One run on no rows (empty input), its output written like a stream's."""
+    try:
+        result = flow.run([], options)
+    except KisFlowError as exc:
+        raise _Failure(_describe(exc), EXIT_RUN) from exc
+    _write_rows(flow, result, out)
     return result
 
 

@@ -21,7 +21,7 @@ from loguru import logger
 from kisflow import _pool
 from kisflow._api import CommitRow, CommitRowBatch, FlowAPI, RunView
 from kisflow._definition import Definition, chain_order
-from kisflow._plan import Plan, is_default, plan_of, pool_of
+from kisflow._plan import Plan, is_default, plan_of, pool_of, run_plan
 from kisflow._run import Run, check_batch, run_async, run_sync
 from kisflow.columnar import is_frame
 from kisflow.config import FlowConfig, FlowFunctionParam, FuncConfig
@@ -421,7 +421,8 @@ class Flow(FlowAPI):
     def _start(self, rows: Iterable[Any] | None, options: RunOptions) -> Run | None:
         """Create the private state of one run (None for a disabled flow)."""
         d = self._d
-        if not d.config.enabled:
+        plan = run_plan(d)
+        if plan is None:
             return None
         max_steps = options.max_steps
         if max_steps is None:
@@ -431,7 +432,6 @@ class Flow(FlowAPI):
                 f"flow {self.name!r}: max_steps must be at least 1, got {max_steps}",
                 flow=self.name,
             )
-        plan = plan_of(d)
         if plan.connectors:
             plan.init_connectors()  # once per flow definition: its first run
         if rows is None:

@@ -56,6 +56,7 @@ def faas(
     *,
     output: Any | None = None,
     replace: bool = False,
+    blocking: bool = False,
     window: WindowSpec | None = None,
     joins_commit: bool = False,
 ) -> Callable[[F], F]: ...
@@ -66,6 +67,7 @@ def faas(
     *,
     output: Any | None = None,
     replace: bool = False,
+    blocking: bool = False,
     window: WindowSpec | None = None,
     joins_commit: bool = False,
 ) -> F: ...
@@ -75,6 +77,7 @@ def faas(
     *,
     output: Any | None = None,
     replace: bool = False,
+    blocking: bool = False,
     window: WindowSpec | None = None,
     joins_commit: bool = False,
 ) -> F | Callable[[F], F]:
@@ -84,13 +87,21 @@ def faas(
     it against the next stage's input. ``window`` (``kisflow.windows.tumbling(...)``,
     ``sliding``, ``session``) makes it a window FaaS, called once per closed window.
     ``joins_commit=True`` says a Save FaaS records ``kisflow.current_batch().key`` in its
-    own transaction (a stream may then promise exactly once; docs/streaming.md). The
-    signature is checked now, not at run time.
+    own transaction (a stream may then promise exactly once; docs/streaming.md).
+    ``blocking=True`` marks a sync FaaS that blocks: ``arun`` runs it in a worker thread,
+    while other sync FaaS run on the event loop (see docs/async.md). The signature is
+    checked now, not at run time.
     """
 
     def register(f: F) -> F:
         current().faas(
-            name, f, output=output, replace=replace, window=window, joins_commit=joins_commit
+            name,
+            f,
+            output=output,
+            replace=replace,
+            blocking=blocking,
+            window=window,
+            joins_commit=joins_commit,
         )
         return f
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import enum
-import functools
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -104,29 +103,75 @@ class StageLog(tuple[Any, ...]):
         )
 
 
-@attrs.frozen(slots=False)  # a dict-backed instance is built about twice as fast
+@attrs.define(slots=True, unsafe_hash=True, repr=False)
 class RunResult:
-    """The outcome of ``Flow.run``: ``output`` is what the last stage that ran committed."""
+    """The outcome of ``Flow.run``: ``output`` is what the last stage that ran committed.
 
-    flow: str
-    output: list[Any] = attrs.field(repr=lambda rows: f"[{len(rows)} rows]")
-    ended: RunEnd
-    stopped_at: str | None
-    """Name of the stage that stopped the run early (no rows, abort), else None."""
-    _stages: Sequence[StageStats] | StageLog = attrs.field(alias="stages", repr=False)
-    steps: int
-    duration: float
+    Read-only: every field is a property over a private slot, which a run fills with
+    plain slot stores (a frozen class's ``__setattr__`` made building one the biggest
+    fixed cost of a small run).
+    """
 
-    @functools.cached_property
+    _flow: str
+    _output: list[Any]
+    _ended: RunEnd
+    _stopped_at: str | None
+    _stages: Sequence[StageStats] | StageLog
+    _steps: int
+    _duration: float
+    _stats: tuple[StageStats, ...] | None = attrs.field(
+        default=None, init=False, eq=False, hash=False
+    )
+
+    @property
+    def flow(self) -> str:
+        """The flow's name."""
+        return self._flow
+
+    @property
+    def output(self) -> list[Any]:
+        """What the last stage that ran committed."""
+        return self._output
+
+    @property
+    def ended(self) -> RunEnd:
+        """Why the run ended."""
+        return self._ended
+
+    @property
+    def stopped_at(self) -> str | None:
+        """Name of the stage that stopped the run early (no rows, abort), else None."""
+        return self._stopped_at
+
+    @property
+    def steps(self) -> int:
+        """Stage calls the run made."""
+        return self._steps
+
+    @property
+    def duration(self) -> float:
+        """Seconds from the first stage call to the end of the last."""
+        return self._duration
+
+    def __repr__(self) -> str:
+        return (
+            f"RunResult(flow={self._flow!r}, output=[{len(self._output)} rows], "
+            f"ended={self._ended!r}, stopped_at={self._stopped_at!r}, steps={self._steps!r}, "
+            f"duration={self._duration!r})"
+        )
+
+    @property
     def stages(self) -> tuple[StageStats, ...]:
         """Per-stage figures, in flow order (stages that never ran have ``calls == 0``).
 
         Built on first use from the run's raw record, which keeps many small runs cheap.
         """
-        source = self._stages
-        if isinstance(source, StageLog):
-            return source.stats()
-        return tuple(source)
+        stats = self._stats
+        if stats is None:
+            source = self._stages
+            stats = source.stats() if isinstance(source, StageLog) else tuple(source)
+            self._stats = stats
+        return stats
 
     @property
     def dead_letters(self) -> int:

@@ -6,7 +6,10 @@ cattrs; other records (attrs classes, dataclasses) are unstructured and structur
 (KisFlow's "dump to JSON and parse back"). Scalar fields are checked strictly (a float
 is never truncated into an int field), and non-record types are checked with typeguard.
 A row that cannot be converted is reported with its index, never replaced by a zero
-value.
+value. For a record type whose fields are plain scalars, a batch conversion is generated
+once per type (``RowType.batch``): a dict row whose values already have their fields'
+types is built as ``T(row["a"], ...)``, as fast as hand-written code; any other row takes
+the full path, so results and errors are the same.
 
 A record type may own its decoding, as KisFlow's per-type serializer does: a classmethod
 ``__kisflow_decode__(cls, raw)`` receives each str/bytes row before any JSON parsing, and
@@ -581,15 +584,77 @@ def _from_json(row: Any) -> Any:
         raise ValueError(f"not valid JSON ({safe_str(exc)})") from exc
 
 
+_FAST_SCALARS = {int: _structure_int, float: _structure_float, str: _structure_str}
+"""Field types a generated batch conversion checks inline, with the hook it stands for."""
+
+
+def _batch_converter(
+    tp: Any, one: Callable[[Any], Any]
+) -> Callable[[Sequence[Any]], list[Any]] | None:
+    """A conversion of a whole batch to ``tp``, generated once per row type, or None.
+
+    For a record type whose fields are all ``int``, ``float``, ``str`` or ``Any`` and whose
+    structuring is cattrs' own generated hook (no hook registered by the user, no key
+    folding), a dict row that has every field, each value of its field's exact type, is
+    built as ``tp(row["a"], row["b"], ...)``, as hand-written code would; every other row
+    goes through ``one`` (the full conversion). It raises only where the full conversion
+    fails too (a missing required key is a ``KeyError``); the caller then finds the row.
+    """
+    if not is_record_type(tp) or _ignores_case(tp):
+        return None
+    hook = converter.get_structure_hook(tp)
+    code = getattr(hook, "__code__", None)
+    if code is None or not code.co_filename.startswith("<cattrs generated"):
+        return None
+    try:
+        required = {name: need for name, (_, need) in _record_fields(tp).items()}
+        hints = typing.get_type_hints(tp)
+    except Exception:  # e.g. a forward reference that does not resolve: the full path
+        return None
+    if attrs.has(tp):
+        fields = [(f.name, f.alias or f.name, f.kw_only, f.init) for f in attrs.fields(tp)]
+    else:
+        fields = [(f.name, f.name, bool(f.kw_only), f.init) for f in dataclasses.fields(tp)]
+    if not fields or not all(init for *_, init in fields):
+        return None
+    names: dict[str, Any] = {"_cls": tp, "_one": one, "_dict": dict}
+    checks, args = ["type(r) is _dict"], []
+    for i, (name, alias, kw_only, _) in enumerate(fields):
+        field_type = hints.get(name, Any)
+        if not name.isidentifier() or not alias.isidentifier():
+            return None
+        if not required[name]:  # a row without it takes the default: the full way
+            checks.append(f"{name!r} in r")
+        if field_type is Any:
+            checks.append(f"((v{i} := r[{name!r}]) is v{i})")  # binds it; any value goes
+        elif field_type in _FAST_SCALARS and (
+            converter.get_structure_hook(field_type) is _FAST_SCALARS[field_type]
+        ):
+            names[f"_t{i}"] = field_type
+            checks.append(f"type(v{i} := r[{name!r}]) is _t{i}")
+        else:
+            return None
+        args.append(f"{alias}=v{i}" if kw_only else f"v{i}")
+    source = (
+        "def convert(rows):\n"
+        f"    return [_cls({', '.join(args)}) if {' and '.join(checks)} "
+        "else r if type(r) is _cls else _one(r) for r in rows]\n"
+    )
+    exec(compile(source, f"<kisflow row conversion {describe_type(tp)}>", "exec"), names)
+    batch: Callable[[Sequence[Any]], list[Any]] = names["convert"]
+    return batch
+
+
 class RowType:
     """Converts rows to one declared type; built once per FaaS, at registration."""
 
-    __slots__ = ("convert_one", "passthrough", "type")
+    __slots__ = ("batch", "convert_one", "passthrough", "type")
 
     def __init__(self, tp: Any) -> None:
         self.type = tp
         self.passthrough = tp is Any or tp is object
         self.convert_one: Callable[[Any], Any] = self._build(tp)
+        self.batch = None if self.passthrough else _batch_converter(tp, self.convert_one)
 
     def _build(self, tp: Any) -> Callable[[Any], Any]:
         if self.passthrough:
@@ -671,6 +736,10 @@ class RowType:
         tp = self.type
         one = self.convert_one
         try:
+            if self.batch is not None:
+                # It raises only where the full conversion fails too (a missing required
+                # key, a row the full path refuses): find that row below.
+                return self.batch(rows)
             return [row if type(row) is tp else one(row) for row in rows]
         except Exception:
             pass

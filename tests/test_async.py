@@ -55,11 +55,11 @@ class TestArun:
         assert [s.rows_out for s in result.stages] == [3, 3, 3, 3]
         assert flow.run([1, 2, 3]).output == result.output
 
-    def test_sync_stage_runs_off_the_loop_thread(self) -> None:
+    def test_blocking_sync_stage_runs_off_the_loop_thread(self) -> None:
         released = threading.Event()
         seen: dict[str, object] = {}
 
-        @kf.faas("Blocks")
+        @kf.faas("Blocks", blocking=True)
         def blocks(flow: kf.Flow, rows: list[int]) -> None:
             seen["thread"] = threading.get_ident()
             # Waits for the loop to set the event: would time out if it blocked the loop.
@@ -79,6 +79,54 @@ class TestArun:
         assert result.output == [7]
         assert seen["released"] is True
         assert seen["thread"] != seen["loop"]
+
+    def test_blocking_sync_generator_runs_off_the_loop_thread(self) -> None:
+        seen: list[int] = []
+
+        @kf.faas("Yields", blocking=True)
+        def yields(flow: kf.Flow, rows: list[int]) -> Iterator[int]:
+            seen.append(threading.get_ident())
+            yield from (r * 2 for r in rows)
+
+        flow = kf.FlowBuilder("blocking-gen").calculate("Yields").build()
+
+        async def main() -> tuple[kf.RunResult, int]:
+            return await flow.arun([1, 2]), threading.get_ident()
+
+        result, loop_thread = asyncio.run(main())
+        assert result.output == [2, 4]
+        assert len(seen) == 1
+        assert seen[0] != loop_thread
+
+    def test_ordinary_sync_stages_run_on_the_loop(self) -> None:
+        seen: list[tuple[str, int]] = []
+
+        @kf.faas("Plain")
+        def plain(flow: kf.Flow, rows: list[int]) -> None:
+            seen.append(("plain", threading.get_ident()))
+            flow.commit_row_batch(r + 1 for r in rows)
+
+        @kf.faas("Gen")
+        def gen(flow: kf.Flow, rows: list[int]) -> Iterator[int]:
+            seen.append(("gen", threading.get_ident()))
+            yield from (r * 10 for r in rows)
+
+        flow = kf.FlowBuilder("inline").calculate("Plain").calculate("Gen").build()
+
+        async def main() -> tuple[kf.RunResult, int]:
+            return await flow.arun([1, 2]), threading.get_ident()
+
+        result, loop_thread = asyncio.run(main())
+        assert result.output == [20, 30]
+        assert seen == [("plain", loop_thread), ("gen", loop_thread)]
+
+    def test_blocking_is_refused_for_async_faas(self) -> None:
+        async def lookup(flow: kf.Flow, rows: list[int]) -> None:
+            flow.commit_row_batch(rows)
+
+        with pytest.raises(kf.FaaSSignatureError, match="blocking=True is for sync functions"):
+            kf.faas("Lookup", lookup, blocking=True)
+        assert kf.pool.get_faas("Lookup") is None
 
     def test_ctx_reaches_async_stages(self) -> None:
         @kf.faas("Tag")

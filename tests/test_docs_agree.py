@@ -25,8 +25,12 @@ def _make_run_lines(text: str) -> list[str]:
 class TestMakeRun:
     """Every description of ``make run`` names the examples the Makefile runs."""
 
-    def test_the_makefile_runs_two_examples(self) -> None:
-        assert _run_target_examples() == ["examples/quickstart", "examples/yaml_sqlite"]
+    def test_the_makefile_runs_three_examples(self) -> None:
+        assert _run_target_examples() == [
+            "examples/quickstart",
+            "examples/yaml_sqlite",
+            "examples/stream_checkpoint",
+        ]
 
     def test_every_description_names_them(self) -> None:
         examples = _run_target_examples()

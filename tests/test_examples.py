@@ -134,6 +134,30 @@ class TestStreamExample:
         ]
 
 
+class TestStreamCheckpointExample:
+    """The checkpoint demo (``make run``) stops half-way, resumes, and stores every row once."""
+
+    def test_runs_in_a_fresh_interpreter(self) -> None:
+        proc = subprocess.run(
+            [sys.executable, str(ROOT / "examples" / "stream_checkpoint" / "main.py")],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert proc.returncode == 0, proc.stderr
+        lines = proc.stdout.splitlines()
+        assert lines[:3] == [
+            "first run: stopped after 5 batches, 1000 lines committed",
+            "resumed: 6 more batches, 2001 lines committed in all",
+            "rerun: 0 batches, nothing new",
+        ]
+        assert lines[3].startswith("dead letter: ")
+        assert lines[3].endswith(
+            "orders.jsonl line 1002 is not JSON: Unterminated string starting at at column 11"
+        )
+        assert lines[4:] == ["table orders: 2000 rows, 2000 orders: every row stored once: True"]
+
+
 class TestDaskExample:
     """The Dask example saves each file partition once on a local cluster."""
 

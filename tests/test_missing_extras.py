@@ -93,7 +93,7 @@ class TestValidateWithoutClients:
 
 
 class TestOneErrorForEachExtra:
-    """metrics, redis, sql and dask all raise MissingExtraError (an ImportError) naming it."""
+    """metrics, redis, sql, dask, kafka: each a MissingExtraError (an ImportError) naming it."""
 
     @pytest.mark.parametrize(
         ("blocked", "extra", "call"),
@@ -112,6 +112,11 @@ class TestOneErrorForEachExtra:
                 "addrs='sqlite://', key='k')).build().run([1])",
             ),
             ("distributed", "dask", "kf.dask.run_partitions(None, kf.Flow('f'), [0], load=list)"),
+            (
+                "confluent_kafka",
+                "kafka",
+                "from kisflow import sources; sources.kafka('127.0.0.1:1', topic='t', group='g')",
+            ),
         ],
     )
     def test_missing_extra(self, blocked: str, extra: str, call: str) -> None:

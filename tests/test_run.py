@@ -188,7 +188,7 @@ class TestBackoff:
         run = flow._start([1], kf.RunOptions())
         assert run is not None
         self.calls = run.calls()  # kept suspended at the first stage's call
-        spec, args = next(self.calls)
+        spec, args, _ = next(self.calls)
         assert (spec.name, args[1]) == ("S", [1])
         return run
 
@@ -206,11 +206,11 @@ class TestBackoff:
 
     def test_retry_resets_the_buffer(self) -> None:
         run = self._run(1, 0)
-        run.view.commit_row(99)
+        run.commit_row(99)
         assert run.buffer == [99]
         assert run.retry(OSError()) == 0.0
         assert run.buffer == []
-        run.view.commit_row(1)
+        run.commit_row(1)
         assert run.buffer == [1]
 
 

@@ -880,3 +880,13 @@ class TestKills:
         counts = _kill_run(tmp_path, "own", n=2000, seed=12, ready="saved")
         assert set(counts) == set(range(2000))  # nothing lost: at least once
         assert max(counts.values()) > 1  # the kills right after its Save duplicated rows
+
+
+def test_sources_iterable_stays_a_factory_after_use() -> None:
+    """The factory is not shadowed by its module once the module is imported."""
+    from kisflow import sources
+
+    first = sources.iterable([1, 2])
+    second = sources.iterable([3])
+    assert type(first) is type(second)
+    assert callable(sources.iterable)

@@ -78,7 +78,7 @@ from kisflow.options import RunOptions, merge
 from kisflow.progress import progress_bar
 from kisflow.result import RunResult
 from kisflow.sources._base import Chunk, Source
-from kisflow.sources.iterable import IterableSource
+from kisflow.sources._iterable import IterableSource
 from kisflow.state import StateStore
 
 if TYPE_CHECKING:

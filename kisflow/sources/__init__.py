@@ -7,16 +7,27 @@ its client library on first use.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterable, Iterable, Sequence
+import os
+from collections.abc import AsyncIterable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from kisflow.sources._base import BadRecord, Chunk, Source, Takeover
 
 if TYPE_CHECKING:
-    from kisflow.sources.iterable import IterableSource
+    from kisflow.sources._iterable import IterableSource
+    from kisflow.sources._kafka import KafkaSource
     from kisflow.sources.redis import RedisStreamSource
 
-__all__ = ["BadRecord", "Chunk", "Source", "Takeover", "iterable", "redis_stream"]
+__all__ = [
+    "BadRecord",
+    "Chunk",
+    "Source",
+    "Takeover",
+    "iterable",
+    "jsonl",
+    "kafka",
+    "redis_stream",
+]
 
 
 def iterable(
@@ -27,9 +38,39 @@ def iterable(
     ``flow.stream(rows)`` wraps one itself; ``reader=True`` pulls it on a thread so a
     read returns within its timeout (``flow.stream`` does so when ``max_wait`` is set).
     """
-    from kisflow.sources.iterable import IterableSource
+    from kisflow.sources._iterable import IterableSource
 
     return IterableSource(rows, name=name, reader=reader)
+
+
+def jsonl(
+    path: str | os.PathLike[str], *, follow: bool = False, poll_interval: float = 0.05
+) -> Source:
+    """A JSON-lines file as a durable source: byte-offset positions, line numbers in
+    messages, bad lines as ``BadRecord``s; ``follow=True`` tails the growing file (polling
+    every ``poll_interval`` seconds), reading a last line once its line break is written."""
+    from kisflow.sources._jsonl import JsonLinesSource
+
+    return JsonLinesSource(path, follow=follow, poll_interval=poll_interval)
+
+
+def kafka(
+    bootstrap: str,
+    *,
+    topic: str,
+    group: str,
+    consumer: str | None = None,
+    config: Mapping[str, Any] | None = None,
+) -> KafkaSource:
+    """A Kafka ``topic`` read by consumer ``group`` (extra ``kisflow[kafka]``).
+
+    ``config`` passes librdkafka settings through (``session.timeout.ms``,
+    ``security.protocol``, ...); offsets are committed only after each batch's effects
+    are. Consumers of one group sharing a checkpoint need distinct ``consumer`` names.
+    """
+    from kisflow.sources._kafka import KafkaSource
+
+    return KafkaSource(bootstrap, topic=topic, group=group, consumer=consumer, config=config)
 
 
 def redis_stream(
