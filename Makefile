@@ -4,9 +4,9 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 # bench/ may not exist yet on every branch.
-LINT_DIRS := kisflow tests examples $(wildcard bench)
+LINT_DIRS := kisflow tests examples tools $(wildcard bench)
 
-.PHONY: install run test lint format bench clean system-deps dashboard
+.PHONY: install run test lint format bench clean system-deps docs dashboard
 
 install: $(STAMP)
 
@@ -39,6 +39,13 @@ system-deps:
 test: install lint system-deps
 	$(PY) -m pytest
 
+# The documentation site: docs/ plus an API reference from the docstrings and SVG pictures
+# of the example flows (tools/docs_hooks.py), into site/. --strict: a broken link or anchor,
+# a page missing from the nav or an unresolved reference fails. tests/test_docs_site.py
+# builds it the same way, so make test builds it too.
+docs: install system-deps
+	NO_MKDOCS_2_WARNING=1 $(PY) -m mkdocs build --strict
+
 format: install
 	$(VENV)/bin/ruff format $(LINT_DIRS)
 	$(VENV)/bin/ruff check --fix $(LINT_DIRS)
@@ -51,4 +58,4 @@ bench: install
 	$(PY) -m bench
 
 clean:
-	rm -rf $(VENV) build dist *.egg-info .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) build dist site *.egg-info .mypy_cache .ruff_cache .pytest_cache

@@ -29,6 +29,8 @@ from kisflow import (
     observers,
     pool,
     report,
+    runlog,  # the debug mode: logs runs once loguru would emit kisflow's DEBUG records
+    tracing,
 )
 from kisflow._definition import Function
 from kisflow.actions import Action
@@ -174,5 +176,7 @@ __all__ = [
     "observers",
     "pool",
     "report",
+    "runlog",
     "sources",
+    "tracing",
 ]

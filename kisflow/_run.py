@@ -41,7 +41,7 @@ import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from kisflow import _context, _state, columnar
+from kisflow import _context, columnar
 from kisflow._aio import private_runner
 from kisflow._api import RunView
 from kisflow._pool import FaaSSpec
@@ -59,7 +59,7 @@ from kisflow.errors import (
     RunError,
     StageExecutionError,
 )
-from kisflow.observers import Observer, StageCall, notify, observer_failed
+from kisflow.observers import Observer, StageCall, active, notify, observer_failed
 from kisflow.result import RunEnd, RunResult, StageLog
 from kisflow.rows import RowConversionFailure, describe_type, safe_repr, safe_str
 from kisflow.stage import Stage
@@ -183,7 +183,8 @@ class Run(RunView):
         )
         # Read once per run: with no observer, a stage call costs one truth test.
         extra = options.observers
-        observers: tuple[Observer, ...] = _state.observers + extra if extra else _state.observers
+        watching = active()  # with the debug-mode log while loguru would emit it
+        observers: tuple[Observer, ...] = watching + extra if extra else watching
         self.observers = observers
         if observers:
             rows = len(source)

@@ -128,8 +128,13 @@ def remove(observer: Observer) -> None:
 
 
 def active() -> tuple[Observer, ...]:
-    """The process-wide observers, in the order they were added."""
-    return _state.observers
+    """The process-wide observers, in the order they were added.
+
+    Followed by kisflow's debug-mode log (``kisflow.runlog``) while loguru would emit
+    kisflow's DEBUG records: the engine asks once per run and once per stream batch.
+    """
+    debug = _state.debug_observers()
+    return _state.observers + debug if debug else _state.observers
 
 
 @contextlib.contextmanager

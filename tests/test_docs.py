@@ -36,6 +36,7 @@ PAGES = (
     "kisflow-compat.md",
     "testing.md",
     "logging.md",
+    "tracing.md",
     "streaming.md",
     "async.md",
     "dask.md",

@@ -74,7 +74,9 @@ EXPECTED = {
     "observers",
     "pool",
     "report",
+    "runlog",
     "sources",
+    "tracing",
 }
 
 

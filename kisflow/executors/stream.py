@@ -57,7 +57,7 @@ from typing import TYPE_CHECKING, Any, Protocol, TextIO
 import attrs
 from loguru import logger
 
-from kisflow import _context, _state, observers
+from kisflow import _context, _state, observers, tracing
 from kisflow.checkpoint import Batch, Checkpoint
 from kisflow.columnar import as_rows
 from kisflow.connectors._base import to_json_text
@@ -215,6 +215,7 @@ class _Cut:
     __slots__ = (
         "bad",
         "gate",
+        "headers",
         "index",
         "key",
         "part",
@@ -233,6 +234,9 @@ class _Cut:
         self.span = chunk.span
         self.bad = chunk.bad
         self.wheres = chunk.wheres
+        self.headers = chunk.headers
+        """One mapping per row (message headers) or None: a traceparent there is the run's
+        parent span (``kisflow.tracing``)."""
         self.size = chunk.size
         self.key = key
         self.seq = 0
@@ -644,6 +648,12 @@ class _Base:
 
     def _execute(self, cut: _Cut) -> RunResult:
         """Run one batch in this thread, as its partition and behind its gate if any."""
+        if cut.headers is not None and tracing.enabled():
+            with tracing.parent_from_headers(cut.headers):  # a message's trace: the parent
+                return self._execute_cut(cut)
+        return self._execute_cut(cut)
+
+    def _execute_cut(self, cut: _Cut) -> RunResult:
         part, gate = cut.part, cut.gate
         streaming = _context.STREAMING.set(True)  # window stages keep their windows
         token = _context.PARTITION.set(part) if part is not None else None
@@ -862,8 +872,8 @@ class Stream(_Base, Iterator[RunResult]):
             self.batches_done += 1
             if bar is not None:
                 bar.update(n)
-            if watched.observers or options.observers:
-                self._tell(self.batches_done, result)
+            if watched.observers or options.observers or watched.debug_observers():
+                self._tell(self.batches_done, result)  # (the debug mode's log: kisflow.runlog)
             self._working = False  # the caller's loop body: Ctrl-C is the caller's
             yield result
             self._working = True
@@ -1184,6 +1194,9 @@ class AsyncStream(_Base, AsyncIterator[RunResult]):
             _context.PARTITION.set(cut.part)
         if cut.gate is not None:
             _context.GATE.set(cut.gate)
+        if cut.headers is not None and tracing.enabled():
+            with tracing.parent_from_headers(cut.headers):
+                return await self.flow.arun(cut.rows, self.options)
         return await self.flow.arun(cut.rows, self.options)
 
     async def _generate(self) -> AsyncGenerator[RunResult, None]:
