@@ -328,6 +328,10 @@ class Windows:
         """Fixed windows: heap of the distinct ends of open windows."""
         self._by_end: dict[float, list[tuple[Any, Any]]] = {}
         self._unsorted: set[tuple[Any, Any]] = set()
+        self._slots: dict[Any, dict[Any, list[Any]]] = {}
+        """Tumbling windows: start -> key -> rows (one dict per start: no tuple per row)."""
+        self._start_heap: list[Any] = []
+        """Tumbling windows: heap of the starts of open windows."""
         """Fixed windows that took a row not after every earlier one: sorted at close."""
         """Fixed windows: the windows ending at each end, in the order they opened."""
         self._seq = 0
@@ -342,7 +346,7 @@ class Windows:
         return self.max_time - self.spec.grace
 
     def __len__(self) -> int:
-        return len(self._open)
+        return len(self._open) + sum(len(slot) for slot in self._slots.values())
 
     def add(self, rows: Iterable[Any]) -> tuple[list[Closed], list[tuple[Any, str | LateRow]]]:
         """Assign ``rows`` in arrival order; the windows closed and the rows rejected."""
@@ -371,50 +375,56 @@ class Windows:
         assert isinstance(tname, str)
         assert kname is None or isinstance(kname, str)
         size, grace = spec.size, spec.grace
-        opened, by_end, end_heap = self._open, self._by_end, self._end_heap
+        slots, start_heap = self._slots, self._start_heap
         max_time = self.max_time
-        next_end = self._next_end()
         floor, heappush = math.floor, heapq.heappush
         unsorted = self._unsorted
-        trigger = next_end + grace  # the event time that closes the next window
+        trigger = self._next_end() + grace  # the event time that closes the next window
+        lo, hi = math.inf, -math.inf  # the window of the row before: [lo, hi)
+        slot: dict[Any, list[Any]] | None = None
         for row in rows:
             try:
                 ts = row[tname]  # raises for a row that is no mapping
                 key = row[kname] if kname is not None else None
-                start = floor(ts / size) * size  # raises for inf, NaN and non-numbers
-                ident = (key, start)
-                win = opened.get(ident)  # raises for an unhashable key
+                if lo <= ts < hi:  # raises for a time that is no number
+                    start = lo
+                else:
+                    start = floor(ts / size) * size  # raises for inf and NaN
+                    lo, hi = start, start + size
+                    slot = slots.get(start)
+                win = slot.get(key) if slot is not None else None  # raises: unhashable key
             except Exception:
                 self.max_time = max_time
                 self._add_rows((row,), closed, rejected)
                 max_time = self.max_time
                 trigger = self._next_end() + grace
+                lo, hi, slot = math.inf, -math.inf, None
                 continue
             if ts > max_time:
-                # A row that moves event time on is never late: its window ends after it.
+                # A row that moves event time on is never late: its window ends after it,
+                # so the windows this closes are not the row's own (``slot`` stays open).
                 max_time = ts
                 if ts >= trigger:
                     self.max_time = max_time
                     closed.extend(self._close(ts - grace))
                     trigger = self._next_end() + grace
-            elif start + size + grace <= max_time:
-                end = start + size
-                rejected.append((row, LateRow(key, start, end, max_time - grace)))
+            elif hi + grace <= max_time:
+                rejected.append((row, LateRow(key, start, hi, max_time - grace)))
                 continue
             else:
-                unsorted.add(ident)  # not after every earlier row: sort this window at close
-            if win is None:
-                win = opened[ident] = []
-                end = start + size
-                same_end = by_end.get(end)
-                if same_end is None:
-                    by_end[end] = [ident]
-                    heappush(end_heap, end)
-                    if end + grace < trigger:
-                        trigger = end + grace
-                else:
-                    same_end.append(ident)
-            win.append(row)
+                unsorted.add((key, start))  # not after every earlier row: sorted at close
+            if win is not None:
+                win.append(row)
+                continue
+            if slot is None:
+                slot = slots[start] = {}
+                heappush(start_heap, start)
+                if hi + grace < trigger:
+                    trigger = hi + grace
+            try:
+                slot[key] = [row]
+            except TypeError:
+                rejected.append((row, f"key is not hashable: {type(key).__name__} {key!r}"))
         self.max_time = max_time
 
     def _add_rows(
@@ -462,24 +472,23 @@ class Windows:
             if tumbling:
                 start = floor(ts / size) * size
                 end = start + size
-                ident = (key, start)
-                try:
-                    win = opened.get(ident)
-                except TypeError as exc:  # an unhashable key
-                    rejected.append((row, f"key is not hashable: {exc}"))
-                    win = _UNPLACED
-                if win is _UNPLACED:
-                    pass
+                if not _hashable_key(key):
+                    rejected.append((row, f"key is not hashable: {type(key).__name__} {key!r}"))
                 elif end <= watermark:
                     rejected.append((row, self._late(key, start, end, watermark)))
                 else:
-                    if win is None:
-                        win = opened[ident] = []
-                        self._index(ident, end)
+                    slot = self._slots.get(start)
+                    if slot is None:
+                        slot = self._slots[start] = {}
+                        heapq.heappush(self._start_heap, start)
                         if end < next_end:
                             next_end = end
-                    win.append(row)
-                    self._unsorted.add(ident)
+                    rows_of = slot.get(key)
+                    if rows_of is None:
+                        slot[key] = [row]
+                    else:
+                        rows_of.append(row)
+                    self._unsorted.add((key, start))
             elif not _hashable_key(key):
                 rejected.append((row, f"key is not hashable: {type(key).__name__} {key!r}"))
             elif session:
@@ -596,7 +605,10 @@ class Windows:
 
     def _next_end(self) -> float:
         """The earliest end of an open window (inf when none is open)."""
-        if self.spec.kind == "session":
+        kind = self.spec.kind
+        if kind == "tumbling":
+            return self._start_heap[0] + self.spec.size if self._start_heap else math.inf
+        if kind == "session":
             return self._ends[0][0] if self._ends else math.inf
         return self._end_heap[0] if self._end_heap else math.inf
 
@@ -604,6 +616,19 @@ class Windows:
         """Pop every open window whose end the watermark reached, oldest end first."""
         out: list[Closed] = []
         opened = self._open
+        if self.spec.kind == "tumbling":
+            size, starts, slots = self.spec.size, self._start_heap, self._slots
+            unsorted = self._unsorted
+            while starts and starts[0] + size <= watermark:
+                start = heapq.heappop(starts)
+                end = start + size
+                for key, rows in slots.pop(start).items():
+                    if unsorted and (key, start) in unsorted:
+                        unsorted.discard((key, start))
+                        out.append((key, start, end, rows, None, True))
+                    else:
+                        out.append((key, start, end, rows, None, False))
+            return out
         if self.spec.kind != "session":
             heap, by_end = self._end_heap, self._by_end
             pop = opened.pop
@@ -648,6 +673,13 @@ class Windows:
                 [encode(w.key), w.start, w.end, w.last, [encode(r) for r in w.rows], w.seqs]
                 for w in self._open.values()
             ]
+        elif self.spec.kind == "tumbling":
+            size = self.spec.size
+            wins = [
+                [encode(k), start, start + size, start, [encode(r) for r in rows], None]
+                for start, slot in self._slots.items()
+                for k, rows in slot.items()
+            ]
         else:
             size = self.spec.size
             wins = [
@@ -666,6 +698,8 @@ class Windows:
         self._end_heap = []
         self._by_end = {}
         self._unsorted = set()
+        self._slots = {}
+        self._start_heap = []
         self._closed_end = {_hashable(decode(k)): e for k, e in data.get("closed", ())}
         mt = data.get("max_time")
         self.max_time = -math.inf if mt is None else float(mt)
@@ -673,6 +707,14 @@ class Windows:
             key = decode(key_data)
             if isinstance(key, list):
                 key = tuple(key)
+            if self.spec.kind == "tumbling":
+                slot = self._slots.get(start)
+                if slot is None:
+                    slot = self._slots[start] = {}
+                    heapq.heappush(self._start_heap, start)
+                slot[key] = [decode(r) for r in rows]
+                self._unsorted.add((key, start))
+                continue
             if self.spec.kind != "session":
                 self._open[(key, start)] = [decode(r) for r in rows]
                 self._index((key, start), end)
