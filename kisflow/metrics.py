@@ -336,8 +336,16 @@ def _join(host: str, port: int) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
-def parse_address(address: str) -> tuple[str, int]:
+def parse_address(
+    address: str,
+    *,
+    what: str = "prometheus_serve",
+    key: str | None = "prometheus_serve",
+    example: str = "127.0.0.1:20004",
+) -> tuple[str, int]:
     """``"host:port"``, ``":port"`` or ``"port"`` -> (host, port); the host defaults to loopback.
+
+    ``what`` names the setting in messages (the dashboard's address uses this too).
 
     Raises:
         ConfigError: the address has no valid port.
@@ -350,14 +358,9 @@ def parse_address(address: str) -> tuple[str, int]:
         port = parts.port
         host = parts.hostname or "127.0.0.1"
     except ValueError as exc:
-        raise ConfigError(
-            f"prometheus_serve {address!r} is not host:port: {exc}", key="prometheus_serve"
-        ) from exc
+        raise ConfigError(f"{what} {address!r} is not host:port: {exc}", key=key) from exc
     if port is None or parts.path or parts.query or parts.fragment:
-        raise ConfigError(
-            f"prometheus_serve {address!r} is not host:port; e.g. '127.0.0.1:20004'",
-            key="prometheus_serve",
-        )
+        raise ConfigError(f"{what} {address!r} is not host:port; e.g. '{example}'", key=key)
     return host, port
 
 

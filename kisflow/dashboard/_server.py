@@ -21,7 +21,7 @@ from typing import Any
 
 from loguru import logger
 
-from kisflow import observers
+from kisflow import metrics, observers
 from kisflow.dashboard._chain import chain_svg
 from kisflow.dashboard._figures import Figures
 from kisflow.errors import ConfigError
@@ -49,18 +49,10 @@ def parse_address(address: str) -> tuple[str, int]:
     Raises:
         ConfigError: the address has no valid port.
     """
-    text = address.strip()
-    if text.isdigit():
-        text = ":" + text
-    try:
-        parts = urllib.parse.urlsplit("//" + text)
-        port = parts.port
-        host = parts.hostname or "127.0.0.1"
-    except ValueError as exc:
-        raise ConfigError(f"dashboard address {address!r} is not host:port: {exc}") from exc
-    if port is None or parts.path or parts.query or parts.fragment:
-        raise ConfigError(f"dashboard address {address!r} is not host:port; e.g. '127.0.0.1:8050'")
-    return host, port
+    return metrics.parse_address(address, what="dashboard address", key=None, example=_EXAMPLE)
+
+
+_EXAMPLE = "127.0.0.1:8050"
 
 
 def _json(data: Any) -> bytes:
