@@ -560,7 +560,10 @@ class TestTypeCheck:
 
         pool.faas("Up", up)
         pool.faas("Down", down)
-        self._flow(pool).validate()
+        flow = self._flow(pool)
+        flow.validate()  # raises FlowTypeError when it does not fit
+        assert flow.plan().specs[0].signature.output_type is None  # nothing declared
+        assert [s.name for s in flow.plan().stages] == ["Up", "Down"]
 
     def test_the_signature_reads_the_declared_columns(self) -> None:
         pool = kf.Pool()

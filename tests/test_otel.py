@@ -264,6 +264,8 @@ class TestParentFromHeaders:
     def test_bytes_and_kafka_pairs(self, traced: Traced) -> None:
         run = self._run(traced, [(b"TraceParent", TRACEPARENT.encode()), ("other", b"x")])
         self._is_child_of_the_message(run)
+        assert run.parent is not None
+        assert run.parent.span_id == SPAN_ID
 
     def test_a_batch_one_mapping_per_row(self, traced: Traced) -> None:
         other = f"00-{0x1234:032x}-{0x99:016x}-01"
