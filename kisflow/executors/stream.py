@@ -441,6 +441,8 @@ class _Base:
                 # Open after the last batch begun: the intents are reread by their spans.
                 resume = self.source.position(own[-1].span)
         self.source.open(resume)
+        if self.checkpoint is not None:
+            self.source.peers(self.checkpoint)  # a group's consumers: the others' intents
         if saved is not None and resume is not saved.position:
             # Opened after the last intent: the source still learns what is committed
             # (a crash between a commit and its ack leaves that batch unacked).

@@ -11,7 +11,7 @@ import os
 from collections.abc import AsyncIterable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from kisflow.sources._base import BadRecord, Chunk, Source, Takeover
+from kisflow.sources._base import BadRecord, Chunk, PeerView, Source, Takeover
 
 if TYPE_CHECKING:
     from kisflow.sources._iterable import IterableSource
@@ -21,6 +21,7 @@ if TYPE_CHECKING:
 __all__ = [
     "BadRecord",
     "Chunk",
+    "PeerView",
     "Source",
     "Takeover",
     "iterable",

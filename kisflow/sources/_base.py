@@ -18,11 +18,11 @@ from __future__ import annotations
 
 import abc
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, Protocol
 
 import attrs
 
-__all__ = ["BadRecord", "Chunk", "Source", "Takeover"]
+__all__ = ["BadRecord", "Chunk", "PeerIntent", "PeerSaved", "PeerView", "Source", "Takeover"]
 
 
 @attrs.frozen
@@ -81,6 +81,40 @@ class Takeover:
     span: Any
 
 
+class PeerSaved(Protocol):
+    """What a consumer committed last, as ``PeerView.load`` gives it."""
+
+    @property
+    def position(self) -> Any:
+        """The source position after its last committed batch (JSON value)."""
+
+
+class PeerIntent(Protocol):
+    """A batch a consumer began and did not commit, as ``PeerView.intents`` gives it."""
+
+    @property
+    def seq(self) -> int:
+        """The batch's number under its consumer's key."""
+
+    @property
+    def span(self) -> Any:
+        """The records the batch holds, as the source spells them (JSON value)."""
+
+
+class PeerView(Protocol):
+    """A read-only view of a stream's checkpoint (``kisflow.checkpoint.Checkpoint`` is
+    one): the consumers of a group that share it see each other's positions and intents."""
+
+    def keys(self, prefix: str = "") -> Sequence[str]:
+        """The keys with a committed position or an intent that start with ``prefix``."""
+
+    def load(self, key: str) -> PeerSaved | None:
+        """What was last committed under ``key``, or None."""
+
+    def intents(self, key: str) -> Sequence[PeerIntent]:
+        """The batches begun under ``key`` and not committed, in seq order."""
+
+
 class Source(abc.ABC):
     """A stream source with positions; subclass it to read another system.
 
@@ -88,8 +122,9 @@ class Source(abc.ABC):
     crash left uncommitted (its checkpoint's intents); then per batch ``read`` (until
     ``batch_size`` rows or ``max_wait``), ``join``, ``position(span)`` when the batch
     commits and ``ack(span)`` after the commit, with ``takeovers()`` between batches;
-    ``close()`` at the end. All calls come from one thread. Errors are
-    ``kisflow.errors.SourceError`` naming the source and the position.
+    ``close()`` at the end; with a checkpoint, ``peers(view)`` right after ``open``. All
+    calls come from one thread. Errors are ``kisflow.errors.SourceError`` naming the
+    source and the position.
 
     After a crash the stream opens the source at ``position(span)`` of the last intent
     (the last batch begun, not taken over), then rereads every intent's span: so
@@ -157,6 +192,13 @@ class Source(abc.ABC):
         consumer's, when the stream opened after it to reread intents) and before a
         takeover is replayed (the dead consumer's): the source may ack what it covers, in
         case a crash came between the commit and the ack. By default nothing."""
+
+    def peers(self, view: PeerView) -> None:  # noqa: B027 - most sources need no peers
+        """The stream's checkpoint, read only, told once after ``open`` and before the
+        first read (only when the stream has a checkpoint). The consumers of one group
+        sharing it see each other's committed positions and intents: a source given a
+        dead consumer's partitions (Kafka) starts after them and reports a ``Takeover``
+        so the stream replays that consumer's intents under its key. By default nothing."""
 
     def takeovers(self) -> Sequence[Takeover]:
         """Records taken over from dead consumers since the last call (none by default)."""
