@@ -26,8 +26,8 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
-from kisflow.errors import MissingExtraError, SourceError
-from kisflow.sources._base import BadRecord, Chunk, Source
+from kisflow.errors import KisFlowError, MissingExtraError, SourceError
+from kisflow.sources._base import BadRecord, Chunk, PeerView, Source, Takeover
 
 if TYPE_CHECKING:
     from confluent_kafka import Consumer, Message, TopicPartition
@@ -146,6 +146,12 @@ class KafkaSource(Source):
         """Next offset per partition this source committed to Kafka."""
         self._read: dict[int, int] = {}
         """Next offset per partition after the last record read."""
+        self._view: PeerView | None = None
+        """The stream's shared checkpoint (``peers``): the group's other consumers."""
+        self._taken: list[Takeover] = []
+        """Peers whose intents hold records of partitions given to this consumer."""
+        self._failure: KisFlowError | None = None
+        """An error met in a rebalance callback, raised by the next ``read``."""
 
     def _key(self) -> str:
         base = f"kafka:{self.bootstrap}/{self.topic}/{self.group}"
@@ -224,21 +230,90 @@ class KafkaSource(Source):
         )
         self._main = main
 
+    def peers(self, view: PeerView) -> None:
+        """The shared checkpoint: each partition the group gives this consumer is
+        checked against the other consumers' positions and intents (``_from_peers``)."""
+        self._view = view
+
+    def _peer_keys(self) -> list[str]:
+        """The checkpoint keys of this group's other consumers on this topic."""
+        if self._view is None:
+            return []
+        base = f"kafka:{self.bootstrap}/{self.topic}/{self.group}"
+        own = self._key()
+        return [
+            k for k in self._view.keys(base) if (k == base or k.startswith(base + "/")) and k != own
+        ]
+
+    def _from_peers(self, parts: Iterable[int]) -> dict[int, int]:
+        """What the group's other consumers left of ``parts`` (partitions just given to
+        this one), from the shared checkpoint: ``{partition: offset}`` to start at least
+        at (past each peer's committed position and the end of each of its intents).
+
+        A peer's committed position is stored, so it joins ``_stored`` (and is committed
+        to Kafka, in case the peer died between its checkpoint's commit and its ack). A
+        peer whose intents hold records of ``parts`` is queued as a ``Takeover``: the
+        stream replays those intents under the peer's key, so the Saves' marks skip what
+        it had stored, and this consumer reads only what comes after them.
+        """
+        view = self._view
+        wanted = set(parts)
+        floors: dict[int, int] = {}
+        if view is None or not wanted:
+            return floors
+        queued = {t.key for t in self._taken}
+        for key in self._peer_keys():
+            saved = view.load(key)
+            if saved is not None and saved.position is not None:
+                for p, at in self._offsets(saved.position).items():
+                    if p in wanted:
+                        self._stored[p] = max(at, self._stored.get(p, 0))
+                        floors[p] = max(at, floors.get(p, 0))
+            held: dict[int, tuple[int, int]] = {}
+            for intent in view.intents(key):
+                for p, (start, end) in self._ends(intent.span).items():
+                    if p not in wanted:
+                        continue
+                    floors[p] = max(end, floors.get(p, 0))
+                    if start < end:
+                        was = held.get(p, (start, end))
+                        held[p] = (min(start, was[0]), max(end, was[1]))
+            if held and key not in queued:
+                span = {str(p): list(held[p]) for p in sorted(held)}
+                _log.warning(
+                    "%s: taking over %s's batch(es) in flight on %s",
+                    self.describe(),
+                    key,
+                    self._ranges(held, held),
+                )
+                self._taken.append(Takeover(key=key, span=span))
+                queued.add(key)
+        return floors
+
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        """Start each new partition at the furthest offset known stored or read."""
+        """Start each new partition at the furthest offset known stored, read or left
+        by another consumer of the group (``_from_peers``)."""
         ck = _client()
         try:
             committed = consumer.committed(partitions, timeout=self.open_timeout)
         except ck.KafkaException as exc:
             _log.warning("%s: cannot fetch committed offsets: %s", self.describe(), exc)
             committed = partitions
+        try:
+            floors = self._from_peers(tp.partition for tp in partitions)
+        except KisFlowError as exc:  # raised by the next read: the callback must assign
+            self._failure, floors = exc, {}
         behind: list[TopicPartition] = []
         for tp, done in zip(partitions, committed, strict=True):
             p = tp.partition
             group_at = done.offset if done.offset >= 0 else None
             if group_at is not None:
                 self._committed[p] = max(group_at, self._committed.get(p, 0))
-            known = [o for o in (group_at, self._stored.get(p), self._read.get(p)) if o is not None]
+            known = [
+                o
+                for o in (group_at, self._stored.get(p), self._read.get(p), floors.get(p))
+                if o is not None
+            ]
             if known:
                 tp.offset = max(known)
             stored = self._stored.get(p)
@@ -332,6 +407,9 @@ class KafkaSource(Source):
                 got.extend(consumer.consume(max_rows - 1, 0))
         except ck.KafkaException as exc:
             raise self._error(f"cannot read: {_why(exc)}", retryable=True) from exc
+        if self._failure is not None:
+            failure, self._failure = self._failure, None
+            raise failure
         chunk = self._records([m for m in got if self._check(m)], None)
         if not chunk.size:
             return chunk
@@ -462,6 +540,17 @@ class KafkaSource(Source):
                     retryable=True,
                 )
             self._committed[tp.partition] = max(tp.offset, self._committed.get(tp.partition, 0))
+
+    def takeovers(self) -> Sequence[Takeover]:
+        """The group's other consumers whose intents hold records of partitions given
+        to this one since the last call (see ``peers``)."""
+        taken, self._taken = self._taken, []
+        return taken
+
+    def without(self, span: Any, spans: Sequence[Any]) -> Any:
+        """Nothing: a takeover's span is its peer's intents, replayed whole (or already
+        committed by someone), and what comes after them is read by the group as usual."""
+        return None
 
     def lag(self) -> int | None:
         """Records past what was read in the partitions held (the high watermarks the
