@@ -925,7 +925,7 @@ class Stream(_Base, Iterator[RunResult]):
                     cut.part = Batch(cut.key, cut.seq, cut.span, ckpt.path)
                 yield cut
             dead = ckpt.load(takeover.key) if ckpt is not None else None
-            if dead is not None:
+            if dead is not None and dead.position is not None:  # None: it never committed
                 source.committed(dead.position)  # its last commit may not have been acked
             rest = source.without(takeover.span, [i.span for i in intents])
             if rest is not None:
