@@ -23,6 +23,8 @@ import pytest
 from kafka_broker import Broker, running_broker
 from streamkill import ROOT, kill_loop, write_child
 
+from kisflow.checkpoint import Checkpoint
+
 PARTITIONS = 3
 
 _CHILD = """
@@ -33,6 +35,7 @@ from kisflow.checkpoint import Checkpoint
 
 bootstrap, topic, db, mode, size = sys.argv[1:6]
 consumer = sys.argv[6] if len(sys.argv) > 6 else None
+pause = float(sys.argv[7]) if len(sys.argv) > 7 else 0.0  # after the Save, before the commit
 FAST = {"session.timeout.ms": 2000, "heartbeat.interval.ms": 300, "fetch.wait.max.ms": 50}
 
 @kf.faas("Check")
@@ -45,10 +48,20 @@ def price(flow, rows):
     time.sleep(0.05)  # a window inside the batch, after its intent and before its Save
     flow.commit_row_batch({"v": r["id"], "price": r["id"] * 2} for r in rows)
 
+@kf.faas("Stored")
+def stored(flow, rows):
+    batch = kf.current_batch()
+    if batch is not None and batch.source != src.key:  # a takeover of another's intent
+        print("replayed", batch.key, len(rows), flush=True)
+    print("stored", flush=True)
+    time.sleep(pause)
+    flow.commit_row_batch(rows)
+
 if mode == "builtin":
     conn = kf.ConnConfig(cname="DB", type="sqlite", addrs=db, key="rows")
-    flow = kf.FlowBuilder("kafka-kill").verify("Check").calculate("Price").save(
-        "Store", conn=conn).build()
+    builder = kf.FlowBuilder("kafka-kill").verify("Check").calculate("Price").save(
+        "Store", conn=conn)
+    flow = (builder.calculate("Stored") if consumer else builder).build()
     delivery = "exactly-once"
 else:
     con = sqlite3.connect(db, isolation_level=None)
@@ -163,23 +176,28 @@ class TestKafkaKills:
         assert max(counts.values()) > 1  # a kill right after its Save stored rows twice
 
 
+def _ids(span: dict[str, list[int]]) -> set[int]:
+    """The ``id`` of each message a span covers (partition p offset o holds p + 3 o)."""
+    return {p + o * PARTITIONS for k, (s, e) in span.items() for p in [int(k)] for o in range(s, e)}
+
+
 @pytest.mark.slow
 @pytest.mark.timeout(90)
 class TestTwoConsumers:
-    def test_one_killed_the_other_takes_its_partitions(
+    def test_one_killed_after_its_save_the_other_replays_its_batch(
         self, broker: Broker, tmp_path: Path
     ) -> None:
-        """Two consumers of one group share a checkpoint and a table; one is SIGKILLed
-        mid-way and stays dead: the other is given its partitions and stores the rest.
-        Nothing is lost; the dead one's batch in flight may be stored twice (at most one
-        batch: Kafka gives no exactly-once hand-over of a dead consumer's batch)."""
+        """Two consumers of one group share a checkpoint and a table; ``a`` is SIGKILLed
+        after its batch's Save stored and before the checkpoint's commit, and stays dead.
+        ``b`` is given a's partitions, starts after a's intent and replays it under a's
+        key (the Save's mark skips it): the union is every message, the overlap none."""
         n, size = 30_000, 500
         topic = _topic(broker, "two", n)
         script = write_child(tmp_path, _CHILD)
         db = tmp_path / "rows.db"
 
-        def start(name: str) -> subprocess.Popen[str]:
-            args = [broker.bootstrap, topic, str(db), "builtin", str(size), name]
+        def start(name: str, pause: float) -> subprocess.Popen[str]:
+            args = [broker.bootstrap, topic, str(db), "builtin", str(size), name, str(pause)]
             return subprocess.Popen(
                 [sys.executable, str(script), *args],
                 stdout=subprocess.PIPE,
@@ -189,17 +207,22 @@ class TestTwoConsumers:
                 cwd=tmp_path,
             )
 
-        a, b = start("a"), start("b")
+        a, b = start("a", 0.5), start("b", 0.0)
+        base = f"kafka:{broker.bootstrap}/{topic}/kill-two"
+        ckpt = Checkpoint(f"{db}.ckpt")
         try:
             assert a.stdout is not None
-            batches, a_done = 0, 0
-            for line in a.stdout:  # let a store a few batches, then kill it mid-batch
-                if line.startswith("batch "):
-                    batches, a_done = batches + 1, int(line.split()[1])
-                if batches >= 3 and line.startswith("priced"):
+            batches = 0
+            for line in a.stdout:  # a stores a few batches; kill it after a Save
+                batches += line.startswith("batch ")
+                if batches >= 3 and line.startswith("stored"):
                     break
             a.send_signal(signal.SIGKILL)
             a.wait(10)
+            (left,) = ckpt.intents(f"{base}/a")  # the kill landed inside the batch
+            in_flight = _ids(left.span)
+            assert len(in_flight) == size
+            assert set(_stored(db)) >= in_flight  # ... after its Save stored it
             out, err = b.communicate(timeout=70)
         finally:
             for proc in (a, b):
@@ -212,13 +235,15 @@ class TestTwoConsumers:
         assert b.returncode == 0, err[-3000:]
         counts = _stored(db)
         assert set(counts) == set(range(n))  # the union is every message
-        twice = [v for v, c in counts.items() if c > 1]
-        print(f"stored twice after the kill: {len(twice)} (batch size {size})")
-        assert max(counts.values()) <= 2
-        assert len(twice) <= size  # at most the dead consumer's batch in flight
-        b_done = int(out.split("done ")[-1])
-        # b stored all a left (it took a's partitions); a's last printed count may miss
-        # the batch it committed right before the kill: together n, or n less one batch
-        assert n - size <= a_done + b_done <= n
+        assert max(counts.values()) == 1  # the overlap none
+        # b replayed a's batch under a's key and seq, and committed it there
+        assert f"replayed {base}/a#{left.seq} {size}" in out.splitlines()
+        assert ckpt.intents(f"{base}/a") == []
+        mine, dead = ckpt.load(f"{base}/b"), ckpt.load(f"{base}/a")
+        assert mine is not None
+        assert dead is not None
+        assert mine.committed + dead.committed == n
+        assert int(out.split("done ")[-1]) == mine.committed + size
+        ckpt.close()
         ends = {p: len(range(p, n, PARTITIONS)) for p in range(PARTITIONS)}
         assert broker.committed(topic, "kill-two", PARTITIONS) == ends

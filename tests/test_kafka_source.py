@@ -19,9 +19,10 @@ from kafka_broker import Broker, free_port, running_broker
 
 import kisflow as kf
 from kisflow import sources
+from kisflow.checkpoint import Checkpoint
 from kisflow.errors import SourceError
 from kisflow.observers import Observer, StreamStatus
-from kisflow.sources import Chunk
+from kisflow.sources import Chunk, Takeover
 from kisflow.sources._kafka import KafkaSource
 
 FAST = {"session.timeout.ms": 2000, "heartbeat.interval.ms": 300, "fetch.wait.max.ms": 50}
@@ -46,10 +47,14 @@ def topic(broker: Broker, request: pytest.FixtureRequest) -> str:
     return broker.create_topic(name, partitions=2)
 
 
-def source(broker: Broker, topic: str, group: str | None = None, **kw: Any) -> KafkaSource:
+def source(
+    broker: Broker, topic: str, group: str | None = None, consumer: str | None = None, **kw: Any
+) -> KafkaSource:
     """A source reading ``topic`` in group ``group`` (by default one named as the topic)."""
     group = topic if group is None else group
-    src = sources.kafka(broker.bootstrap, topic=topic, group=group, config={**FAST, **kw})
+    src = sources.kafka(
+        broker.bootstrap, topic=topic, group=group, consumer=consumer, config={**FAST, **kw}
+    )
     assert isinstance(src, KafkaSource)
     return src
 
@@ -441,3 +446,133 @@ class TestPoison:
         assert "\\xffpoison" in str(info.value)
         assert stream.committed == 0
         assert broker.committed(topic, topic, 2) == {0: NONE, 1: NONE}
+
+
+class TestPeers:
+    """A partition the group gives a consumer, checked against the other consumers'
+    positions and intents in the shared checkpoint (``Source.peers``)."""
+
+    def test_a_partition_starts_past_a_peer_and_its_intent_is_taken_over(
+        self, broker: Broker, topic: str, tmp_path: Path
+    ) -> None:
+        broker.produce(topic, [{"id": i} for i in range(10)], partition=0)
+        broker.produce(topic, [{"id": 100 + i} for i in range(10)], partition=1)
+        ckpt = Checkpoint(tmp_path / "c.ckpt")
+        dead = f"kafka:{broker.bootstrap}/{topic}/{topic}/a"
+        ckpt.commit(dead, 1, {"0": 2, "1": 3}, rows=5)  # stored: 0..1 and 100..102
+        ckpt.begin(dead, 2, {"0": [2, 5], "1": [3, 3]})  # in flight when a died: 2..4
+        src = source(broker, topic, consumer="b")
+        src.open(None)
+        src.peers(ckpt)
+        try:
+            got = src.join(read_all(src, 12))
+            assert ids(got) == [5, 6, 7, 8, 9, *range(103, 110)]
+            assert src.takeovers() == [Takeover(key=dead, span={"0": [2, 5]})]
+            assert src.takeovers() == []  # reported once
+            assert src.without({"0": [2, 5]}, [{"0": [2, 5], "1": [3, 3]}]) is None
+            # the peer's committed position is stored: committed to Kafka for it
+            assert broker.committed(topic, topic, 2) == {0: 2, 1: 3}
+            assert wait_empty(src) == []
+        finally:
+            src.close()
+            ckpt.close()
+
+    def test_a_peer_without_intents_is_no_takeover(
+        self, broker: Broker, topic: str, tmp_path: Path
+    ) -> None:
+        broker.produce(topic, [{"id": i} for i in range(6)], partition=0)
+        broker.produce(topic, [{"id": 100 + i} for i in range(2)], partition=1)
+        ckpt = Checkpoint(tmp_path / "c.ckpt")
+        ckpt.commit(f"kafka:{broker.bootstrap}/{topic}/{topic}/a", 3, {"0": 4}, rows=4)
+        ckpt.commit(f"kafka:{broker.bootstrap}/{topic}/other/a", 3, {"0": 6, "1": 2}, rows=8)
+        src = source(broker, topic, consumer="b")
+        src.open(None)
+        src.peers(ckpt)
+        try:
+            got = src.join(read_all(src, 4))
+            assert ids(got) == [4, 5, 100, 101]  # another group's position counts for nothing
+            assert src.takeovers() == []
+            assert broker.committed(topic, topic, 2) == {0: 4, 1: NONE}
+        finally:
+            src.close()
+            ckpt.close()
+
+    def test_a_bad_peer_position_stops_the_next_read(
+        self, broker: Broker, topic: str, tmp_path: Path
+    ) -> None:
+        broker.produce(topic, [{"id": 1}], partition=0)
+        ckpt = Checkpoint(tmp_path / "c.ckpt")
+        ckpt.commit(f"kafka:{broker.bootstrap}/{topic}/{topic}/a", 1, ["not", "offsets"], rows=1)
+        src = source(broker, topic, consumer="b")
+        src.open(None)
+        src.peers(ckpt)
+        try:
+            end = time.monotonic() + 30
+            with pytest.raises(SourceError, match="is not offsets per partition"):  # noqa: PT012
+                while time.monotonic() < end:
+                    assert src.read(100, 0.5).size == 0
+        finally:
+            src.close()
+            ckpt.close()
+
+    def test_assign_logic_on_given_partitions(self, tmp_path: Path) -> None:
+        """``_from_peers`` alone (no broker): floors and takeovers for the partitions
+        given, peers of this group and topic only, this consumer's own key excluded."""
+        ckpt = Checkpoint(tmp_path / "c.ckpt")
+        base = "kafka:h:1/t/g"
+        ckpt.commit(f"{base}/a", 4, {"0": 10, "1": 20, "2": 30}, rows=60)
+        ckpt.begin(f"{base}/a", 5, {"0": [10, 15], "1": [20, 20], "2": [30, 31]})
+        ckpt.begin(f"{base}/a", 6, {"0": [15, 18], "1": [20, 20], "2": [31, 31]})
+        ckpt.begin(f"{base}/c", 2, {"1": [40, 44]})  # c held partition 1 later
+        ckpt.begin(f"{base}/b", 9, {"0": [90, 99]})  # this consumer's own: not a peer's
+        ckpt.begin("kafka:h:1/t/g2/a", 1, {"1": [70, 80]})  # another group
+        ckpt.begin(base, 3, {"2": [50, 52]})  # a consumer without a name
+        src = sources.kafka("h:1", topic="t", group="g", consumer="b")
+        assert isinstance(src, KafkaSource)
+        assert src._from_peers([1]) == {}  # no view yet: nothing known
+        src.peers(ckpt)
+        assert src._from_peers([1]) == {1: 44}
+        assert src.takeovers() == [Takeover(key=f"{base}/c", span={"1": [40, 44]})]
+        # a's intents span 0 and 2: given 0 only, its records on 0 are the takeover's
+        # span (the stream replays a's intents whole; the Saves' marks keep 2 once)
+        assert src._from_peers([0]) == {0: 18}
+        assert src.takeovers() == [Takeover(key=f"{base}/a", span={"0": [10, 18]})]
+        assert src._from_peers([0, 2]) == {0: 18, 2: 52}
+        assert src.takeovers() == [
+            Takeover(key=base, span={"2": [50, 52]}),
+            Takeover(key=f"{base}/a", span={"0": [10, 18], "2": [30, 31]}),
+        ]
+        assert src._from_peers([3]) == {}
+        assert src.takeovers() == []
+        # the peers' committed positions are stored, their intents not (not stored yet)
+        assert src.position({"0": [18, 18]}) == {"0": 18, "1": 20, "2": 30}
+        ckpt.close()
+
+    def test_a_stream_replays_a_dead_consumers_intent_under_its_key(
+        self, broker: Broker, topic: str, tmp_path: Path
+    ) -> None:
+        broker.produce(topic, [{"id": i} for i in range(10)], partition=0)
+        db, path = tmp_path / "rows.db", tmp_path / "c.ckpt"
+        ckpt = Checkpoint(path)
+        dead = f"kafka:{broker.bootstrap}/{topic}/{topic}/a"
+        ckpt.begin(dead, 1, {"0": [0, 4]})  # a died in its first batch
+        conn = kf.ConnConfig(cname="DB", type="sqlite", addrs=str(db), key="rows")
+        flow = kf.FlowBuilder(f"peers-{topic}").save("Store", conn=conn).build()
+        src = source(broker, topic, consumer="b")
+        stream = flow.stream(
+            src, batch_size=100, checkpoint=ckpt, idle_timeout=3.0, delivery="exactly-once"
+        )
+        with stream:
+            outputs = sorted(len(r.output) for r in stream)
+        assert outputs == [4, 6]  # b's own 4..9, then a's 0..3 under a's key
+        con = sqlite3.connect(db)
+        stored = sorted(i for (i,) in con.execute("SELECT id FROM rows"))
+        con.close()
+        assert stored == list(range(10))
+        assert ckpt.intents(dead) == []
+        mine, was = ckpt.load(src.key), ckpt.load(dead)
+        assert mine is not None
+        assert was is not None
+        assert (mine.committed, was.committed, was.seq) == (6, 4, 1)
+        assert broker.committed(topic, topic, 2)[0] == 10
+        ckpt.close()
