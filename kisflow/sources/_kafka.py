@@ -14,6 +14,13 @@ committed by it, and a partition it is given starts at the furthest of the group
 committed offset, the checkpoint's position and what it had already read, so nothing
 stored is read twice by it. ``reread(span)`` fetches exactly those offsets again with a
 second consumer that is assigned the partitions (it never joins the group).
+
+Consumers of one group sharing a checkpoint (``peers``) see each other: a partition
+given to this one also starts past the other consumers' committed positions and
+intents on it, and each of them with intents holding records of it is reported by
+``takeovers()``, so the stream replays those intents under that consumer's key (a dead
+consumer's batch is stored once). A live consumer's batch cut while a clean rebalance
+took its partition, before its intent, stays at least once (docs/streaming.md).
 """
 
 from __future__ import annotations
