@@ -16,6 +16,7 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -112,9 +113,13 @@ def _stored(db: Path) -> dict[int, int]:
 def _topic(broker: Broker, name: str, n: int) -> str:
     """A topic of ``PARTITIONS`` partitions holding ``{"id": i}`` for i < n, round robin."""
     broker.create_topic(name, partitions=PARTITIONS)
-    for p in range(PARTITIONS):
-        broker.produce(name, [{"id": i} for i in range(p, n, PARTITIONS)], partition=p)
+    _produce(broker, name, n)
     return name
+
+
+def _produce(broker: Broker, topic: str, n: int) -> None:
+    for p in range(PARTITIONS):
+        broker.produce(topic, [{"id": i} for i in range(p, n, PARTITIONS)], partition=p)
 
 
 def _kill_run(
@@ -192,7 +197,7 @@ class TestTwoConsumers:
         ``b`` is given a's partitions, starts after a's intent and replays it under a's
         key (the Save's mark skips it): the union is every message, the overlap none."""
         n, size = 30_000, 500
-        topic = _topic(broker, "two", n)
+        topic = _topic(broker, "two", 0)
         script = write_child(tmp_path, _CHILD)
         db = tmp_path / "rows.db"
 
@@ -212,6 +217,13 @@ class TestTwoConsumers:
         ckpt = Checkpoint(f"{db}.ckpt")
         try:
             assert a.stdout is not None
+            assert b.stdout is not None
+            assert a.stdout.readline().startswith("intents 0")
+            assert b.stdout.readline().startswith("intents 0")
+            # Let both join the group before any record exists: a rebalance moving a
+            # partition from a live consumer mid-batch is the at-least-once case
+            time.sleep(4.0)
+            _produce(broker, topic, n)
             batches = 0
             for line in a.stdout:  # a stores a few batches; kill it after a Save
                 batches += line.startswith("batch ")
