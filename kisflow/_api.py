@@ -6,8 +6,9 @@ against a flow ``Definition`` and the current call. ``kisflow.Flow`` derives fro
 outside a run there is no current call. ``RunView`` is the flow handed to a FaaS in a
 run; a run (``kisflow._run.Run``) is its own view, so a run makes one object, not two.
 The view's methods read the current call through ``RunControl`` (the stage, its input,
-the context; ``ask`` for actions, ``reject`` for dead letters); the run points the
-public ``commit_row`` at each stage's result buffer and cuts ``_run`` when it ends.
+the context; ``ask`` for actions, ``reject`` for dead letters); the run is the current
+stage's result buffer (a ``list``: ``commit_row`` is ``list.append``) and cuts ``_run``
+when it ends.
 ``isinstance(view, Flow)`` holds because ``kisflow.flow`` registers ``RunView`` as a
 virtual subclass of ``Flow``.
 """
@@ -84,11 +85,13 @@ class FlowAPI(metaclass=abc.ABCMeta):
     """The FaaS-facing flow API over a ``Definition`` and, inside a run, the current call.
 
     ``commit_row(row)`` and ``commit_row_batch(rows, copy=True)`` are attributes, not
-    methods: inside a FaaS ``commit_row`` is bound straight to the stage's result buffer,
-    so committing a row costs one C call.
+    methods: inside a FaaS ``commit_row`` is ``list.append`` of the stage's result (the
+    run itself), so committing a row costs one C call. The attributes are held by each
+    subclass (``kisflow.Flow``, ``kisflow._run.Run``); this class adds no instance layout,
+    so a run may also be a ``list``.
     """
 
-    __slots__ = ("_d", "_run", "commit_row", "commit_row_batch")
+    __slots__ = ()
 
     _d: Definition
     _run: RunControl | None
@@ -302,10 +305,11 @@ class FlowAPI(metaclass=abc.ABCMeta):
 class RunView(FlowAPI):
     """The ``flow`` a FaaS receives: the definition, bound to one run.
 
-    The run points ``commit_row`` at each stage's result buffer (one C call per committed
-    row) and ``commit_row_batch`` at its own ``commit_batch``; everything else the view
-    reads from the run when the FaaS asks. ``kisflow._run.Run`` derives from it: the run
-    is its own view, and sets ``_d``, ``_run`` (itself, until it ends) and the commits.
+    In a run ``commit_row`` is ``list.append`` on the run, which is the current stage's
+    result buffer (one C call per committed row), and ``commit_row_batch`` its own
+    ``commit_batch``; everything else the view reads from the run when the FaaS asks.
+    ``kisflow._run.Run`` derives from it: the run is its own view, and sets ``_d`` and
+    ``_run`` (itself, until it ends).
     """
 
     __slots__ = ()

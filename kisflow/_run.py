@@ -41,11 +41,12 @@ import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from kisflow import _context, columnar
+from kisflow import _context, _state, columnar
 from kisflow._aio import private_runner
 from kisflow._api import RunView
 from kisflow._pool import FaaSSpec
 from kisflow._signature import CallKind
+from kisflow.actions import data_reuse
 from kisflow.deadletter import DeadLetter, DeadLetterSink
 from kisflow.errors import (
     ActionError,
@@ -59,7 +60,7 @@ from kisflow.errors import (
     RunError,
     StageExecutionError,
 )
-from kisflow.observers import Observer, StageCall, active, notify, observer_failed
+from kisflow.observers import Observer, StageCall, notify, observer_failed
 from kisflow.result import RunEnd, RunResult, StageLog
 from kisflow.rows import RowConversionFailure, describe_type, safe_repr, safe_str
 from kisflow.stage import Stage
@@ -77,6 +78,9 @@ _clock = time.perf_counter
 _COMPLETED = RunEnd.COMPLETED  # an enum member read per run is not free on Python 3.11
 _run_ids = itertools.count(1)
 _new_call = _new_log = tuple.__new__  # a StageCall, a StageLog: no Python-level __new__
+_REUSE = data_reuse
+_RAISED: Any = object()
+"""What an inline FaaS call "returned" when it raised (its exception is kept aside)."""
 _GONE: Any = ()
 """What a closed run holds instead of its rows."""
 
@@ -89,23 +93,43 @@ _REASON = 2000
 """Characters of an error's text a message or a dead letter keeps."""
 
 
-class Run(RunView):
+class Run(RunView, list[Any]):
     """The private state of one run of a flow, and the flow its FaaS receive.
 
-    A run is its own ``RunView``: one object per run, not two. ``close`` ends the view
-    and drops the run's rows, so a FaaS that kept its flow keeps no layer alive.
+    A run is its own ``RunView``: one object per run, not two. It is also the current
+    stage's result buffer: a ``list`` whose class attribute ``commit_row`` is
+    ``list.append``, so ``flow.commit_row(row)`` in a FaaS is a specialised C call on the
+    run, as cheap as ``rows.append(row)`` in a hand-written loop. Between stages the list
+    is empty: the loop takes each stage's rows out (``self[:]``, a pointer copy). A list
+    handed over with ``commit_row_batch(rows, copy=False)`` becomes ``buffer`` instead, and
+    rows committed after it are moved onto it. ``close`` ends the view and drops the
+    run's rows, so a FaaS that kept its flow keeps no layer alive; its commits then raise.
+    A run compares and hashes by identity and is always true, like the object it was.
     """
+
+    commit_row = list.append
+    __hash__ = object.__hash__  # type: ignore[assignment]
+    __eq__ = object.__eq__
+    __ne__ = object.__ne__
+
+    def __bool__(self) -> bool:
+        return True
+
+    def __repr__(self) -> str:
+        return f"<kisflow run {self.run_id} of flow {self.flow_name!r}>"
 
     __slots__ = (
         "_attempt",
         "_call_dead",
         "_ctx_token",
+        "_d",
         "_ended_at",
         "_extra",
         "_held",
         "_log",
         "_rejects",
         "_retries",
+        "_run",
         "_runner",
         "_started",
         "action",
@@ -147,7 +171,7 @@ class Run(RunView):
         n = plan.n
         self._d = d
         self._run = self  # the view's link to its run, cut by close()
-        self.commit_row_batch = self.commit_batch
+        self.buffer: Any = self  # the stage's result: the run's own list, until a hand-over
         self.run_id = next(_run_ids)
         self.flow_name = plan.flow_name
         self.plan = plan
@@ -183,8 +207,12 @@ class Run(RunView):
         )
         # Read once per run: with no observer, a stage call costs one truth test.
         extra = options.observers
-        watching = active()  # with the debug-mode log while loguru would emit it
-        observers: tuple[Observer, ...] = watching + extra if extra else watching
+        observers: tuple[Observer, ...] = _state.observers  # ``observers.active()``, inline:
+        debug = _state.debug_observers()  # the debug-mode log while loguru would emit it
+        if debug:
+            observers = observers + debug
+        if extra:
+            observers = observers + extra
         self.observers = observers
         if observers:
             rows = len(source)
@@ -218,6 +246,7 @@ class Run(RunView):
         held = self._held
         if held is None:
             held = self._held = []
+            self._extra = True  # released once the call returns (``_after_call``)
         elif any(h is lock for h in held):
             return
         if self.gate is not None:
@@ -252,22 +281,23 @@ class Run(RunView):
     def calls(self, inline: Sequence[int] = ()) -> Iterator[Call]:
         """The run, one stage call at a time: yields what the driver must call or finish.
 
-        Before each call the stage is prepared (its input, a fresh buffer, rows converted
-        or dead-lettered); once the call is made (with any retries), KisFlow's data-layer
+        Before each call the stage is prepared (its input, rows converted or
+        dead-lettered); once the call is made (with any retries), KisFlow's data-layer
         rules and the pending action are applied and the stage's figures recorded. A
         stage marked in ``inline`` (a sync FaaS the driver lets the loop call, see
         ``Plan.inline``) is called here and yields nothing unless its call raised or
         returned something to finish (``Pending``); any other stage is yielded with
         ``None`` for the driver to call. Run state lives in locals between stages: a
         generator with no round trip per stage keeps the per-stage cost of a run small.
+        The common stage (a plain call, no action, retry, dead letter or held state)
+        takes the short branches; everything else is handled by ``_after_call``.
         """
         clock = _clock
         plan = self.plan
-        stages, specs, fns, plain, layers, log, n, observers = (
+        stages, specs, fns, layers, log, n, observers = (
             plan.stages,
             plan.specs,
             plan.fns,
-            plan.plain,
             self.layers,
             self._log,
             plan.n,
@@ -278,89 +308,101 @@ class Run(RunView):
         if self.gate is not None:  # a stream's Save and window stages wait: the driver's
             inline = tuple(0 if g else how for how, g in zip(inline, plan.gated, strict=True))
         pos = self.pos
-        inp = self._input_of(pos)
+        inp = self.source if pos == 0 else self._input_of(pos)
+        if type(inp) is not list:
+            inp = self._input_for(pos, inp)
+        steps = self.steps
         trace_from = self.trace_from
         self._started = started = clock()
         while True:
-            # -- prepare the stage -------------------------------------------------------
-            self.steps = steps = self.steps + 1
+            # -- prepare the stage: the run's list (its buffer) is empty -------------------
+            self.steps = steps = steps + 1  # read by the stores' idempotency marks
             if steps > trace_from:
                 self._near_step_limit(pos)
-            spec = specs[pos]
-            if type(inp) is not list and not spec.signature.frames:
-                inp = columnar.rows_of(inp)  # a DataFrame, for a row stage: its rows
             self.stage_input = self.converted = inp
             rows_in = len(inp)
-            # action, _attempt, _call_dead, _rejects and kept are reset once a call used them.
-            buf: list[Any] = []
-            self.buffer = buf
-            self.commit_row = buf.append
             if observers:
                 for observer in observers:
                     try:
                         observer.stage_started(self, stages[pos], pos)
                     except Exception as exc:
                         observer_failed(observer, "stage_started", exc)
-            args = view_args if plain[pos] else self._arguments(pos, spec, inp)
             how = inline[pos]
-            if how:
-                failed: Exception | None = None
+            if how == 2:  # a plain call lets the interpreter inline the FaaS's frame
+                out = _RAISED
                 try:
-                    # A plain call lets the interpreter inline the FaaS's frame.
-                    out = fns[pos](self) if how == 2 else fns[pos](*args)
+                    out = fns[pos](self)
                 except Exception as exc:
                     failed = exc
-                if failed is not None:
-                    yield spec, args, Pending(failed, None)
-                elif out is not None:
-                    yield spec, args, Pending(None, out)
+                if out is not None:  # rare: it raised, or returned something to finish
+                    if out is _RAISED:
+                        yield specs[pos], view_args, Pending(failed, None)
+                    else:
+                        yield specs[pos], view_args, Pending(None, out)
             else:
-                yield spec, args, None
+                spec = specs[pos]
+                args = view_args if plan.plain[pos] else self._arguments(pos, spec, inp)
+                if how:
+                    out = _RAISED
+                    try:
+                        out = fns[pos](*args)
+                    except Exception as exc:
+                        failed = exc
+                    if out is _RAISED:
+                        yield spec, args, Pending(failed, None)
+                    elif out is not None:
+                        yield spec, args, Pending(None, out)
+                else:
+                    yield spec, args, None
             # -- apply the data-layer rules and the action ---------------------------------
-            if self._held is not None:
-                self._release_held()
             action = self.action
-            stop: RunEnd | None
-            if action is None:
-                result = self.buffer
+            if (action is None or action is _REUSE) and not self._extra:  # the common stage
+                if action is None:
+                    result = self.buffer
+                    if result is self:
+                        result = self[:]
+                        self.clear()
+                    elif len(self) or type(self) is not Run:
+                        result = self._handed_over()
+                    else:
+                        self.buffer = self  # a list handed over, and nothing after it
+                else:  # data_reuse alone: the input passes on, what it committed is dropped
+                    self.action = None
+                    result = self.stage_input
+                    if len(self) or self.buffer is not self:
+                        self._taken()
                 rows_out = len(result)  # a DataFrame has a length, not a truth value
-                following = pos + 1
+                layers[pos] = result
+                now = clock()
+                log.append((pos, rows_in, rows_out, 0, now - started))
+                if observers:
+                    self._stage_done(pos, rows_in, rows_out, 0, now - started, 1)
+                started = now
+                pos += 1
+                if pos < n and rows_out:
+                    if type(result) is not list:
+                        result = self._input_for(pos, result)
+                    self.pos = pos
+                    inp = result
+                    continue
                 # KisFlow's rule: a stage that commits nothing stops the flow (no error).
                 # The last stage committing nothing is a sink that finished: completed.
-                stop = RunEnd.NO_ROWS if not rows_out and following < n else None
-            else:
-                self.action = None
-                result, following, stop = self._apply(action, pos)
-                rows_out = len(result)
+                self.output = result
+                self._ended_at = now
+                if pos < n:
+                    self._stop(RunEnd.NO_ROWS, stages[pos - 1])
+                else:
+                    self.pos = n
+                return
+            result, following, stop, dead, attempts = self._after_call(pos)
+            rows_out = len(result)
             layers[pos] = result
-            if self._extra:
-                dead, attempts = self._settle(pos)
-            else:
-                dead = 0
-                attempts = 1
             now = clock()
             duration = now - started
             started = now
             log.append((pos, rows_in, rows_out, dead, duration))
             if observers:
-                call = _new_call(
-                    StageCall,
-                    (
-                        stages[pos],
-                        pos,
-                        rows_in,
-                        rows_out,
-                        max(rows_in - rows_out - dead, 0),
-                        dead,
-                        duration,
-                        attempts,
-                    ),
-                )
-                for observer in observers:  # per stage call: no generic dispatch
-                    try:
-                        observer.stage_done(self, call)
-                    except Exception as exc:
-                        observer_failed(observer, "stage_done", exc)
+                self._stage_done(pos, rows_in, rows_out, dead, duration, attempts)
             if stop is not None:
                 self.output = result
                 self._stop(stop, stages[pos])
@@ -371,8 +413,62 @@ class Run(RunView):
                 self.pos = n
                 self._ended_at = now
                 return
-            inp = result if following == pos + 1 else self._input_of(following)
+            if following != pos + 1:
+                result = self._input_of(following)
+            if type(result) is not list:
+                result = self._input_for(following, result)
             self.pos = pos = following
+            inp = result
+
+    def _stage_done(
+        self, pos: int, rows_in: int, rows_out: int, dead: int, duration: float, attempts: int
+    ) -> None:
+        """Tell the observers a stage call is done (called only when there are some)."""
+        call = _new_call(
+            StageCall,
+            (
+                self.chain[pos],
+                pos,
+                rows_in,
+                rows_out,
+                max(rows_in - rows_out - dead, 0),
+                dead,
+                duration,
+                attempts,
+            ),
+        )
+        for observer in self.observers:  # per stage call: no generic dispatch
+            try:
+                observer.stage_done(self, call)
+            except Exception as exc:
+                observer_failed(observer, "stage_done", exc)
+
+    def _after_call(self, pos: int) -> tuple[Any, int, RunEnd | None, int, int]:
+        """After a call that asked for an action, retried, dead-lettered, dropped rows or
+        held its state: the stage's result, the next position, why the run stops (or
+        None), and the call's dead letters and attempts."""
+        if self._held is not None:
+            self._release_held()
+        action = self.action
+        if action is None:
+            result: Any = self._taken()
+            following = pos + 1
+            stop = RunEnd.NO_ROWS if not len(result) and following < self.plan.n else None
+        else:
+            self.action = None
+            result, following, stop = self._apply(action, pos)
+        if self._extra:
+            dead, attempts = self._settle(pos)
+        else:
+            dead = 0
+            attempts = 1
+        return result, following, stop, dead, attempts
+
+    def _input_for(self, pos: int, inp: Any) -> Any:
+        """``inp`` as the stage at ``pos`` takes it: a DataFrame's rows for a row stage."""
+        if type(inp) is not list and not self.plan.specs[pos].signature.frames:
+            return columnar.rows_of(inp)  # a DataFrame, for a row stage: its rows
+        return inp
 
     def _input_of(self, pos: int) -> list[Any]:
         """The input of the stage at ``pos``: the source, or the layer before it."""
@@ -433,10 +529,41 @@ class Run(RunView):
         return None if sinks is None else sinks[pos]
 
     def _fresh_buffer(self) -> None:
-        buf: list[Any] = []
-        self.buffer = buf
+        """Drop what the stage committed (a retried attempt): the run's list is empty."""
+        self.clear()
+        self.buffer = self
         self.action = None
-        self.commit_row = buf.append
+        if type(self) is not Run:
+            self.__class__ = Run  # a DataFrame had been committed (``_FrameRun``)
+
+    def _handed_over(self) -> Any:
+        """Take out the stage's result when it is not the run's own list: a list handed
+        over (``copy=False``) with any rows committed after it, or a DataFrame."""
+        result = self.buffer
+        self.buffer = self
+        if type(self) is not Run:
+            self.__class__ = Run
+        if len(self):
+            result.extend(self)  # commit_row calls after the hand-over
+            self.clear()
+        return result
+
+    def _taken(self) -> Any:
+        """Take the stage's committed rows out of the run (which is empty again)."""
+        if self.buffer is self:
+            rows = self[:]
+            self.clear()
+            return rows
+        return self._handed_over()
+
+    def target(self) -> list[Any]:
+        """The list to add committed rows to in bulk (a generator's yields): the run, or
+        the list handed over, with the rows committed after it moved onto it first."""
+        buf = self.buffer
+        if buf is not self and len(self):
+            buf.extend(self)
+            self.clear()
+        return buf  # type: ignore[no-any-return]
 
     def commit_batch(self, rows: Iterable[Any], copy: bool = True) -> None:
         """The stage's ``commit_row_batch``: add ``rows`` to its result.
@@ -446,27 +573,43 @@ class Run(RunView):
         it), so the FaaS must not touch it again. The stage's own input is never adopted.
         """
         buf = self.buffer
-        if type(buf) is not list or (type(rows) is not list and columnar.is_frame(rows)):
+        if type(rows) is list:
+            if buf is self:
+                if (
+                    not copy
+                    and not len(self)
+                    and rows is not self.stage_input  # the view's input() is this list too
+                    and rows is not self.converted
+                ):
+                    self.buffer = rows
+                else:
+                    self.extend(rows)
+                return
+            if type(buf) is list:
+                self.target().extend(rows)
+                return
+        elif columnar.is_frame(rows) or (buf is not self and type(buf) is not list):
             self._commit_frame(rows)
             return
-        if (
-            not copy
-            and type(rows) is list
-            and not buf
-            and rows is not self.stage_input  # the view's input() is this list too
-            and rows is not self.converted
-        ):
-            self.buffer = rows
-            self.commit_row = rows.append
-            return
-        if type(rows) is not list:
+        else:
             check_batch(rows, self.flow_name, self.chain[self.pos].name)
-        buf.extend(rows)
+            if buf is self or type(buf) is list:
+                self.target().extend(rows)
+                return
+        self._commit_frame(rows)
+
+    commit_row_batch = commit_batch  # a method: no bound copy per run
 
     def _commit_frame(self, rows: Iterable[Any]) -> None:
         """A DataFrame committed (or rows after one): the stage's result is a DataFrame."""
-        self.buffer = columnar.merge_commit(self.buffer, rows)
-        self.commit_row = columnar.refuse_row(self.flow_name, self.chain[self.pos].name)
+        current = self.buffer
+        if current is self:
+            current = self[:]
+            self.clear()
+        elif type(current) is list:
+            current = self.target()
+        self.buffer = columnar.merge_commit(current, rows)
+        self.__class__ = _FrameRun  # its commit_row refuses: commit frames or batches now
 
     def _dead_letter_unconvertible(self, pos: int, inp: list[Any]) -> list[Any]:
         """Send rows that fail conversion to the stage's sink; return the converted rest."""
@@ -646,10 +789,11 @@ class Run(RunView):
     def _apply(self, action: Action, pos: int) -> tuple[list[Any], int, RunEnd | None]:
         """The stage's result, the next position and why the run stops (or None), given
         the action it asked for."""
-        if action.data_reuse:
+        committed = self._taken()
+        if action.data_reuse:  # the stage's input passes on; what it committed is dropped
             result = self._reused_input(pos) if self._rejects else self.stage_input
         else:
-            result = self.buffer
+            result = committed
         # A jump is checked even when the stage also aborts: a bad target is an error.
         jump = None if action.jump_func is None else self._jump_target(action.jump_func)
         if action.abort:
@@ -690,7 +834,8 @@ class Run(RunView):
                 _context.RUN.set(None)
             self._ctx_token = None
         self._run = None
-        self.commit_row = self.commit_row_batch = self._d.after_run
+        self.__class__ = _EndedRun  # its commit_row and commit_row_batch refuse
+        self.clear()
         self.layers = self.source = self.stage_input = self.converted = _GONE
         self.buffer = self.output = _GONE
         self.ctx = None
@@ -803,11 +948,11 @@ class Run(RunView):
         """Complete a FaaS call made from synchronous code (await, drain generators)."""
         kind = spec.signature.kind
         if kind is CallKind.GENERATOR or inspect.isgenerator(out):
-            self.buffer.extend(out)
+            self.target().extend(out)
         elif kind is CallKind.ASYNC or inspect.isawaitable(out):
             self._await(out)
         elif kind is CallKind.ASYNC_GENERATOR or inspect.isasyncgen(out):
-            self._await(_drain(out, self.buffer))
+            self._await(_drain(out, self.target()))
         else:
             raise _not_none(out)
 
@@ -826,6 +971,33 @@ class Run(RunView):
                     awaitable.close()
                 raise
         self._runner.run(_as_coroutine(awaitable))
+
+
+class _FrameRun(Run):
+    """A run whose current stage committed a DataFrame: ``commit_row`` refuses (commit
+    frames or batches instead) until the stage's result is taken out."""
+
+    __slots__ = ()
+
+    def commit_row(self, row: Any, /) -> None:
+        """Refuse: the stage's result is a DataFrame."""
+        columnar.refuse_row(self.flow_name, self.chain[self.pos].name)(row)
+
+
+class _EndedRun(Run):
+    """A run that has ended: a FaaS that kept its flow cannot commit to it any more."""
+
+    __slots__ = ()
+
+    def commit_row(self, row: Any, /) -> None:
+        """Refuse: the run has ended."""
+        self._d.after_run(row)
+
+    def commit_batch(self, rows: Iterable[Any], copy: bool = True) -> None:
+        """Refuse: the run has ended."""
+        self._d.after_run(rows)
+
+    commit_row_batch = commit_batch
 
 
 class Pending:
@@ -992,7 +1164,7 @@ async def _call_async(run: Run, spec: FaaSSpec, args: tuple[Any, ...]) -> None:
     if kind is CallKind.ASYNC_GENERATOR or not spec.blocking:
         out = spec.fn(*args)
     elif kind is CallKind.GENERATOR:
-        buf = run.buffer
+        buf = run.target()
         await asyncio.to_thread(lambda: buf.extend(spec.fn(*args)))
         return
     else:
@@ -1006,11 +1178,11 @@ async def _finish_async(run: Run, spec: FaaSSpec, out: Any) -> None:
         return
     # An unannotated callable may still hand back a coroutine or a generator.
     if inspect.isasyncgen(out):
-        await _drain(out, run.buffer)
+        await _drain(out, run.target())
     elif inspect.isawaitable(out):
         await out
     elif inspect.isgenerator(out):
-        buf = run.buffer
+        buf = run.target()
         gen = out
         if spec.blocking:
             await asyncio.to_thread(lambda: buf.extend(gen))
