@@ -288,7 +288,12 @@ class Flow(FlowAPI):
             RowRejectedError, DeadLetterError: a rejected row with no sink; a failing sink.
         """
         if options is None and ctx is None and max_steps is None and dead_letters is None:
-            options = DEFAULT_OPTIONS  # the common case, without a call
+            if type(rows) is list:  # the common case: a list, no options, no connector
+                d = self._d
+                plan = run_plan(d)
+                if plan is not None and not plan.connectors:
+                    return run_sync(Run(d, plan, rows, DEFAULT_OPTIONS, d.max_steps))
+            options = DEFAULT_OPTIONS
         else:
             options = merge(options, ctx=ctx, max_steps=max_steps, dead_letters=dead_letters)
         run = self._start(rows, options)
