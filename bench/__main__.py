@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gc
+import itertools
 import json
 import resource
 import statistics
@@ -160,6 +161,40 @@ def shape_stream_small(repeat: int) -> float:
     return _report("stream/small", len(rows), t_loop, t_flow)
 
 
+def stream_cost_us(repeat: int) -> float:
+    """Microseconds a stream of 100-row batches adds per batch to the runs it makes.
+
+    The other side cuts the same batches from the same iterator (``islice``) and calls
+    ``flow.run`` on each: what is left is the stream's own work per batch.
+    """
+    flow = workload.build("row", kf.Pool())
+    rows = [row for b in _small_batches() for row in b]
+    n_batches = len(rows) // SMALL_ROWS
+
+    def runs_all() -> None:
+        run = flow.run
+        it = iter(rows)
+        while True:
+            batch: list[workload.Row] = []
+            batch.extend(itertools.islice(it, SMALL_ROWS))
+            if not batch:
+                return
+            run(batch)
+
+    def stream_all() -> None:
+        for _ in flow.stream(rows, batch_size=SMALL_ROWS, progress=False):
+            pass
+
+    t_runs, t_stream = paired(runs_all, stream_all, repeat)
+    cost = (t_stream - t_runs) / n_batches * 1e6
+    print(
+        f"{'stream cost':<18} a 100-row batch streamed {t_stream / n_batches * 1e6:5.2f} us, "
+        f"cut and run by hand {t_runs / n_batches * 1e6:5.2f} us: {cost:4.2f} us",
+        flush=True,
+    )
+    return cost
+
+
 def shape_arun(repeat: int) -> float:
     """1,000 sequential ``await flow.arun(batch)`` of sync stages vs sequential ``run``."""
     flow = workload.build("row", kf.Pool())
@@ -266,6 +301,7 @@ def stream_arun_figures(repeat: int) -> dict[str, float]:
     """A stream of 100-row batches, sequential arun, and the fixed cost of a run."""
     return {
         "ratio_stream_small": shape_stream_small(repeat),
+        "stream_cost_us": stream_cost_us(repeat),
         "ratio_arun": shape_arun(repeat),
         "fixed_cost_us": fixed_cost_us(repeat),
     }
@@ -308,6 +344,7 @@ ONLY: dict[str, Callable[[int], Any]] = {
     "typed": lambda r: shape_big("typed", r),
     "metrics": metrics_figures,
     "stream": shape_stream_small,
+    "stream-cost": stream_cost_us,
     "arun": shape_arun,
     "fixed": fixed_cost_us,
 }

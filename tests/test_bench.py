@@ -58,12 +58,18 @@ class TestHarness:
         monkeypatch.setattr(harness, "ARUN_RUNS", 5)
         monkeypatch.setattr(harness, "FIXED_RUNS", 50)
         entries = harness.stream_arun_figures(1)
-        assert sorted(entries) == ["fixed_cost_us", "ratio_arun", "ratio_stream_small"]
+        assert sorted(entries) == [
+            "fixed_cost_us",
+            "ratio_arun",
+            "ratio_stream_small",
+            "stream_cost_us",
+        ]
         assert entries["ratio_arun"] > 0
         assert entries["ratio_stream_small"] > 0
         out = capsys.readouterr().out
         assert [line.split()[0] for line in out.splitlines()] == [
             "stream/small",
+            "stream",
             "arun/small",
             "fixed",
         ]
