@@ -109,8 +109,12 @@ class Run(RunView, list[Any]):
 
     commit_row = list.append
     __hash__ = object.__hash__  # type: ignore[assignment]
-    __eq__ = object.__eq__
-    __ne__ = object.__ne__
+
+    def __eq__(self, other: object) -> bool:
+        return self is other  # never a list's comparison of contents, either way round
+
+    def __ne__(self, other: object) -> bool:
+        return self is not other
 
     def __bool__(self) -> bool:
         return True

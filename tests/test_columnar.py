@@ -470,6 +470,26 @@ class TestCommits:
             flow.run([{"a": 9}])
         assert (err.value.flow, err.value.stage) == ("late", "Late")
 
+    def test_a_retried_attempt_may_commit_rows_after_a_frame_before(self) -> None:
+        pool = kf.Pool()
+        calls: list[int] = []
+
+        def flaky(flow: kf.Flow, rows: pl.DataFrame) -> None:
+            calls.append(1)
+            if len(calls) == 1:
+                flow.commit_row_batch(rows)  # a frame, then the attempt fails
+                raise OSError("once")
+            flow.commit_row({"a": 2})  # the retry's rows: commit_row works again
+
+        pool.faas("Flaky", flaky)
+        flow = (
+            kf.FlowBuilder("retry-frame", pool=pool)
+            .calculate("Flaky", option=kf.FuncOption(retry_times=1))
+            .build()
+        )
+        assert flow.run([{"a": 9}]).output == [{"a": 2}]
+        assert len(calls) == 2
+
     def test_a_row_stage_may_commit_a_frame(self) -> None:
         pool = kf.Pool()
 

@@ -650,3 +650,64 @@ class TestFunction:
         assert flow.run([0]).output == [800]
         with pytest.raises(kf.RunError, match="only valid inside a FaaS"):
             flow.get_this_function()
+
+
+class TestTheFlowAFaaSReceives:
+    """In a run the flow is the run itself, which is also the stage's result list: it
+    still behaves as one object (identity, truth, repr) and its commits keep order."""
+
+    def test_it_hashes_and_compares_by_identity_and_is_true_when_empty(self) -> None:
+        seen: list[tuple[Any, ...]] = []
+
+        def look(flow: kf.Flow) -> None:
+            seen.append((bool(flow), flow == [], hash(flow) == hash(flow), {flow: 1}[flow]))
+            seen.append((repr(flow), isinstance(flow, kf.Flow)))
+            flow.commit_row("row")
+            seen.append((flow == ["row"], bool(flow)))
+
+        kf.pool.faas("look", look)
+        kf.FlowBuilder("ident").calculate("look").build().run([0])
+        assert seen[0] == (True, False, True, 1)
+        shown, is_flow = seen[1]
+        assert is_flow
+        assert "'ident'" in shown
+        assert shown.startswith("<kisflow run ")
+        assert seen[2] == (False, True)
+
+    def test_data_reuse_drops_what_the_stage_committed(self) -> None:
+        def both(flow: kf.Flow) -> None:
+            flow.commit_row("dropped")
+            flow.next(kf.actions.data_reuse)
+
+        def echo(flow: kf.Flow) -> None:
+            flow.commit_row_batch(flow.input())
+
+        kf.pool.faas("both", both)
+        kf.pool.faas("echo", echo)
+        result = kf.FlowBuilder("reuse").calculate("both").calculate("echo").build().run([1, 2])
+        assert result.output == [1, 2]
+        assert [(s.rows_in, s.rows_out) for s in result.stages] == [(2, 2), (2, 2)]
+
+    def test_rows_after_a_hand_over_then_yielded_rows_keep_their_order(self) -> None:
+        def mixed(flow: kf.Flow) -> Iterator[str]:
+            flow.commit_row_batch(["a", "b"], copy=False)
+            flow.commit_row("c")
+            yield "d"
+
+        kf.pool.faas("mixed", mixed)
+        result = kf.FlowBuilder("order").calculate("mixed").build().run([0])
+        assert result.output == ["a", "b", "c", "d"]
+
+    def test_each_stage_starts_with_nothing_committed(self) -> None:
+        sizes: list[int] = []
+
+        def count_then_commit(flow: kf.Flow) -> None:
+            sizes.append(len(flow.input()))
+            for row in flow.input():
+                flow.commit_row(row + 1)
+
+        kf.pool.faas("inc", count_then_commit)
+        flow = kf.FlowBuilder("layers").calculate("inc").calculate("inc").calculate("inc").build()
+        assert flow.run([0, 0]).output == [3, 3]
+        assert flow.run([5]).output == [8]
+        assert sizes == [2, 2, 2, 1, 1, 1]
