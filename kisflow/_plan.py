@@ -118,6 +118,9 @@ class Plan:
     function or generator), with no round trip through the driver: 0 no, 1 yes, 2 yes
     and it takes the flow alone (a plain call)."""
     inline_async: tuple[int, ...] = attrs.field(eq=False, repr=False, default=())
+    plain_sync: bool = attrs.field(eq=False, repr=False, default=False)
+    """Every stage a plain sync FaaS (``inline`` all 2): ``run_sync`` then takes
+    ``Run.run_plain``, the run loop without a generator."""
     """Per stage: the same under ``arun``, where a FaaS registered ``blocking=True`` goes
     to a worker thread instead."""
     gated: tuple[bool, ...] = attrs.field(eq=False, repr=False, default=())
@@ -203,6 +206,7 @@ def plan_of(d: Definition) -> Plan:
     check_types(name, stages, specs)
     table = d.dead_letters
     plain = tuple(not (sp.signature.takes_rows or sp.signature.takes_ctx) for sp in specs)
+    inline = tuple(_how(spec, p, False) for spec, p in zip(specs, plain, strict=True))
     plan = Plan(
         pool=pool,
         version=pool.version,
@@ -217,7 +221,8 @@ def plan_of(d: Definition) -> Plan:
         enabled=d.config.enabled,
         fns=tuple(spec.fn for spec in specs),
         plain=plain,
-        inline=tuple(_how(spec, p, False) for spec, p in zip(specs, plain, strict=True)),
+        inline=inline,
+        plain_sync=all(how == 2 for how in inline),
         inline_async=tuple(_how(spec, p, True) for spec, p in zip(specs, plain, strict=True)),
         gated=tuple(
             st.mode is Mode.SAVE or sp.window is not None

@@ -61,7 +61,7 @@ from kisflow.errors import (
     StageExecutionError,
 )
 from kisflow.observers import Observer, StageCall, notify, observer_failed
-from kisflow.result import RunEnd, RunResult, StageLog
+from kisflow.result import RunEnd, RunResult
 from kisflow.rows import RowConversionFailure, describe_type, safe_repr, safe_str
 from kisflow.stage import Stage
 from kisflow.windows import LateRow
@@ -77,7 +77,7 @@ __all__ = ["MAX_RETRY_DELAY", "Run", "run_async", "run_sync"]
 _clock = time.perf_counter
 _COMPLETED = RunEnd.COMPLETED  # an enum member read per run is not free on Python 3.11
 _run_ids = itertools.count(1)
-_new_call = _new_log = tuple.__new__  # a StageCall, a StageLog: no Python-level __new__
+_new_call = tuple.__new__  # a StageCall: no Python-level __new__
 _REUSE = data_reuse
 _RAISED: Any = object()
 """What an inline FaaS call "returned" when it raised (its exception is kept aside)."""
@@ -100,7 +100,7 @@ class Run(RunView, list[Any]):
     stage's result buffer: a ``list`` whose class attribute ``commit_row`` is
     ``list.append``, so ``flow.commit_row(row)`` in a FaaS is a specialised C call on the
     run, as cheap as ``rows.append(row)`` in a hand-written loop. Between stages the list
-    is empty: the loop takes each stage's rows out (``self[:]``, a pointer copy). A list
+    is empty: the loop takes each stage's rows out (``self.copy()``, a pointer copy). A list
     handed over with ``commit_row_batch(rows, copy=False)`` becomes ``buffer`` instead, and
     rows committed after it are moved onto it. ``close`` ends the view and drops the
     run's rows, so a FaaS that kept its flow keeps no layer alive; its commits then raise.
@@ -108,6 +108,9 @@ class Run(RunView, list[Any]):
     """
 
     commit_row = list.append
+    converted: Any
+    """The current stage's rows as its FaaS got them (converted when typed); None in
+    ``run_plain`` (no stage converts), else the stage's input when nothing converts."""
     __hash__ = object.__hash__  # type: ignore[assignment]
 
     def __eq__(self, other: object) -> bool:
@@ -190,7 +193,7 @@ class Run(RunView, list[Any]):
         self.trace_from = max_steps - (4 * n + 4)
         self.ended = _COMPLETED
         self.stopped_at: str | None = None
-        # One entry per stage call; StageLog sums them only if the figures are read.
+        # One entry per stage call; RunResult sums them only if the figures are read.
         self._log: list[tuple[int, int, int, int, float]] = []
         self._retries: dict[int, int] | None = None
         self._attempt = 1
@@ -364,7 +367,7 @@ class Run(RunView, list[Any]):
                 if action is None:
                     result = self.buffer
                     if result is self:
-                        result = self[:]
+                        result = self.copy()
                         self.clear()
                     elif len(self) or type(self) is not Run:
                         result = self._handed_over()
@@ -446,6 +449,108 @@ class Run(RunView, list[Any]):
                 observer.stage_done(self, call)
             except Exception as exc:
                 observer_failed(observer, "stage_done", exc)
+
+    def run_plain(self) -> None:
+        """``calls`` for the common sync run, with no generator: every stage a plain sync
+        FaaS (it takes the flow alone), no observer, no stream gate. ``run_sync`` uses it;
+        it makes the driver's retries itself and hands everything else a call asks for
+        (actions, dead letters, held state, generators) to the helpers ``calls`` uses."""
+        clock = _clock
+        plan = self.plan
+        fns, specs, layers, log, n = plan.fns, plan.specs, self.layers, self._log, plan.n
+        pos = self.pos
+        inp = self.source if pos == 0 else self._input_of(pos)
+        if type(inp) is not list:
+            inp = self._input_for(pos, inp)
+        steps = self.steps
+        trace_from = self.trace_from
+        self.converted = None
+        self._started = started = clock()
+        while True:
+            self.steps = steps = steps + 1
+            if steps > trace_from:
+                self._near_step_limit(pos)
+            self.stage_input = inp  # (``converted`` stays None: no stage converts rows)
+            rows_in = len(inp)
+            try:
+                out = fns[pos](self)
+                if out is not None:
+                    self.finish_sync(specs[pos], out)
+            except Exception as exc:
+                self._call_again(specs[pos], exc)
+            action = self.action
+            if (action is None or action is _REUSE) and not self._extra:  # as in ``calls``
+                if action is None:
+                    result = self.buffer
+                    if result is self:
+                        result = self.copy()
+                        self.clear()
+                    elif len(self) or type(self) is not Run:
+                        result = self._handed_over()
+                    else:
+                        self.buffer = self
+                else:
+                    self.action = None
+                    result = self.stage_input
+                    if len(self) or self.buffer is not self:
+                        self._taken()
+                rows_out = len(result)
+                layers[pos] = result
+                now = clock()
+                log.append((pos, rows_in, rows_out, 0, now - started))
+                started = now
+                pos += 1
+                if pos < n and rows_out:
+                    if type(result) is not list:
+                        result = self._input_for(pos, result)
+                    self.pos = pos
+                    inp = result
+                    continue
+                self.output = result
+                self._ended_at = now
+                if pos < n:
+                    self._stop(RunEnd.NO_ROWS, plan.stages[pos - 1])
+                else:
+                    self.pos = n
+                return
+            result, following, stop, dead, _attempts = self._after_call(pos)
+            layers[pos] = result
+            now = clock()
+            log.append((pos, rows_in, len(result), dead, now - started))
+            started = now
+            if stop is not None:
+                self.output = result
+                self._stop(stop, plan.stages[pos])
+                self._ended_at = now
+                return
+            if following >= n:
+                self.output = result
+                self.pos = n
+                self._ended_at = now
+                return
+            if following != pos + 1:
+                result = self._input_of(following)
+            if type(result) is not list:
+                result = self._input_for(following, result)
+            self.pos = pos = following
+            inp = result
+
+    def _call_again(self, spec: FaaSSpec, exc: Exception) -> None:
+        """``run_plain``'s retries of a failed call (as ``run_sync`` makes them): call the
+        FaaS again after the stage's delay until it succeeds or its retries are used up."""
+        while True:
+            delay = self.retry(exc)
+            if delay is None:
+                raise self.failure(exc)
+            if delay > 0:
+                time.sleep(delay)
+            try:
+                out = spec.fn(self)
+                if out is not None:
+                    self.finish_sync(spec, out)
+                return
+            except Exception as again:
+                exc = again
 
     def _after_call(self, pos: int) -> tuple[Any, int, RunEnd | None, int, int]:
         """After a call that asked for an action, retried, dead-lettered, dropped rows or
@@ -555,7 +660,7 @@ class Run(RunView, list[Any]):
     def _taken(self) -> Any:
         """Take the stage's committed rows out of the run (which is empty again)."""
         if self.buffer is self:
-            rows = self[:]
+            rows = self.copy()
             self.clear()
             return rows
         return self._handed_over()
@@ -608,7 +713,7 @@ class Run(RunView, list[Any]):
         """A DataFrame committed (or rows after one): the stage's result is a DataFrame."""
         current = self.buffer
         if current is self:
-            current = self[:]
+            current = self.copy()
             self.clear()
         elif type(current) is list:
             current = self.target()
@@ -703,7 +808,8 @@ class Run(RunView, list[Any]):
                 row=row,
             )
         if index is None:
-            index = _index_of(row, self.converted)
+            converted = self.converted
+            index = -1 if converted is None else _index_of(row, converted)
             if index < 0:
                 index = _index_of(row, self.stage_input)
             if index >= 0 and self.kept is not None:
@@ -857,10 +963,12 @@ class Run(RunView, list[Any]):
             output,
             self.ended,
             self.stopped_at,
-            _new_log(StageLog, (self.chain, self._log, self._retries)),
+            self._log,
             self.steps,
             self._ended_at - self._started,
         )
+        result._chain = self.chain  # ``_log`` is the raw record: summed on first read
+        result._retries = self._retries
         if self.observers:
             for observer in self.observers:
                 try:
@@ -1091,6 +1199,9 @@ def run_sync(run: Run) -> RunResult:
     """
     gate = run.gate
     try:
+        if run.plan.plain_sync and gate is None and not run.observers:
+            run.run_plain()
+            return run.result()
         for spec, args, pending in run.calls(run.plan.inline):
             if pending is None and gate is not None and run.plan.gated[run.pos]:
                 gate.wait()

@@ -13,7 +13,7 @@ from kisflow.modes import Mode
 if TYPE_CHECKING:
     from kisflow.stage import Stage
 
-__all__ = ["RunEnd", "RunResult", "StageLog", "StageStats"]
+__all__ = ["Log", "RunEnd", "RunResult", "StageStats", "stage_stats"]
 
 
 class RunEnd(enum.Enum):
@@ -58,49 +58,46 @@ class StageStats:
         return self.rows_in + self.added == self.rows_out + self.filtered + self.dead_letters
 
 
-class StageLog(tuple[Any, ...]):
-    """A run's raw record, kept as cheaply as possible: ``(stages, calls, retries)``, with
-    one ``(position, rows_in, rows_out, dead_letters, seconds)`` entry in ``calls`` per
-    stage call and ``retries`` by position (or None). ``RunResult.stages`` sums it into
-    StageStats only when first read."""
+Log = list[tuple[int, int, int, int, float]]
+"""A run's raw record: one ``(position, rows_in, rows_out, dead_letters, seconds)`` entry
+per stage call, which ``RunResult.stages`` sums into StageStats only when first read."""
 
-    __slots__ = ()
 
-    def stats(self) -> tuple[StageStats, ...]:
-        """Per-stage figures, summed over every call of each stage."""
-        stages: Sequence[Stage] = self[0]
-        log: list[tuple[int, int, int, int, float]] = self[1]
-        n = len(stages)
-        calls, rows_in, rows_out, dead, filtered, added = ([0] * n for _ in range(6))
-        seconds = [0.0] * n
-        for pos, got, out, dropped, took in log:
-            calls[pos] += 1
-            rows_in[pos] += got
-            rows_out[pos] += out
-            dead[pos] += dropped
-            seconds[pos] += took
-            left = got - out - dropped
-            if left >= 0:
-                filtered[pos] += left
-            else:
-                added[pos] -= left
-        retries: dict[int, int] = self[2] or {}
-        return tuple(
-            StageStats(
-                stage.id,
-                stage.name,
-                stage.mode,
-                calls[i],
-                rows_in[i],
-                rows_out[i],
-                seconds[i],
-                dead[i],
-                filtered[i],
-                added[i],
-                retries.get(i, 0),
-            )
-            for i, stage in enumerate(stages)
+def stage_stats(
+    stages: Sequence[Stage], log: Log, retries: dict[int, int] | None
+) -> tuple[StageStats, ...]:
+    """Per-stage figures, summed over every call of each stage (``retries`` by position)."""
+    n = len(stages)
+    calls, rows_in, rows_out, dead, filtered, added = ([0] * n for _ in range(6))
+    seconds = [0.0] * n
+    for pos, got, out, dropped, took in log:
+        calls[pos] += 1
+        rows_in[pos] += got
+        rows_out[pos] += out
+        dead[pos] += dropped
+        seconds[pos] += took
+        left = got - out - dropped
+        if left >= 0:
+            filtered[pos] += left
+        else:
+            added[pos] -= left
+    retried = retries or {}
+    return tuple(
+        StageStats(
+            stage.id,
+            stage.name,
+            stage.mode,
+            calls[i],
+            rows_in[i],
+            rows_out[i],
+            seconds[i],
+            dead[i],
+            filtered[i],
+            added[i],
+            retried.get(i, 0),
         )
+        for i, stage in enumerate(stages)
+    )
 
 
 @attrs.define(slots=True, unsafe_hash=True, repr=False)
@@ -116,12 +113,16 @@ class RunResult:
     _output: list[Any]
     _ended: RunEnd
     _stopped_at: str | None
-    _stages: Sequence[StageStats] | StageLog
+    _stages: Sequence[StageStats] | Log
     _steps: int
     _duration: float
     _stats: tuple[StageStats, ...] | None = attrs.field(
         default=None, init=False, eq=False, hash=False
     )
+    _chain: Sequence[Stage] | None = attrs.field(default=None, init=False, eq=False, hash=False)
+    """Set by the run that made it: ``_stages`` is then its raw ``Log``, summed on first
+    read of ``stages`` (with ``_retries``), which keeps many small runs cheap."""
+    _retries: dict[int, int] | None = attrs.field(default=None, init=False, eq=False, hash=False)
 
     @property
     def flow(self) -> str:
@@ -168,8 +169,10 @@ class RunResult:
         """
         stats = self._stats
         if stats is None:
-            source = self._stages
-            stats = source.stats() if isinstance(source, StageLog) else tuple(source)
+            if self._chain is not None:
+                stats = stage_stats(self._chain, self._stages, self._retries)  # type: ignore[arg-type]
+            else:
+                stats = tuple(self._stages)  # type: ignore[arg-type]
             self._stats = stats
         return stats
 
