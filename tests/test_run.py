@@ -266,3 +266,53 @@ class TestUnprintableErrors:
             "RuntimeError> failed to store row 0: _Unprintable: <_Unprintable object: str "
             "raised RuntimeError>"
         )
+
+
+class TestPlainRuns:
+    """A flow of plain sync FaaS (they take the flow alone) runs without a generator
+    (``Run.run_plain``), which makes the retries itself: the same outcomes as a run
+    through ``Run.calls``."""
+
+    def _plain(self, name: str, fn: Any, retry_times: int) -> kf.Flow:
+        kf.pool.faas(name, fn)
+        option = kf.FuncOption(retry_times=retry_times)
+        flow = kf.FlowBuilder(f"plain-{name}").calculate(name, option=option).build()
+        assert flow.plan().plain_sync  # this test takes run_plain
+        return flow
+
+    def test_a_failed_call_is_retried_and_its_commits_dropped(self) -> None:
+        calls: list[int] = []
+
+        def flaky(flow: kf.Flow) -> None:
+            calls.append(1)
+            flow.commit_row(len(calls))
+            if len(calls) < 3:
+                raise OSError(f"down ({len(calls)})")
+
+        result = self._plain("PFlaky", flaky, 2).run([0])
+        assert result.output == [3]
+        assert result.stages[0].retries == 2
+        assert len(calls) == 3
+
+    def test_the_last_failure_names_the_stage_and_its_attempts(self) -> None:
+        def down(flow: kf.Flow) -> None:
+            flow.commit_row(1)
+            raise OSError("still down")
+
+        with pytest.raises(kf.StageExecutionError, match="'PDown' raised OSError") as err:
+            self._plain("PDown", down, 1).run([0])
+        assert err.value.attempts == 2
+        assert isinstance(err.value.__cause__, OSError)
+
+    def test_a_generator_retried_after_it_failed_half_way(self) -> None:
+        calls: list[int] = []
+
+        def gen(flow: kf.Flow) -> Iterator[int]:
+            calls.append(1)
+            yield 1
+            if len(calls) == 1:
+                raise OSError("half way")
+            yield 2
+
+        assert self._plain("PGen", gen, 1).run([0]).output == [1, 2]
+        assert len(calls) == 2
