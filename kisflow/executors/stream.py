@@ -670,8 +670,13 @@ class _Base:
                 _context.PARTITION.reset(token)
 
     def _open_bar(self) -> None:
+        """The progress bar, or None when it would draw nothing (no update call per batch)."""
         if self._bar is None:
-            self._bar = progress_bar(desc=self.flow.name, enabled=self._progress)
+            bar = progress_bar(desc=self.flow.name, enabled=self._progress)
+            if bar.disable:
+                bar.close()
+            else:
+                self._bar = bar
 
     def _close_source(self) -> None:
         try:
