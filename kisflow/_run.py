@@ -80,6 +80,8 @@ _run_ids = itertools.count(1)
 _new_call = tuple.__new__  # a StageCall: no Python-level __new__
 _REUSE = data_reuse
 _RAISED: Any = object()
+_ENDED: Any = object()
+"""What ``Run._go_on`` returns once the run has ended."""
 """What an inline FaaS call "returned" when it raised (its exception is kept aside)."""
 _GONE: Any = ()
 """What a closed run holds instead of its rows."""
@@ -392,14 +394,7 @@ class Run(RunView, list[Any]):
                     self.pos = pos
                     inp = result
                     continue
-                # KisFlow's rule: a stage that commits nothing stops the flow (no error).
-                # The last stage committing nothing is a sink that finished: completed.
-                self.output = result
-                self._ended_at = now
-                if pos < n:
-                    self._stop(RunEnd.NO_ROWS, stages[pos - 1])
-                else:
-                    self.pos = n
+                self._end_after(pos, result, now)
                 return
             result, following, stop, dead, attempts = self._after_call(pos)
             rows_out = len(result)
@@ -410,22 +405,10 @@ class Run(RunView, list[Any]):
             log.append((pos, rows_in, rows_out, dead, duration))
             if observers:
                 self._stage_done(pos, rows_in, rows_out, dead, duration, attempts)
-            if stop is not None:
-                self.output = result
-                self._stop(stop, stages[pos])
-                self._ended_at = now
+            inp = self._go_on(pos, result, following, stop, now)
+            if inp is _ENDED:
                 return
-            if following >= n:
-                self.output = result
-                self.pos = n
-                self._ended_at = now
-                return
-            if following != pos + 1:
-                result = self._input_of(following)
-            if type(result) is not list:
-                result = self._input_for(following, result)
-            self.pos = pos = following
-            inp = result
+            pos = following
 
     def _stage_done(
         self, pos: int, rows_in: int, rows_out: int, dead: int, duration: float, attempts: int
@@ -506,7 +489,7 @@ class Run(RunView, list[Any]):
                     self.pos = pos
                     inp = result
                     continue
-                self.output = result
+                self.output = result  # ``_end_after``, inline: once per run, on the hot path
                 self._ended_at = now
                 if pos < n:
                     self._stop(RunEnd.NO_ROWS, plan.stages[pos - 1])
@@ -518,22 +501,43 @@ class Run(RunView, list[Any]):
             now = clock()
             log.append((pos, rows_in, len(result), dead, now - started))
             started = now
-            if stop is not None:
-                self.output = result
-                self._stop(stop, plan.stages[pos])
-                self._ended_at = now
+            inp = self._go_on(pos, result, following, stop, now)
+            if inp is _ENDED:
                 return
-            if following >= n:
-                self.output = result
-                self.pos = n
-                self._ended_at = now
-                return
-            if following != pos + 1:
-                result = self._input_of(following)
-            if type(result) is not list:
-                result = self._input_for(following, result)
-            self.pos = pos = following
-            inp = result
+            pos = following
+
+    def _end_after(self, following: int, result: Any, now: float) -> None:
+        """End the run after a common stage: its result is the output. KisFlow's rule: a
+        stage that commits nothing stops the flow (no error); the last stage committing
+        nothing is a sink that finished, so the run completed."""
+        self.output = result
+        self._ended_at = now
+        n = self.plan.n
+        if following < n:
+            self._stop(RunEnd.NO_ROWS, self.chain[following - 1])
+        else:
+            self.pos = n
+
+    def _go_on(self, pos: int, result: Any, following: int, stop: RunEnd | None, now: float) -> Any:
+        """After ``_after_call``: the next stage's input (and ``pos`` set to it), or
+        ``_ENDED`` once the run ended (an action stopped it, or it passed the last stage)."""
+        if stop is not None:
+            self.output = result
+            self._stop(stop, self.chain[pos])
+            self._ended_at = now
+            return _ENDED
+        n = self.plan.n
+        if following >= n:
+            self.output = result
+            self.pos = n
+            self._ended_at = now
+            return _ENDED
+        if following != pos + 1:
+            result = self._input_of(following)
+        if type(result) is not list:
+            result = self._input_for(following, result)
+        self.pos = following
+        return result
 
     def _call_again(self, spec: FaaSSpec, exc: Exception) -> None:
         """``run_plain``'s retries of a failed call (as ``run_sync`` makes them): call the
