@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import json
-import shutil
-import socket
 import sqlite3
-import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -22,6 +19,7 @@ from kisflow._pool import Pool
 from kisflow.connectors import is_builtin_type
 from kisflow.executors import Partition, PartitionResult
 from kisflow.executors._partition import FlowPayload, dumps, run_partition, unwrap
+from tests.redisserver import free_port, redis_server
 
 
 @attrs.define
@@ -38,12 +36,6 @@ ROWS: list[dict[str, Any]] = [
     {"id": 3, "name": None, "score": None, "ok": None, "tags": None, "raw": b""},
 ]
 JSON_ROWS: list[Any] = [{"id": 1, "v": [1, 2]}, {"id": 2, "v": None}, {"id": 3, "v": {"x": "y"}}]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def save_flow(conn: kf.ConnConfig, *, retry_times: int = 0) -> kf.Flow:
@@ -216,45 +208,8 @@ class TestJSONL:
 @pytest.fixture(scope="session")
 def redis_port(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
     """A real redis-server on a free loopback port for the session; stopped afterwards."""
-    server = shutil.which("redis-server")
-    if server is None:
-        pytest.skip("redis-server is not installed; `make test` installs it (make system-deps)")
-    port = free_port()
-    workdir = tmp_path_factory.mktemp("redis")
-    proc = subprocess.Popen(
-        [
-            server,
-            "--port",
-            str(port),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--dir",
-            str(workdir),
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                with socket.create_connection(("127.0.0.1", port), timeout=0.2) as s:
-                    s.sendall(b"PING\r\n")
-                    if s.recv(16).startswith(b"+PONG"):
-                        break
-            except OSError:
-                pass
-            if time.monotonic() > deadline or proc.poll() is not None:
-                pytest.fail(f"redis-server did not start on 127.0.0.1:{port}")
-            time.sleep(0.05)
+    with redis_server(tmp_path_factory.mktemp("redis")) as port:
         yield port
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
 
 
 class TestRedis:
