@@ -686,30 +686,26 @@ class Run(RunView, list[Any]):
         it), so the FaaS must not touch it again. The stage's own input is never adopted.
         """
         buf = self.buffer
-        if type(rows) is list:
-            if buf is self:
-                if (
-                    not copy
-                    and not len(self)
-                    and rows is not self.stage_input  # the view's input() is this list too
-                    and rows is not self.converted
-                ):
-                    self.buffer = rows
-                else:
-                    self.extend(rows)
+        if type(rows) is not list:
+            if columnar.is_frame(rows):
+                self._commit_frame(rows)
                 return
-            if type(buf) is list:
-                self.target().extend(rows)
-                return
-        elif columnar.is_frame(rows) or (buf is not self and type(buf) is not list):
-            self._commit_frame(rows)
-            return
-        else:
             check_batch(rows, self.flow_name, self.chain[self.pos].name)
-            if buf is self or type(buf) is list:
-                self.target().extend(rows)
-                return
-        self._commit_frame(rows)
+        elif (
+            not copy
+            and buf is self
+            and not len(self)
+            and rows is not self.stage_input  # the view's input() is this list too
+            and rows is not self.converted
+        ):
+            self.buffer = rows
+            return
+        if buf is self:
+            self.extend(rows)
+        elif type(buf) is list:
+            self.target().extend(rows)
+        else:
+            self._commit_frame(rows)  # rows after a DataFrame join it
 
     commit_row_batch = commit_batch  # a method: no bound copy per run
 
@@ -1097,7 +1093,7 @@ class _FrameRun(Run):
 
     def commit_row(self, row: Any, /) -> None:
         """Refuse: the stage's result is a DataFrame."""
-        columnar.refuse_row(self.flow_name, self.chain[self.pos].name)(row)
+        raise columnar.row_after_frame(self.flow_name, self.chain[self.pos].name)
 
 
 class _EndedRun(Run):

@@ -19,7 +19,7 @@ from __future__ import annotations
 import collections.abc
 import json
 import sys
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import attrs
@@ -48,7 +48,7 @@ __all__ = [
     "load_slice",
     "merge_commit",
     "polars",
-    "refuse_row",
+    "row_after_frame",
     "rows_of",
 ]
 
@@ -446,18 +446,14 @@ def merge_commit(buffer: Any, rows: Iterable[Any]) -> Any:
     return pl.concat([frame_of(buffer), frame], how="diagonal_relaxed")
 
 
-def refuse_row(flow: str, stage: str) -> Callable[[Any], None]:
-    """``commit_row`` of a stage whose result is already a DataFrame: a clear error."""
-
-    def commit_row(row: Any, /) -> None:
-        raise CommitError(
-            f"flow {flow!r} stage {stage!r}: commit_row after a DataFrame was committed; "
-            f"commit further rows with commit_row_batch (a DataFrame or a list of rows)",
-            flow=flow,
-            stage=stage,
-        )
-
-    return commit_row
+def row_after_frame(flow: str, stage: str) -> CommitError:
+    """The error for ``commit_row`` in a stage whose result is already a DataFrame."""
+    return CommitError(
+        f"flow {flow!r} stage {stage!r}: commit_row after a DataFrame was committed; "
+        f"commit further rows with commit_row_batch (a DataFrame or a list of rows)",
+        flow=flow,
+        stage=stage,
+    )
 
 
 def rejected_rows(frame: Any, reason: str) -> list[tuple[dict[str, Any], str]]:

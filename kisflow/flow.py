@@ -50,10 +50,10 @@ DEFAULT_MAX_STEPS = 1000
 class Flow(FlowAPI):
     """A flow of stages. Build it with ``FlowBuilder``, ``link`` or a YAML config folder.
 
-    ``commit_row(row)`` and ``commit_row_batch(rows, copy=True)`` are attributes, not
-    methods: inside a FaaS ``commit_row`` is bound straight to the stage's result buffer,
-    so committing a row costs one C call. Outside a run they add to the source of the
-    next ``run()``.
+    ``commit_row(row)`` and ``commit_row_batch(rows, copy=True)`` commit to the current
+    stage's result inside a FaaS, whose flow is the run itself (``commit_row`` is then
+    ``list.append`` on it: one C call). Outside a run they add to the source of the next
+    ``run()``.
     """
 
     commit_row: CommitRow
