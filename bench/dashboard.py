@@ -73,18 +73,7 @@ def measure(rows: int, batch_size: int, repeat: int) -> dict[str, float]:
             on.append(stream_seconds(flow, data, batch_size))
             view = next(f for f in board.flows() if f["name"] == flow.name)
             assert view["stages"][0]["rows_in"] == rows  # it did watch the stream
-    t_off, t_on = (statistics.median(t for t, _ in side) for side in (off, on))
-    c_off, c_on = (statistics.median(c for _, c in side) for side in (off, on))
-    return {
-        "rows": rows,
-        "batch_size": batch_size,
-        "off_s": t_off,
-        "on_s": t_on,
-        "slowdown": t_on / t_off - 1.0,
-        "off_cpu_s": c_off,
-        "on_cpu_s": c_on,
-        "slowdown_cpu": c_on / c_off - 1.0,
-    }
+    return {"rows": rows, "batch_size": batch_size, **_slowdowns(off, on)}
 
 
 def measure_redis(n: int, repeat: int) -> dict[str, float]:
@@ -114,10 +103,14 @@ def measure_redis(n: int, repeat: int) -> dict[str, float]:
                         (on if side == "on" else off).append(took)
                     with closing(redis.Redis(port=port)) as client:
                         client.xgroup_destroy(stream.STREAM, group)
+    return {"rows": n, **_slowdowns(off, on)}
+
+
+def _slowdowns(off: list[tuple[float, float]], on: list[tuple[float, float]]) -> dict[str, float]:
+    """Median wall and CPU seconds of each side's ``(wall, cpu)`` reps, and the slowdowns."""
     t_off, t_on = (statistics.median(t for t, _ in side) for side in (off, on))
     c_off, c_on = (statistics.median(c for _, c in side) for side in (off, on))
     return {
-        "rows": n,
         "off_s": t_off,
         "on_s": t_on,
         "slowdown": t_on / t_off - 1.0,
