@@ -78,6 +78,28 @@ class TestStreamResults:
         ]
         assert (stream.rows_done, stream.batches_done, stream.interrupted) == (25, 3, False)
 
+    def test_a_list_is_cut_by_slicing_and_left_as_it_was(self) -> None:
+        rows = list(range(25))
+        stream = _double_flow().stream(rows, batch_size=10)
+        outputs = [r.output for r in stream]
+        assert outputs == [
+            [i * 2 for i in range(10)],
+            [i * 2 for i in range(10, 20)],
+            [i * 2 for i in range(20, 25)],
+        ]
+        assert rows == list(range(25))
+        assert (stream.rows_done, stream.batches_done) == (25, 3)
+
+    def test_rows_appended_to_a_list_during_the_stream_are_streamed(self) -> None:
+        # As a for loop over the list would: its slices see the rows appended since.
+        rows = list(range(10))
+        seen = []
+        for result in _double_flow().stream(rows, batch_size=4):
+            seen.extend(result.output)
+            if len(rows) < 14:
+                rows.append(len(rows))
+        assert seen == [i * 2 for i in range(14)]
+
     def test_async_iterable_source_in_sync_stream(self) -> None:
         async def source() -> AsyncIterator[int]:
             for i in range(7):
@@ -184,7 +206,8 @@ class TestStreamStop:
         assert stream.rows_done == 20
         assert _count(db) == 20
 
-    def test_ctrl_c_finishes_the_batch_in_flight(self, tmp_path: Path) -> None:
+    @pytest.mark.parametrize("source", [range, lambda n: list(range(n))], ids=["range", "list"])
+    def test_ctrl_c_finishes_the_batch_in_flight(self, tmp_path: Path, source: Any) -> None:
         db = tmp_path / "rows.db"
 
         def interrupt_on_third(n: int) -> None:
@@ -193,7 +216,7 @@ class TestStreamStop:
 
         flow = _sqlite_save_flow(db, on_batch=interrupt_on_third)
         before = signal.getsignal(signal.SIGINT)
-        stream = flow.stream(range(1000), batch_size=10)
+        stream = flow.stream(source(1000), batch_size=10)
         results = []
         for result in stream:
             # The stream's handler stays for its whole life (installed once, not per

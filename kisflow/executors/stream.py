@@ -838,10 +838,13 @@ class Stream(_Base, Iterator[RunResult]):
             self._reading = False
 
     def _fast_serial(self) -> Iterator[RunResult]:
-        """Batches cut in place: per batch one ``islice``, one run, a few counters."""
+        """Batches cut in place: per batch one slice of a list (else one ``islice`` of the
+        iterator), one run, a few counters."""
         source = self.source
         assert isinstance(source, IterableSource)
         it = source.iterator
+        whole = source.rows_list  # a list: sliced, like the iterator a list's own would
+        at = 0  # (the rows appended during the stream are streamed too)
         stop = self._stop
         run = self.flow.run
         size = self.batch_size
@@ -851,14 +854,18 @@ class Stream(_Base, Iterator[RunResult]):
         options = self.options
         given = None if options is DEFAULT_OPTIONS else options  # flow.run's fast path
         while not stop.is_set():
-            rows: list[Any] = []
-            self._reading = True
-            try:
-                rows.extend(islice(it, size))  # rows read before a Ctrl-C stay
-            except _ReadInterrupted:
-                pass
-            finally:
-                self._reading = False
+            if whole is not None:
+                rows = whole[at : at + size]  # nothing blocks: a Ctrl-C stops after the run
+                at += len(rows)
+            else:
+                rows = []
+                self._reading = True
+                try:
+                    rows.extend(islice(it, size))  # rows read before a Ctrl-C stay
+                except _ReadInterrupted:
+                    pass
+                finally:
+                    self._reading = False
             if not rows:
                 return
             if self.options is not options:  # the ctx setter, between batches

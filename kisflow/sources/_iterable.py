@@ -196,6 +196,14 @@ class IterableSource(Source):
         return self._queue is None
 
     @property
+    def rows_list(self) -> list[Any] | None:
+        """The rows when they are a plain ``list`` pulled in the stream's thread (no
+        reader): the stream's fast path cuts its batches by slicing it, a C copy that
+        never blocks, instead of pulling its iterator row by row. Else None."""
+        rows = self._rows
+        return rows if type(rows) is list and not self._reader else None
+
+    @property
     def iterator(self) -> Iterator[Any]:
         """The sync iterator pulled in the stream's thread (after ``open``, no reader)."""
         assert self._it is not None
