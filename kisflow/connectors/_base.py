@@ -12,6 +12,7 @@ import abc
 import contextlib
 import contextvars
 import dataclasses
+import importlib
 import json
 import math
 from collections.abc import Mapping, Sequence
@@ -22,7 +23,7 @@ import attrs
 from kisflow import _context
 from kisflow.columnar import is_frame, rows_of
 from kisflow.config import ConnConfig
-from kisflow.errors import ConnectorError
+from kisflow.errors import ConnectorError, MissingExtraError
 from kisflow.modes import Mode
 from kisflow.rows import safe_repr
 
@@ -201,6 +202,16 @@ class Store(abc.ABC):
         """
         if not self.config.addrs:
             raise self.error("has no addrs; set it to where the store lives")
+
+    def require(self, module: str, extra: str) -> Any:
+        """Import ``module`` for ``check``, or raise ``MissingExtraError`` naming
+        ``kisflow[extra]`` and this connector (its name, type and address)."""
+        try:
+            return importlib.import_module(module)
+        except ImportError as exc:
+            c = self.config
+            who = f"connector {c.cname!r} ({self.type_name} at {c.addrs!r})"
+            raise MissingExtraError(extra, module, needed_by=who) from exc
 
     def error(self, message: str, *, retryable: bool = False) -> ConnectorError:
         """A ``ConnectorError`` naming this connector, its type and its address.

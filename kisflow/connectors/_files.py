@@ -23,7 +23,7 @@ from typing import Any, ClassVar
 
 from kisflow.columnar import frame_of, is_frame, polars
 from kisflow.connectors._base import SaveMark, Store
-from kisflow.errors import KisFlowError, MissingExtraError
+from kisflow.errors import KisFlowError
 from kisflow.rows import safe_str
 
 __all__ = ["ColumnarFiles"]
@@ -40,12 +40,7 @@ class ColumnarFiles(Store):
     def check(self) -> None:
         """Check ``addrs``; ``MissingExtraError`` naming ``kisflow[polars]`` without Polars."""
         super().check()
-        try:
-            import polars  # noqa: F401 - only checks the extra is installed
-        except ImportError as exc:
-            c = self.config
-            who = f"connector {c.cname!r} ({self.type_name} at {c.addrs!r})"
-            raise MissingExtraError("polars", "polars", needed_by=who) from exc
+        self.require("polars", "polars")
 
     @property
     def path(self) -> Path:

@@ -24,7 +24,6 @@ from kisflow.connectors._base import (
     matches,
     to_json_text,
 )
-from kisflow.errors import MissingExtraError
 
 __all__ = ["RedisConnector"]
 
@@ -39,12 +38,7 @@ class RedisConnector(Store):
     def check(self) -> None:
         """Check the config; ``MissingExtraError`` when the redis package is missing."""
         super().check()
-        try:
-            import redis  # noqa: F401 - only checks the extra is installed
-        except ImportError as exc:
-            c = self.config
-            who = f"connector {c.cname!r} ({self.type_name} at {c.addrs!r})"
-            raise MissingExtraError("redis", "redis", needed_by=who) from exc
+        self.require("redis", "redis")
         if not self.config.key:
             raise self.error("has no key; set it to the list or stream name")
         self._address()

@@ -18,7 +18,6 @@ from typing import Any
 
 from kisflow.connectors._base import LEDGER, SaveMark, Store
 from kisflow.connectors._table import fit_value, kind_of
-from kisflow.errors import MissingExtraError
 
 __all__ = ["ROWID", "SQLConnector"]
 
@@ -38,12 +37,7 @@ class SQLConnector(Store):
     def check(self) -> None:
         """Check the config; ``MissingExtraError`` when SQLAlchemy is missing."""
         super().check()
-        try:
-            import sqlalchemy
-        except ImportError as exc:
-            c = self.config
-            who = f"connector {c.cname!r} ({self.type_name} at {c.addrs!r})"
-            raise MissingExtraError("sql", "sqlalchemy", needed_by=who) from exc
+        sqlalchemy = self.require("sqlalchemy", "sql")
         if not self.config.key:
             raise self.error("has no key; set it to the table name")
         try:
