@@ -189,12 +189,18 @@ _REPR.maxstring = 60
 _REPR.maxother = 60
 
 
-def _show(value: Any) -> str:
-    """A value for an error message: bounded, and never failing (an int of 5,000 digits)."""
+def show_value(value: Any) -> str:
+    """A value for an error message: bounded, and never failing (an int of 5,000 digits);
+    configfile's messages use it too."""
     try:
         return _REPR.repr(value)
     except Exception:  # str() of an int beyond Python's digit limit, a repr that raises
         return f"<{type(value).__name__} that cannot be shown>"
+
+
+def show_typed(value: Any) -> str:
+    """``show_value`` after the value's type name (``int 5``), as config errors say it."""
+    return f"{type(value).__name__} {show_value(value)}"
 
 
 def _typed(kind: type | tuple[type, ...]) -> Callable[[Any, attrs.Attribute[Any], Any], None]:
@@ -205,7 +211,7 @@ def _typed(kind: type | tuple[type, ...]) -> Callable[[Any, attrs.Attribute[Any]
         if not isinstance(value, kind) or (isinstance(value, bool) and bool not in _as_tuple(kind)):
             raise ConfigError(
                 f"{type(instance).__name__}.{attribute.name} must be {names}, "
-                f"got {type(value).__name__} {_show(value)}",
+                f"got {show_typed(value)}",
                 key=attribute.name,
             )
 
@@ -220,7 +226,7 @@ def _count(instance: Any, attribute: attrs.Attribute[Any], value: int) -> None:
     why = _is_count(value)
     if why is not None:
         raise ConfigError(
-            f"{type(instance).__name__}.{attribute.name} {why}, got {_show(value)}",
+            f"{type(instance).__name__}.{attribute.name} {why}, got {show_value(value)}",
             key=attribute.name,
         )
 
@@ -238,7 +244,8 @@ def _params(value: Mapping[str, Any] | None) -> dict[str, Any]:
         return {}
     if not isinstance(value, Mapping):
         raise ConfigError(
-            f"params must be a mapping, got {type(value).__name__} {_show(value)}", key="params"
+            f"params must be a mapping, got {show_typed(value)}",
+            key="params",
         )
     return {str(k): v for k, v in value.items()}
 
@@ -248,12 +255,12 @@ def _names(value: Iterable[str] | None, key: str) -> tuple[str, ...]:
     if value is None:
         return ()
     if isinstance(value, str | bytes) or not isinstance(value, Iterable):
-        raise ConfigError(f"{key}: expected a list of names, got {_show(value)}", key=key)
+        raise ConfigError(f"{key}: expected a list of names, got {show_value(value)}", key=key)
     out = tuple(value)
     for name in out:
         if not isinstance(name, str):
             raise ConfigError(
-                f"{key}: expected a list of names, got {type(name).__name__} {_show(name)} in it",
+                f"{key}: expected a list of names, got {show_typed(name)} in it",
                 key=key,
             )
     return out
@@ -344,7 +351,7 @@ def _source(value: Source | Mapping[str, Any] | None) -> Source:
         return _from_mapping(Source, value, "source")  # type: ignore[no-any-return]
     if not isinstance(value, Source):
         raise ConfigError(
-            f"source must be a Source or a mapping, got {type(value).__name__} {_show(value)}",
+            f"source must be a Source or a mapping, got {show_typed(value)}",
             key="source",
         )
     return value
@@ -357,7 +364,7 @@ def _option(value: FuncOption | Mapping[str, Any] | None) -> FuncOption:
         return _from_mapping(FuncOption, value, "option")  # type: ignore[no-any-return]
     if not isinstance(value, FuncOption):
         raise ConfigError(
-            f"option must be a FuncOption or a mapping, got {type(value).__name__} {_show(value)}",
+            f"option must be a FuncOption or a mapping, got {show_typed(value)}",
             key="option",
         )
     return value
@@ -406,7 +413,7 @@ def _flow_params(
     if value is None:
         return ()
     if isinstance(value, str | bytes) or not isinstance(value, Iterable):
-        raise ConfigError(f"flows must be a list, got {_show(value)}", key="flows")
+        raise ConfigError(f"flows must be a list, got {show_value(value)}", key="flows")
     out: list[FlowFunctionParam] = []
     for item in value:
         if isinstance(item, FlowFunctionParam):
@@ -415,7 +422,8 @@ def _flow_params(
             out.append(_from_mapping(FlowFunctionParam, item, "flows"))
         else:
             raise ConfigError(
-                f"each entry of flows must be a mapping with fname, got {_show(item)}", key="flows"
+                f"each entry of flows must be a mapping with fname, got {show_value(item)}",
+                key="flows",
             )
     return tuple(out)
 
@@ -433,7 +441,7 @@ class FlowFunctionParam:
 def _status(instance: Any, attribute: attrs.Attribute[Any], value: int) -> None:
     if value not in (0, 1):
         raise ConfigError(
-            f"FlowConfig.status must be 1 (enabled) or 0 (disabled), got {_show(value)}",
+            f"FlowConfig.status must be 1 (enabled) or 0 (disabled), got {show_value(value)}",
             key="status",
         )
 

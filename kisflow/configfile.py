@@ -19,7 +19,6 @@ from __future__ import annotations
 import difflib
 import enum
 import os
-import reprlib
 import sys
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
@@ -37,6 +36,8 @@ from kisflow.config import (
     FuncConfig,
     GlobalConfig,
     YamlField,
+    show_typed,
+    show_value,
     yaml_fields,
 )
 from kisflow.errors import ConfigError, KisFlowError
@@ -326,7 +327,7 @@ def _clean_section(
         if key in clean:
             wrong = check(clean[key])
             if wrong is not None:
-                problems.add(path, f"{prefix}{key}", f"{wrong}, got {_show(clean[key])}")
+                problems.add(path, f"{prefix}{key}", f"{wrong}, got {show_typed(clean[key])}")
     for key, (sub, many) in table.sections.items():
         value = clean.get(key)
         if value is None:
@@ -334,7 +335,7 @@ def _clean_section(
         if many:
             clean[key] = _clean_items(value, sub, kind, path, f"{prefix}{key}", problems)
         elif not isinstance(value, dict):
-            problems.add(path, f"{prefix}{key}", f"must be a mapping, got {_show(value)}")
+            problems.add(path, f"{prefix}{key}", f"must be a mapping, got {show_typed(value)}")
         else:
             clean[key] = _clean_section(value, sub, kind, path, f"{prefix}{key}.", problems)
     return clean if len(problems) == before else None
@@ -346,31 +347,16 @@ def _clean_items(
     """Check a list of mappings such as ``flows`` as ``_clean_section`` does each one."""
     if not isinstance(value, list):
         shape = "{" + ", ".join(table.keys) + "}"
-        problems.add(path, key, f"must be a list of {shape}, got {_show(value)}")
+        problems.add(path, key, f"must be a list of {shape}, got {show_typed(value)}")
         return None
     needs = f" with {', '.join(table.required)}" if table.required else ""
     out: list[Any] = []
     for i, item in enumerate(value):
         if not isinstance(item, dict):
-            problems.add(path, f"{key}[{i}]", f"must be a mapping{needs}, got {_show(item)}")
+            problems.add(path, f"{key}[{i}]", f"must be a mapping{needs}, got {show_typed(item)}")
         else:
             out.append(_clean_section(item, table, kind, path, f"{key}[{i}].", problems))
     return out
-
-
-_REPR = reprlib.Repr()
-_REPR.maxlevel = 3
-_REPR.maxstring = 60
-_REPR.maxother = 60
-
-
-def _show(value: Any) -> str:
-    """A short, bounded description of a value, whatever the value (its repr may fail)."""
-    try:
-        text = _REPR.repr(value)
-    except Exception:  # an int beyond str()'s digit limit, a repr that raises
-        text = "(cannot be shown)"
-    return f"{type(value).__name__} {text}"
 
 
 def _parse(path: Path, data: dict[Any, Any], problems: _Problems) -> tuple[str, _Entry] | None:
@@ -387,7 +373,7 @@ def _parse(path: Path, data: dict[Any, Any], problems: _Problems) -> tuple[str, 
         problems.add(
             path,
             "kistype",
-            f"is {_show(kistype)}; expected one of {', '.join(KISTYPES)}{mean}",
+            f"is {show_typed(kistype)}; expected one of {', '.join(KISTYPES)}{mean}",
         )
         return None
     kind = kistype.lower()
@@ -448,7 +434,7 @@ def _place_addrs(
     try:
         resolved = (path.parent / Path(conn.addrs).expanduser()).resolve()
     except (OSError, RuntimeError, ValueError) as exc:  # a link loop, a NUL in the path
-        why = f"{_REPR.repr(conn.addrs)} is not a usable file path: {exc}"
+        why = f"{show_value(conn.addrs)} is not a usable file path: {exc}"
         problems.add(path, "addrs", why, exc)
         return conn
     if not _inside(resolved, places):
@@ -456,7 +442,7 @@ def _place_addrs(
         problems.add(
             path,
             "addrs",
-            f"connector {conn.cname!r} ({conn.type}): {_REPR.repr(conn.addrs)} resolves to "
+            f"connector {conn.cname!r} ({conn.type}): {show_value(conn.addrs)} resolves to "
             f"{resolved}, outside the config folder {places[0]}"
             + (f" and the allowed places ({allowed})" if allowed else "")
             + "; keep file connectors inside the folder, or allow the place with "
