@@ -29,11 +29,8 @@ from __future__ import annotations
 import argparse
 import gc
 import json
-import shutil
-import socket
 import sqlite3
 import statistics
-import subprocess
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -44,45 +41,26 @@ from typing import Any
 import kisflow as kf
 from bench import workload
 from kisflow import sources
+from tests.servers import ServerError, start_redis
 
 STREAM = "bench-scores"
 BATCH = 1000
 TABLE = "scores"
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @contextmanager
 def redis_server(workdir: Path) -> Iterator[int]:
-    """A redis-server (no persistence) on a free loopback port, stopped afterwards."""
-    server = shutil.which("redis-server")
-    if server is None:
-        raise SystemExit("bench/stream.py needs redis-server (make system-deps installs it)")
-    port = _free_port()
-    args = [server, "--port", str(port), "--bind", "127.0.0.1", "--save", ""]
-    args += ["--appendonly", "no", "--dir", str(workdir)]
-    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    """A redis-server (no persistence) on a free loopback port, stopped afterwards.
+
+    The tests' start (tests/servers.py); one that is missing or does not start ends the
+    run with its message.
+    """
     try:
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                with socket.create_connection(("127.0.0.1", port), timeout=0.2) as s:
-                    s.sendall(b"PING\r\n")
-                    if s.recv(16).startswith(b"+PONG"):
-                        break
-            except OSError:
-                pass
-            if time.monotonic() > deadline or proc.poll() is not None:
-                raise SystemExit(f"redis-server did not start on 127.0.0.1:{port}")
-            time.sleep(0.05)
-        yield port
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
+        server = start_redis(workdir)
+    except ServerError as exc:
+        raise SystemExit(f"bench/stream.py: {exc}") from None
+    with server:
+        yield server.port
 
 
 def fill(client: Any, n: int) -> None:

@@ -14,25 +14,17 @@ which is what ``KafkaSource.lag`` reads (librdkafka's cached watermarks).
 from __future__ import annotations
 
 import json
-import socket
 import subprocess
-import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from contextlib import closing, contextmanager
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import attrs
 
+from tests.servers import HOST, free_port, launch, stop_process
+
 __all__ = ["Broker", "broker_binary", "free_port", "running_broker"]
-
-
-def free_port() -> int:
-    """A TCP port nothing listens on at 127.0.0.1 right now."""
-    with closing(socket.socket()) as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 def broker_binary() -> str:
@@ -115,49 +107,24 @@ class Broker:
             c.close()
 
     def stop(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(timeout=10)
+        stop_process(self.proc)
 
 
 @contextmanager
 def running_broker(workdir: Path) -> Iterator[Broker]:
-    """Start Tansu (memory storage) on a free loopback port; stop it on the way out."""
+    """Start Tansu (memory storage) on a free loopback port; stop it on the way out.
+
+    Raises ``ServerError`` (a ``RuntimeError``) with the tail of its log when it does not start.
+    """
     binary = broker_binary()
     port = free_port()
-    url = f"tcp://127.0.0.1:{port}"
+    url = f"tcp://{HOST}:{port}"
+    args = [binary, "broker", "--listener-url", url, "--advertised-listener-url", url]
+    args += ["--storage-engine", "memory://tansu/"]
     log = workdir / "tansu.log"
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [
-                binary,
-                "broker",
-                "--listener-url",
-                url,
-                "--advertised-listener-url",
-                url,
-                "--storage-engine",
-                "memory://tansu/",
-            ],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            cwd=workdir,
-        )
-    broker = Broker(f"127.0.0.1:{port}", proc, log)
+    server = launch("tansu", args, port, log=log, cwd=workdir, timeout=15)
+    broker = Broker(server.address, server.proc, log)
     try:
-        deadline = time.monotonic() + 15
-        while True:
-            try:
-                with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                    break
-            except OSError:
-                pass
-            if time.monotonic() > deadline or proc.poll() is not None:
-                raise RuntimeError(f"tansu did not start on {url}: {log.read_text()[-2000:]}")
-            time.sleep(0.05)
         yield broker
     finally:
         broker.stop()
