@@ -10,8 +10,10 @@ child stored (``count_rows``) and asserts on the values.
 A child script should print a line (``flush=True``) after each committed batch, e.g.
 ``print("batch", flush=True)``, and pass that text as ``ready`` so kills land while
 batches run; it must exit 0 once its source is drained (an ``idle_timeout`` does it).
-``ListSource`` is a durable source over a fixed list, for engine tests and children
-(a child imports it after ``sys.path.insert(0, TESTS)``).
+``start_child`` starts a child the same way for a test that kills it by hand, and
+``end_child`` kills what is still running. ``ListSource`` is a durable source over a
+fixed list, for engine tests and children (a child imports it from ``tests.streamkill``:
+its start puts this tree's root on its path).
 """
 
 from __future__ import annotations
@@ -37,7 +39,17 @@ ROOT = Path(__file__).resolve().parent.parent
 """The tree whose ``kisflow`` the child imports."""
 TESTS = ROOT / "tests"
 
-__all__ = ["ROOT", "KillReport", "ListSource", "count_rows", "kill_loop", "write_child"]
+__all__ = [
+    "ROOT",
+    "TESTS",
+    "KillReport",
+    "ListSource",
+    "count_rows",
+    "end_child",
+    "kill_loop",
+    "start_child",
+    "write_child",
+]
 
 
 def write_child(folder: Path, body: str, name: str = "child.py") -> Path:
@@ -65,6 +77,26 @@ def _env() -> dict[str, str]:
     env["PYTHONPATH"] = os.pathsep.join([str(ROOT), *filter(None, [env.get("PYTHONPATH")])])
     env["PYTHONUNBUFFERED"] = "1"
     return env
+
+
+def start_child(script: Path, args: Sequence[str] = ()) -> subprocess.Popen[str]:
+    """Start ``script`` with ``args`` under this Python, this tree's ``kisflow`` on its path,
+    unbuffered, its stdout and stderr piped as text, in the script's folder."""
+    return subprocess.Popen(
+        [sys.executable, str(script), *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=_env(),
+        cwd=script.parent,
+    )
+
+
+def end_child(proc: subprocess.Popen[str]) -> None:
+    """Kill ``proc`` if it still runs, wait for it and close its pipes (a test's cleanup)."""
+    if proc.poll() is None:
+        proc.kill()
+    proc.communicate()
 
 
 def _reader(stream: object, out: queue.Queue[str | None]) -> None:
@@ -96,14 +128,7 @@ def kill_loop(
     report = KillReport()
     deadline = time.monotonic() + timeout
     while True:
-        proc = subprocess.Popen(
-            [sys.executable, str(script), *args],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            env=_env(),
-            cwd=script.parent,
-        )
+        proc = start_child(script, args)
         report.starts += 1
         lines: queue.Queue[str | None] = queue.Queue()
         reader = threading.Thread(target=_reader, args=(proc.stdout, lines), daemon=True)

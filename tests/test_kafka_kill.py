@@ -11,20 +11,17 @@ not join the checkpoint stores some messages twice, so the test tells the two ap
 
 from __future__ import annotations
 
-import os
 import signal
-import sqlite3
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from kafka_broker import Broker, running_broker
-from streamkill import ROOT, kill_loop, write_child
 
 from kisflow.checkpoint import Checkpoint
+from tests.kafka_broker import Broker, running_broker
+from tests.streamkill import count_rows, end_child, kill_loop, start_child, write_child
 
 PARTITIONS = 3
 
@@ -98,16 +95,9 @@ def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Broker]:
         yield b
 
 
-def _stored(db: Path) -> dict[int, int]:
+def _stored(db: Path) -> dict[object, int]:
     """How many times each message's ``v`` is in the table ``rows``."""
-    con = sqlite3.connect(db)
-    try:
-        counts: dict[int, int] = {}
-        for (v,) in con.execute("SELECT v FROM rows"):
-            counts[int(v)] = counts.get(int(v), 0) + 1
-        return counts
-    finally:
-        con.close()
+    return count_rows(db, "rows", "v")
 
 
 def _topic(broker: Broker, name: str, n: int) -> str:
@@ -132,7 +122,7 @@ def _kill_run(
     seed: int,
     ready: str,
     delay: tuple[float, float],
-) -> tuple[dict[int, int], int]:
+) -> tuple[dict[object, int], int]:
     """Produce ``n`` messages, run the child with 5 kills; (stored counts, intents replayed)."""
     topic = _topic(broker, f"kill-{mode}", n)
     script = write_child(tmp_path, _CHILD)
@@ -203,14 +193,7 @@ class TestTwoConsumers:
 
         def start(name: str, pause: float) -> subprocess.Popen[str]:
             args = [broker.bootstrap, topic, str(db), "builtin", str(size), name, str(pause)]
-            return subprocess.Popen(
-                [sys.executable, str(script), *args],
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                text=True,
-                env={**os.environ, "PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1"},
-                cwd=tmp_path,
-            )
+            return start_child(script, args)
 
         a, b = start("a", 0.5), start("b", 0.0)
         base = f"kafka:{broker.bootstrap}/{topic}/kill-two"
@@ -238,12 +221,7 @@ class TestTwoConsumers:
             out, err = b.communicate(timeout=70)
         finally:
             for proc in (a, b):
-                if proc.poll() is None:
-                    proc.kill()
-                    proc.wait()
-                for pipe in (proc.stdout, proc.stderr):
-                    if pipe is not None:
-                        pipe.close()
+                end_child(proc)
         assert b.returncode == 0, err[-3000:]
         counts = _stored(db)
         assert set(counts) == set(range(n))  # the union is every message

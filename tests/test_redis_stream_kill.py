@@ -13,10 +13,8 @@ streaming into SQLite through three stages, killed at random moments and restart
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -26,7 +24,7 @@ import redis
 
 from kisflow.checkpoint import Checkpoint
 from tests.redisserver import redis_server
-from tests.streamkill import ROOT, count_rows, kill_loop, write_child
+from tests.streamkill import count_rows, end_child, kill_loop, start_child, write_child
 
 CHILD = """
     import sys
@@ -233,21 +231,10 @@ class TestTwoConsumers:
         n = 30_000
         fill(port, "two", n)
         script = write_child(tmp_path, CHILD)
-        env = dict(os.environ, PYTHONPATH=str(ROOT), PYTHONUNBUFFERED="1")
 
         def start(consumer: str, slow: str) -> subprocess.Popen[str]:
-            return subprocess.Popen(
-                [
-                    sys.executable,
-                    str(script),
-                    *args(port, "two", tmp_path, consumer, "builtin", min_idle="0.5", slow=slow),
-                ],
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                text=True,
-                env=env,
-                cwd=tmp_path,
-            )
+            argv = args(port, "two", tmp_path, consumer, "builtin", min_idle="0.5", slow=slow)
+            return start_child(script, argv)
 
         doomed = start("a", "0.1")
         # The survivor stays busy (>= 0.05 s a batch) well past min_idle after the kill:
@@ -267,9 +254,7 @@ class TestTwoConsumers:
             out, err = survivor.communicate(timeout=75)
         finally:
             for proc in (doomed, survivor):
-                if proc.poll() is None:
-                    proc.kill()
-                proc.communicate()
+                end_child(proc)
         assert survivor.returncode == 0, err[-3000:]
         assert left_pending > 0  # the kill left entries pending for the survivor
         assert len(left_intents) == 1  # and a batch begun: b replays it under a's key
