@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from kafka_broker import Broker, free_port, running_broker
 
 import kisflow as kf
 from kisflow import sources
@@ -24,6 +23,7 @@ from kisflow.errors import SourceError
 from kisflow.observers import Observer, StreamStatus
 from kisflow.sources import Chunk, Takeover
 from kisflow.sources._kafka import KafkaSource
+from tests.kafka_broker import Broker, free_port, running_broker
 
 FAST = {"session.timeout.ms": 2000, "heartbeat.interval.ms": 300, "fetch.wait.max.ms": 50}
 """Short group timeouts: a join or a rebalance takes seconds, not the default 45."""

@@ -14,10 +14,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from streamkill import TESTS, ListSource, kill_loop, write_child
 
 import kisflow as kf
 from kisflow import windows
+from tests.streamkill import TESTS, ListSource, kill_loop, write_child
 
 SIZE = 10
 
@@ -126,7 +126,7 @@ _CHILD = """
 import sys
 sys.path.insert(0, {tests!r})
 from test_state_stream import _events, _flow
-from streamkill import ListSource
+from tests.streamkill import ListSource
 
 db = sys.argv[1]
 events = _events({n}) + [{{"id": -1, "k": "end", "ts": 1e9}}]

@@ -16,12 +16,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from streamkill import TESTS, ListSource, count_rows, kill_loop, write_child
 
 import kisflow as kf
 from kisflow.checkpoint import FORMAT, Batch, Checkpoint, Intent
 from kisflow.observers import Observer, StreamStatus
 from kisflow.sources import Chunk, Takeover
+from tests.streamkill import TESTS, ListSource, count_rows, kill_loop, write_child
 
 
 @pytest.fixture(autouse=True)
@@ -798,7 +798,7 @@ _CHILD = """
 import sys, sqlite3, time
 sys.path.insert(0, {tests!r})
 import kisflow as kf
-from streamkill import ListSource
+from tests.streamkill import ListSource
 
 db, mode = sys.argv[1], sys.argv[2]
 N = {n}

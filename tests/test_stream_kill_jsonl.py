@@ -14,9 +14,9 @@ import json
 from pathlib import Path
 
 import pytest
-from streamkill import count_rows, kill_loop, write_child
 
 from kisflow.checkpoint import Checkpoint
+from tests.streamkill import count_rows, kill_loop, write_child
 
 ROWS = 60_000
 BATCH = 500
