@@ -111,6 +111,16 @@ def test_a_program_that_cannot_run_is_a_server_error(tmp_path: Path) -> None:
         launch("nosuch", [missing], servers.free_port())
 
 
+def _callers_say(tmp_path: Path, fixture_raises: type[BaseException], text: str) -> None:
+    """The tests' redis_server raises ``fixture_raises`` (a skip, a failure) and bench's
+    redis_server its SystemExit, both with start_redis's message, which starts ``text``."""
+    with pytest.raises(fixture_raises, match=f"^{text}"), redis_server(tmp_path):
+        pass
+    bench_says = rf"^bench/stream\.py: {text}"
+    with pytest.raises(SystemExit, match=bench_says), stream.redis_server(tmp_path):
+        pass
+
+
 def test_start_redis_answers_ping_until_stopped(tmp_path: Path) -> None:
     if shutil.which("redis-server") is None:
         pytest.skip("redis-server is not installed; `make test` installs it")
@@ -132,30 +142,11 @@ def test_redis_on_a_taken_port_fails_with_its_log(
     message = str(info.value)
     assert message.startswith(f"redis-server did not start on 127.0.0.1:{held_port} (it exited")
     assert "Address already in use" in message
-    # the tests' fixture fails the test with that message; bench exits with it
-    with (
-        pytest.raises(pytest.fail.Exception, match="Address already in use"),
-        redis_server(tmp_path),
-    ):
-        pass
-    with (
-        pytest.raises(SystemExit, match=r"^bench/stream\.py: redis-server did not start"),
-        stream.redis_server(tmp_path),
-    ):
-        pass
+    _callers_say(tmp_path, pytest.fail.Exception, "redis-server did not start")
 
 
 def test_redis_missing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PATH", str(tmp_path))
     with pytest.raises(ServerMissing, match=r"^redis-server is not installed"):
         start_redis(tmp_path)
-    with (
-        pytest.raises(pytest.skip.Exception, match="redis-server is not installed"),
-        redis_server(tmp_path),
-    ):
-        pass
-    with (
-        pytest.raises(SystemExit, match=r"^bench/stream\.py: redis-server is not installed"),
-        stream.redis_server(tmp_path),
-    ):
-        pass
+    _callers_say(tmp_path, pytest.skip.Exception, "redis-server is not installed")
