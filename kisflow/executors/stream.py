@@ -79,6 +79,7 @@ from kisflow.progress import progress_bar
 from kisflow.result import RunResult
 from kisflow.sources._base import Chunk, Source
 from kisflow.sources._iterable import IterableSource
+from kisflow.sources._jsonl import BLANK, BadLine, decode_json_line
 from kisflow.state import StateStore
 
 if TYPE_CHECKING:
@@ -1357,8 +1358,6 @@ class StreamSummary:
     interrupted: bool
 
 
-_BOM = "\ufeff"
-
 _SHOWN = reprlib.Repr()
 _SHOWN.maxlevel = 4
 _SHOWN.maxstring = _SHOWN.maxother = 80
@@ -1400,47 +1399,21 @@ class _JsonLines:
         lines: Iterable[str | bytes] = self._lines
         for number, line in enumerate(lines, 1):
             row = self._decode(number, line)
-            if row is not _BLANK:
+            if row is not BLANK:
                 pending.append((number, row))
                 yield row
 
     def _decode(self, number: int, line: str | bytes) -> Any:
-        where = f"flow {self.flow!r}: {self.source} line {number}"
-        if isinstance(line, bytes):
-            try:
-                text = line.decode("utf-8")
-            except UnicodeDecodeError as exc:
-                raise InputLineError(
-                    f"{where} is not UTF-8 (byte {exc.start + 1}: {exc.reason}); "
-                    f"line was {_excerpt(line.strip())}",
-                    flow=self.flow,
-                    source=self.source,
-                    line=number,
-                ) from exc
-        else:
-            text = line
-        if number == 1 and text.startswith(_BOM):
-            text = text[1:]
-        text = text.strip()
-        if not text:
-            return _BLANK
         try:
-            return json.loads(text)
-        except json.JSONDecodeError as exc:
-            problem = f"is not JSON: {exc.msg} at column {exc.colno}"
-            cause: BaseException = exc
-        except RecursionError as exc:
-            problem = "is nested too deeply to read as JSON"
-            cause = exc
-        except ValueError as exc:  # e.g. an integer beyond Python's 4,300 digits
-            problem = f"cannot be read as JSON: {exc}"
-            cause = exc
-        raise InputLineError(
-            f"{where} {problem}; line was {_excerpt(text)}",
-            flow=self.flow,
-            source=self.source,
-            line=number,
-        ) from cause
+            return decode_json_line(line, first=number == 1)
+        except BadLine as exc:
+            raise InputLineError(
+                f"flow {self.flow!r}: {self.source} line {number} {exc.problem}; "
+                f"line was {_excerpt(exc.text.strip())}",
+                flow=self.flow,
+                source=self.source,
+                line=number,
+            ) from exc.__cause__
 
     def release(self, count: int) -> tuple[int, int]:
         """Forget the first ``count`` rows (a finished batch); their first and last lines."""
@@ -1483,10 +1456,6 @@ class _JsonLines:
         for note in notes or ():
             named.add_note(note)
         return named
-
-
-_BLANK = object()
-"""What ``_JsonLines._decode`` returns for a blank line."""
 
 
 def run_jsonl_stream(
