@@ -163,69 +163,95 @@ class TestUserCode:
             f"  at {faas}:{_line('# BOOM')} in boom",
         ]
 
-    def test_the_line_is_the_users_not_the_library_it_called(
-        self, folder: tuple[Path, Path]
+    @pytest.mark.parametrize(
+        ("flow", "marker", "func", "first", "context"),
+        [
+            (
+                "Parse",
+                "# PARSE",
+                "parse",
+                "kisflow: error: StageExecutionError: flow 'Parse' stage 'Parse' raised "
+                "JSONDecodeError: ",
+                [],
+            ),
+            (
+                "Letters",
+                "# LETTERS",
+                "letters",
+                "kisflow: error: CommitError: ",
+                ["  in flow 'Letters', stage 'Letters'"],
+            ),
+        ],
+        ids=["a-library-it-called-raises", "kisflow-raises-for-it"],
+    )
+    def test_the_line_shown_is_the_faas_line(
+        self,
+        folder: tuple[Path, Path],
+        flow: str,
+        marker: str,
+        func: str,
+        first: str,
+        context: list[str],
     ) -> None:
+        """Not the line of the library the FaaS called, nor kisflow's own that raised."""
         conf, faas = folder
-        result = _run(conf, faas, "--flow", "Parse", stdin="1\n")
-        assert result.exit_code == 3, result.output
-        assert _errors(result)[2:] == [f"  at {faas}:{_line('# PARSE')} in parse"]
-
-    def test_an_error_kisflow_raises_for_the_faas_shows_the_faas_line(
-        self, folder: tuple[Path, Path]
-    ) -> None:
-        conf, faas = folder
-        result = _run(conf, faas, "--flow", "Letters", stdin="1\n")
+        result = _run(conf, faas, "--flow", flow, stdin="1\n")
         assert result.exit_code == 3, result.output
         errors = _errors(result)
-        assert errors[0].startswith("kisflow: error: CommitError: ")
-        assert errors[-2:] == [
+        assert errors[0].startswith(first)
+        assert errors[1:] == [
+            *context,
             "  in stream batch 1 (stdin lines 1..1)",
-            f"  at {faas}:{_line('# LETTERS')} in letters",
+            f"  at {faas}:{_line(marker)} in {func}",
         ]
 
-    def test_a_faas_file_that_raises_shows_its_line(
-        self, folder: tuple[Path, Path], tmp_path: Path
+    @pytest.mark.parametrize(
+        ("name", "source", "expected"),
+        [
+            (
+                "bad.py",
+                "import kisflow\n\nraise RuntimeError('boom')\n",
+                [
+                    "kisflow: error: --faas {path} raised RuntimeError: boom",
+                    "  at {path}:3 in <module>",
+                ],
+            ),
+            (
+                "syntax.py",
+                "x = 1\ndef f(:\n",
+                [
+                    "kisflow: error: --faas {path} raised SyntaxError: invalid syntax "
+                    "(syntax.py, line 2)",
+                    "  at {path}:2",
+                ],
+            ),
+            (
+                "twice.py",
+                "import kisflow as kf\n\n\n@kf.faas('X')\ndef a(flow): ...\n\n\n"
+                "@kf.faas('X')\ndef b(flow): ...\n",
+                [
+                    "kisflow: error: --faas {path}: faas 'X' is already registered; pass "
+                    "replace=True to replace it on purpose",
+                    "  at {path}:8 in <module>",
+                ],
+            ),
+        ],
+        ids=["raises", "syntax-error", "registered-twice"],
+    )
+    def test_a_faas_file_that_fails_to_load_shows_its_line(
+        self,
+        folder: tuple[Path, Path],
+        tmp_path: Path,
+        name: str,
+        source: str,
+        expected: list[str],
     ) -> None:
         conf, _ = folder
-        bad = tmp_path / "bad.py"
-        bad.write_text("import kisflow\n\nraise RuntimeError('boom')\n")
+        bad = tmp_path / name
+        bad.write_text(source)
         result = CliRunner().invoke(main, ["validate", str(conf), "--faas", str(bad)])
         assert result.exit_code == 1, result.output
-        assert result.stderr.splitlines() == [
-            f"kisflow: error: --faas {bad} raised RuntimeError: boom",
-            f"  at {bad}:3 in <module>",
-        ]
-
-    def test_a_faas_file_with_a_syntax_error_shows_its_line(
-        self, folder: tuple[Path, Path], tmp_path: Path
-    ) -> None:
-        conf, _ = folder
-        bad = tmp_path / "syntax.py"
-        bad.write_text("x = 1\ndef f(:\n")
-        result = CliRunner().invoke(main, ["validate", str(conf), "--faas", str(bad)])
-        assert result.exit_code == 1, result.output
-        assert result.stderr.splitlines() == [
-            f"kisflow: error: --faas {bad} raised SyntaxError: invalid syntax (syntax.py, line 2)",
-            f"  at {bad}:2",
-        ]
-
-    def test_a_registration_error_in_a_faas_file_shows_its_line(
-        self, folder: tuple[Path, Path], tmp_path: Path
-    ) -> None:
-        conf, _ = folder
-        twice = tmp_path / "twice.py"
-        twice.write_text(
-            "import kisflow as kf\n\n\n@kf.faas('X')\ndef a(flow): ...\n\n\n"
-            "@kf.faas('X')\ndef b(flow): ...\n"
-        )
-        result = CliRunner().invoke(main, ["validate", str(conf), "--faas", str(twice)])
-        assert result.exit_code == 1, result.output
-        assert result.stderr.splitlines() == [
-            f"kisflow: error: --faas {twice}: faas 'X' is already registered; pass "
-            f"replace=True to replace it on purpose",
-            f"  at {twice}:8 in <module>",
-        ]
+        assert result.stderr.splitlines() == [line.format(path=bad) for line in expected]
 
 
 class TestBadInputLines:

@@ -39,8 +39,11 @@ class Recorder:
         self.committed: dict[str, Any] = {}
 
 
-def _columnar_chain(pool: kf.Pool, rec: Recorder) -> None:
-    """Three columnar stages: Keep (drops score < 10), Double, Tag."""
+def _columnar_chain() -> tuple[kf.Pool, Recorder]:
+    """A new pool with three columnar stages, Keep (drops score < 10), Double and Tag, and
+    the Recorder they fill."""
+    pool = kf.Pool()
+    rec = Recorder()
 
     def keep(flow: kf.Flow, rows: pl.DataFrame) -> None:
         rec.got["Keep"] = rows
@@ -63,6 +66,7 @@ def _columnar_chain(pool: kf.Pool, rec: Recorder) -> None:
     pool.faas("Keep", keep)
     pool.faas("Double", double)
     pool.faas("Tag", tag)
+    return pool, rec
 
 
 class _Counting:
@@ -89,9 +93,7 @@ class TestConversion:
     """Rows become a DataFrame on entry to a columnar stage, and rows again after it."""
 
     def test_dicts_records_and_json_become_one_frame(self) -> None:
-        pool = kf.Pool()
-        rec = Recorder()
-        _columnar_chain(pool, rec)
+        pool, rec = _columnar_chain()
         flow = kf.FlowBuilder("conv", pool=pool).calculate("Keep").build()
         source = [{"stu_id": 1, "score": 50}, Score(2, 60), '{"stu_id": 3, "score": 70}']
         flow.run(source)
@@ -101,9 +103,7 @@ class TestConversion:
         assert got.rows() == [(1, 50), (2, 60), (3, 70)]
 
     def test_the_frame_comes_back_as_dicts_for_an_untyped_row_stage(self) -> None:
-        pool = kf.Pool()
-        rec = Recorder()
-        _columnar_chain(pool, rec)
+        pool, _ = _columnar_chain()
         seen: list[Any] = []
 
         def show(flow: kf.Flow) -> None:
@@ -183,9 +183,7 @@ class TestConversion:
         assert (stats.rows_in, stats.rows_out, stats.dead_letters, stats.filtered) == (4, 2, 2, 0)
 
     def test_mixed_types_are_an_error_not_a_string_column(self) -> None:
-        pool = kf.Pool()
-        rec = Recorder()
-        _columnar_chain(pool, rec)
+        pool, _ = _columnar_chain()
         flow = kf.FlowBuilder("mixed", pool=pool).calculate("Tag").build()
         with pytest.raises(kf.RowConversionError, match=r"row 2 cannot be converted") as err:
             flow.run([{"score": 1}, {"score": 2.5}, {"score": "3"}])
@@ -196,9 +194,7 @@ class TestConversion:
         assert result.output.rows() == [("3", "x")]
 
     def test_no_rows_make_an_empty_frame_that_stops_the_flow(self) -> None:
-        pool = kf.Pool()
-        rec = Recorder()
-        _columnar_chain(pool, rec)
+        pool, rec = _columnar_chain()
         flow = kf.FlowBuilder("empty", pool=pool).calculate("Keep").calculate("Tag").build()
         result = flow.run([{"stu_id": 1, "score": 1}])  # Keep drops it
         assert result.ended is kf.RunEnd.NO_ROWS
@@ -206,69 +202,71 @@ class TestConversion:
         assert "Tag" not in rec.got
 
 
+SOURCE = "<source>"
+"""In a pass-through case: the run's source, as the object a stage is handed."""
+
+
 class TestFramesPassThrough:
     """Consecutive columnar stages hand each other the DataFrame itself: no conversion."""
 
-    def test_the_next_stage_gets_the_committed_object(
-        self, monkeypatch: pytest.MonkeyPatch
+    @pytest.mark.parametrize(
+        ("stages", "source", "same", "conversions", "kept"),
+        [
+            pytest.param(
+                [("verify", "Keep"), ("calculate", "Double"), ("calculate", "Tag")],
+                _rows(50),
+                [("Double", "Keep"), ("Tag", "Double")],
+                (1, 0),  # once on entry, never back
+                range(10, 50),
+                id="columnar-stages-get-the-committed-frame",
+            ),
+            pytest.param(
+                [("verify", "Keep"), ("calculate", "Double")],
+                pl.DataFrame(_rows(30)),
+                [("Keep", SOURCE)],
+                (0, 0),
+                range(10, 30),
+                id="a-frame-source-reaches-the-first-stage-as-it-is",
+            ),
+            pytest.param(
+                [("calculate", "Keep"), ("calculate", "Rows"), ("calculate", "Double")],
+                _rows(20),
+                [],
+                (2, 1),  # rows -> frame (Keep), frame -> rows (Rows), rows -> frame (Double)
+                range(10, 20),
+                id="rows-are-made-once-where-a-row-stage-follows",
+            ),
+        ],
+    )
+    def test_conversions_happen_only_between_kinds(
+        self,
+        monkeypatch: pytest.MonkeyPatch,
+        stages: list[tuple[str, str]],
+        source: Any,
+        same: list[tuple[str, str]],
+        conversions: tuple[int, int],
+        kept: range,
     ) -> None:
+        """``same``: (stage, committer) pairs where the stage gets that very object."""
         counts = _Counting(monkeypatch)
-        pool = kf.Pool()
-        rec = Recorder()
-        _columnar_chain(pool, rec)
-        flow = (
-            kf.FlowBuilder("pass", pool=pool)
-            .verify("Keep")
-            .calculate("Double")
-            .calculate("Tag")
-            .build()
-        )
-        result = flow.run(_rows(50))
-        assert rec.got["Double"] is rec.committed["Keep"]
-        assert rec.got["Tag"] is rec.committed["Double"]
-        assert (counts.to_frame, counts.to_rows) == (1, 0)  # once on entry, never back
-        # The last stage is columnar: the output is its DataFrame, not rows.
-        assert result.output is rec.committed["Tag"]
-        assert result.output.height == 40
-
-    def test_a_frame_source_reaches_the_first_stage_as_it_is(
-        self, monkeypatch: pytest.MonkeyPatch
-    ) -> None:
-        counts = _Counting(monkeypatch)
-        pool = kf.Pool()
-        rec = Recorder()
-        _columnar_chain(pool, rec)
-        flow = kf.FlowBuilder("src", pool=pool).verify("Keep").calculate("Double").build()
-        source = pl.DataFrame(_rows(30))
-        result = flow.run(source)
-        assert rec.got["Keep"] is source
-        assert (counts.to_frame, counts.to_rows) == (0, 0)
-        assert isinstance(result.output, pl.DataFrame)
-        assert result.output["score"].to_list() == [s * 2 for s in range(10, 30)]
-
-    def test_rows_are_made_once_where_a_row_stage_follows(
-        self, monkeypatch: pytest.MonkeyPatch
-    ) -> None:
-        counts = _Counting(monkeypatch)
-        pool = kf.Pool()
-        rec = Recorder()
-        _columnar_chain(pool, rec)
+        pool, rec = _columnar_chain()
 
         def rows_stage(flow: kf.Flow, rows: list[dict[str, Any]]) -> None:
             flow.commit_row_batch(rows)
 
         pool.faas("Rows", rows_stage)
-        flow = (
-            kf.FlowBuilder("mixed", pool=pool)
-            .calculate("Keep")
-            .calculate("Rows")
-            .calculate("Double")
-            .build()
-        )
-        result = flow.run(_rows(20))
-        # rows -> frame (Keep), frame -> rows (Rows), rows -> frame (Double)
-        assert (counts.to_frame, counts.to_rows) == (2, 1)
-        assert result.output["score"].to_list() == [s * 2 for s in range(10, 20)]
+        builder = kf.FlowBuilder("pass", pool=pool)
+        for mode, name in stages:
+            builder = getattr(builder, mode)(name)
+        result = builder.build().run(source)
+        for stage, committer in same:
+            handed = source if committer == SOURCE else rec.committed[committer]
+            assert rec.got[stage] is handed, (stage, committer)
+        assert (counts.to_frame, counts.to_rows) == conversions
+        # The last stage is columnar: the output is its DataFrame, not rows.
+        assert isinstance(result.output, pl.DataFrame)
+        assert result.output is rec.committed[stages[-1][1]]
+        assert result.output["score"].to_list() == [s * 2 for s in kept]
 
     def test_a_row_output_stays_a_list(self) -> None:
         pool = kf.Pool()
@@ -287,18 +285,14 @@ class TestDrivers:
     def test_arun(self) -> None:
         import asyncio
 
-        pool = kf.Pool()
-        rec = Recorder()
-        _columnar_chain(pool, rec)
+        pool, rec = _columnar_chain()
         flow = kf.FlowBuilder("async", pool=pool).verify("Keep").calculate("Double").build()
         result = asyncio.run(flow.arun(_rows(15)))
         assert rec.got["Double"] is rec.committed["Keep"]
         assert result.output["score"].to_list() == [s * 2 for s in range(10, 15)]
 
     def test_stream_batches(self) -> None:
-        pool = kf.Pool()
-        rec = Recorder()
-        _columnar_chain(pool, rec)
+        pool, _ = _columnar_chain()
         flow = kf.FlowBuilder("stream", pool=pool).calculate("Double").build()
         results = list(flow.stream(iter(_rows(25)), batch_size=10, handle_sigint=False))
         assert [r.output.height for r in results] == [10, 10, 5]
@@ -311,9 +305,7 @@ class TestCounts:
     """Rows in, out, filtered and dead-lettered are exact for columnar stages."""
 
     def test_stage_stats_and_observer_figures(self) -> None:
-        pool = kf.Pool()
-        rec = Recorder()
-        _columnar_chain(pool, rec)
+        pool, _ = _columnar_chain()
 
         def verify(flow: kf.Flow, rows: pl.DataFrame) -> None:
             bad = rows.filter(pl.col("stu_id") % 10 == 0)
@@ -503,6 +495,16 @@ class TestCommits:
         assert result.stage("Load").rows_out == 3
 
 
+def _pass_frame(flow: kf.Flow, rows: pl.DataFrame) -> None:
+    """A columnar stage passing its frame on."""
+    flow.commit_row_batch(rows)
+
+
+def _pass_avgs(flow: kf.Flow, rows: list[Avg]) -> None:
+    """A row stage taking Avg records and passing them on."""
+    flow.commit_row_batch(rows)
+
+
 class TestTypeCheck:
     """The build-time check reads declared Columns against the next stage."""
 
@@ -512,39 +514,33 @@ class TestTypeCheck:
 
     def test_columns_must_hold_the_next_record_types_fields(self) -> None:
         pool = kf.Pool()
-
-        def up(flow: kf.Flow, rows: pl.DataFrame) -> None:
-            flow.commit_row_batch(rows)
-
-        def down(flow: kf.Flow, rows: list[Avg]) -> None:
-            flow.commit_row_batch(rows)
-
-        pool.faas("Up", up, output=Columns(stu_id=pl.Int64))
-        pool.faas("Down", down)
+        pool.faas("Up", _pass_frame, output=Columns(stu_id=pl.Int64))
+        pool.faas("Down", _pass_avgs)
         with pytest.raises(kf.FlowTypeError, match=r"stage 'Up' outputs Columns\(stu_id: Int64\)"):
             self._flow(pool).validate()
-        pool.faas("Up", up, output={"stu_id": pl.Int64, "avg_score": pl.Int32}, replace=True)
+        pool.faas(
+            "Up", _pass_frame, output={"stu_id": pl.Int64, "avg_score": pl.Int32}, replace=True
+        )
         self._flow(pool).validate()  # an int column feeds a float field
-        pool.faas("Up", up, output={"stu_id": pl.Int64, "avg_score": pl.String}, replace=True)
+        pool.faas(
+            "Up", _pass_frame, output={"stu_id": pl.Int64, "avg_score": pl.String}, replace=True
+        )
         with pytest.raises(kf.FlowTypeError, match="takes Avg"):
             self._flow(pool).validate()
 
     def test_columns_against_the_next_stages_columns(self) -> None:
         pool = kf.Pool()
 
-        def up(flow: kf.Flow, rows: pl.DataFrame) -> None:
-            flow.commit_row_batch(rows)
-
         def down(flow: kf.Flow, rows: Annotated[pl.DataFrame, Columns(x=pl.Float64)]) -> None:
             flow.commit_row_batch(rows)
 
         pool.faas("Down", down)
-        pool.faas("Up", up, output=pl.Schema({"y": pl.Float64}))
+        pool.faas("Up", _pass_frame, output=pl.Schema({"y": pl.Float64}))
         with pytest.raises(kf.FlowTypeError, match=r"takes DataFrame\[Columns\(x: Float64\)\]"):
             self._flow(pool).validate()
-        pool.faas("Up", up, output=Columns(x=pl.Int64, y=pl.Float64), replace=True)
+        pool.faas("Up", _pass_frame, output=Columns(x=pl.Int64, y=pl.Float64), replace=True)
         self._flow(pool).validate()
-        pool.faas("Up", up, output=Columns(x=pl.String), replace=True)
+        pool.faas("Up", _pass_frame, output=Columns(x=pl.String), replace=True)
         with pytest.raises(kf.FlowTypeError):
             self._flow(pool).validate()
 
@@ -571,15 +567,8 @@ class TestTypeCheck:
 
     def test_an_undeclared_frame_fits_anything(self) -> None:
         pool = kf.Pool()
-
-        def up(flow: kf.Flow, rows: pl.DataFrame) -> None:
-            flow.commit_row_batch(rows)
-
-        def down(flow: kf.Flow, rows: list[Avg]) -> None:
-            flow.commit_row_batch(rows)
-
-        pool.faas("Up", up)
-        pool.faas("Down", down)
+        pool.faas("Up", _pass_frame)
+        pool.faas("Down", _pass_avgs)
         flow = self._flow(pool)
         flow.validate()  # raises FlowTypeError when it does not fit
         assert flow.plan().specs[0].signature.output_type is None  # nothing declared

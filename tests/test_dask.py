@@ -7,7 +7,7 @@ import signal
 import sqlite3
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import closing
 from pathlib import Path
 from typing import Any
@@ -20,6 +20,7 @@ from loguru import logger
 
 import kisflow as kf
 from kisflow.executors import current_partition
+from tests.partitiontag import partition_tag_flow
 
 
 @pytest.fixture(scope="session")
@@ -89,13 +90,7 @@ class TestRegistryOnWorkers:
         assert f"{os.uname().nodename}:{os.getpid()}" not in workers
 
     def test_workers_see_the_partition(self, client: Any) -> None:
-        @kf.faas("Where")
-        def where(flow: kf.Flow, rows: list[str]) -> None:
-            part = current_partition()
-            assert part is not None
-            flow.commit_row_batch(f"{part.index}/{part.key}/{r}" for r in rows)
-
-        flow = kf.FlowBuilder("where").calculate("Where").build()
+        flow = partition_tag_flow("where", "Where")
         results = kf.dask.run_partitions(
             client,
             flow,
@@ -193,6 +188,29 @@ def _counts(db: Path) -> dict[str, Any]:
         con.close()
 
 
+class _KillOtherWorker:
+    """An ``on_result`` hook: at the first result, once ``started()`` holds (30 s at most),
+    SIGKILLs the worker that did not give it, so the partition running there is lost."""
+
+    def __init__(self, client: Any, started: Callable[[], bool]) -> None:
+        self.client = client
+        self.started = started
+        self.killed: list[int] = []
+        self.finished_before: list[str] = []  # the partitions done before the kill
+
+    def __call__(self, result: kf.executors.PartitionResult) -> None:
+        if self.killed:
+            return
+        self.finished_before.append(result.partition.key)
+        deadline = time.monotonic() + 30
+        while not self.started() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        mine = int(result.worker.rsplit(":", 1)[1])
+        victim = next(pid for pid in self.client.run(os.getpid).values() if pid != mine)
+        os.kill(victim, signal.SIGKILL)
+        self.killed.append(victim)
+
+
 class TestKilledWorker:
     """A worker SIGKILLed mid-run loses no partition and saves none twice."""
 
@@ -200,36 +218,19 @@ class TestKilledWorker:
         db = tmp_path / "scores.db"
         # Partition 0 finishes first; partition 1 is still sleeping when its worker dies.
         flow = _save_flow(db, {0: 0.2, -1: 2.0})
-        killed: list[int] = []
-        finished_before_kill: list[str] = []
-
-        def kill_other_worker(result: kf.executors.PartitionResult) -> None:
-            if killed:
-                return
-            finished_before_kill.append(result.partition.key)
-            # Kill only once partition 1 is surely running (it logs its start first).
-            deadline = time.monotonic() + 30
-            while "1" not in _counts(db)["starts"] and time.monotonic() < deadline:
-                time.sleep(0.02)
-            mine = int(result.worker.rsplit(":", 1)[1])
-            pids = client.run(os.getpid)
-            victim = next(pid for pid in pids.values() if pid != mine)
-            os.kill(victim, signal.SIGKILL)
-            killed.append(victim)
-
-        results = kf.dask.run_partitions(
-            client, flow, range(4), load=load_readings, on_result=kill_other_worker
-        )
-        assert killed, "no worker was killed"
+        # Kill only once partition 1 is surely running (it logs its start first).
+        kill = _KillOtherWorker(client, lambda: "1" in _counts(db)["starts"])
+        results = kf.dask.run_partitions(client, flow, range(4), load=load_readings, on_result=kill)
+        assert kill.killed, "no worker was killed"
         assert [r.partition.key for r in results] == ["0", "1", "2", "3"]
         assert [r.rows_out for r in results] == [100] * 4
-        assert killed[0] not in {int(r.worker.rsplit(":", 1)[1]) for r in results}
+        assert kill.killed[0] not in {int(r.worker.rsplit(":", 1)[1]) for r in results}
         counts = _counts(db)
         assert counts["scores"] == {"0": 100, "1": 100, "2": 100, "3": 100}
         assert counts["done"] == {"0": 1, "1": 1, "2": 1, "3": 1}
         # The partition on the killed worker started twice; finished ones never reran.
         assert counts["starts"]["1"] == 2
-        for key in finished_before_kill:
+        for key in kill.finished_before:
             assert counts["starts"][key] == 1
             assert counts["attempts"][key] == 1
 
@@ -353,23 +354,9 @@ class TestKilledWorkerBuiltinSave:
         db, log_db = tmp_path / "scores.db", tmp_path / "log.db"
         # Partition 1 has saved and is sleeping in the next stage when its worker dies.
         flow = _builtin_save_flow(db, log_db, {0: 0.2, 1: 3.0, -1: 0.3})
-        killed: list[int] = []
-
-        def kill_other_worker(result: kf.executors.PartitionResult) -> None:
-            if killed:
-                return
-            deadline = time.monotonic() + 30
-            while "1" not in _passes(log_db) and time.monotonic() < deadline:
-                time.sleep(0.02)
-            mine = int(result.worker.rsplit(":", 1)[1])
-            victim = next(pid for pid in client.run(os.getpid).values() if pid != mine)
-            os.kill(victim, signal.SIGKILL)
-            killed.append(victim)
-
-        results = kf.dask.run_partitions(
-            client, flow, range(4), load=load_readings, on_result=kill_other_worker
-        )
-        assert killed, "no worker was killed"
+        kill = _KillOtherWorker(client, lambda: "1" in _passes(log_db))
+        results = kf.dask.run_partitions(client, flow, range(4), load=load_readings, on_result=kill)
+        assert kill.killed, "no worker was killed"
         assert [r.partition.key for r in results] == ["0", "1", "2", "3"]
         assert [r.rows_out for r in results] == [100] * 4
         with closing(sqlite3.connect(db)) as con:

@@ -21,6 +21,7 @@ from opentelemetry.trace import StatusCode
 import kisflow as kf
 from kisflow import tracing
 from kisflow.sources import Chunk, Source
+from tests.demoflow import demo_builder
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -57,15 +58,7 @@ def traced() -> Iterator[Traced]:
 
 
 def _flow() -> kf.Flow:
-    @kf.faas("Keep")
-    def keep(flow: kf.Flow, rows: list[int]) -> None:
-        flow.commit_row_batch(r for r in rows if r % 2 == 0)
-
-    @kf.faas("Double")
-    def double(flow: kf.Flow, rows: list[int]) -> None:
-        flow.commit_row_batch(r * 2 for r in rows)
-
-    return kf.FlowBuilder("demo").verify("Keep").calculate("Double").build()
+    return demo_builder().build()
 
 
 def _stage_figures(span: ReadableSpan) -> tuple[Any, ...]:

@@ -22,6 +22,7 @@ import kisflow as kf
 from kisflow.connectors import Store
 from kisflow.executors import current_partition, process_pool, run_partitions
 from kisflow.options import RunOptions
+from tests.partitiontag import partition_tag_flow
 
 
 @pytest.fixture(scope="module")
@@ -90,13 +91,7 @@ class TestSameResults:
         assert [r.rows_out for r in results] == [225, 225]
 
     def test_partition_keys_reach_the_stages(self, procs: Any) -> None:
-        @kf.faas("TagPartition")
-        def tag(flow: kf.Flow, rows: list[int]) -> None:
-            part = current_partition()
-            assert part is not None
-            flow.commit_row_batch(f"{part.key}:{r}" for r in rows)
-
-        flow = kf.FlowBuilder("tags").calculate("TagPartition").build()
+        flow = partition_tag_flow("tags", "TagPartition")
         results = run_partitions(
             flow,
             ["a.csv", "b.csv"],
@@ -105,7 +100,7 @@ class TestSameResults:
             keep_output=True,
             executor=procs,
         )
-        assert [r.output for r in results] == [["a:5", "a:5"], ["b:5", "b:5"]]
+        assert [r.output for r in results] == [["0/a/5", "0/a/5"], ["1/b/5", "1/b/5"]]
         assert current_partition() is None
 
 

@@ -23,6 +23,7 @@ from kisflow.rows import (
     safe_str,
     type_fits,
 )
+from tests.deeprows import deep_dict, deep_list
 
 # Rows nested past the recursion limit can make the interpreter's own handling of an object
 # finalised at that depth fail ("Failed to process unraisable exception"): Python at its
@@ -563,20 +564,6 @@ class TestNoTruncationProperty:
             assert [f.index for f in bad] == [1]
 
 
-def _deep_list(depth: int) -> list[Any]:
-    row: list[Any] = []
-    for _ in range(depth):
-        row = [row]
-    return row
-
-
-def _deep_dict(depth: int) -> dict[str, Any]:
-    row: dict[str, Any] = {}
-    for _ in range(depth):
-        row = {"a": row}
-    return row
-
-
 class _BadRepr:
     def __repr__(self) -> str:
         raise RuntimeError("no repr")
@@ -652,8 +639,8 @@ class TestSafeRepr:
             (_BadRepr(), "<_BadRepr object: repr raised RuntimeError>"),
             ([1, _BadRepr()], "[1, <_BadRepr object: repr raised RuntimeError>]"),
             (ScoreIn(10**5000), "ScoreIn(stu_id=<int of about 5001 digits>, score_1=0, "),
-            (_deep_list(10_000), "[[[[[[[[[...]]]]]]]]]"),
-            (_deep_dict(3), "{'a': {'a': {'a': {}}}}"),
+            (deep_list(10_000), "[[[[[[[[[...]]]]]]]]]"),
+            (deep_dict(3), "{'a': {'a': {'a': {}}}}"),
         ],
         ids=[
             "bigint",
@@ -670,8 +657,8 @@ class TestSafeRepr:
         assert safe_repr(row, limit=60).startswith(shown.removesuffix("..."))
 
     def test_depth_and_size_bound(self) -> None:
-        assert safe_repr(_deep_list(10_000), depth=2) == "[[[...]]]"
-        assert safe_repr(_deep_dict(10_000), depth=1) == "{'a': {...}}"
+        assert safe_repr(deep_list(10_000), depth=2) == "[[[...]]]"
+        assert safe_repr(deep_dict(10_000), depth=1) == "{'a': {...}}"
         huge = list(range(10_000_000))
         assert len(safe_repr(huge, limit=50)) == 50
         assert len(safe_repr("x" * 10_000_000, limit=50)) == 50
@@ -685,7 +672,7 @@ class TestSafeRepr:
         assert safe_repr(table) == repr(table) == "{'self': {...}}"
 
     def test_near_the_recursion_limit(self) -> None:
-        row = _deep_list(30)
+        row = deep_list(30)
         shown: list[str] = []
         entered = 0
 
@@ -737,13 +724,13 @@ class TestHostileConversion:
         assert isinstance(failure.cause.__cause__, RecursionError)
 
     def test_deep_list_to_a_record(self) -> None:
-        failure = fail(RowType(ScoreIn), [_deep_list(10_000)])
+        failure = fail(RowType(ScoreIn), [deep_list(10_000)])
         assert type(failure.cause) is ValueError
         assert failure.reason.startswith("nested too deeply to convert")
         assert str(failure) == f"row 0 ([[[[[[[[[...]]]]]]]]]): {failure.reason}"
 
     def test_failure_text_whatever_the_row(self) -> None:
-        for row in (10**5000, _BadRepr(), _deep_dict(10_000)):
+        for row in (10**5000, _BadRepr(), deep_dict(10_000)):
             failure = fail(RowType(ScoreIn), [row])
             assert len(str(failure)) < 700
             assert repr(failure).startswith("RowConversionFailure(row 0 (")

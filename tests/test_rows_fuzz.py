@@ -18,6 +18,7 @@ import kisflow as kf
 from kisflow.deadletter import JsonlSink
 from kisflow.rows import RowConversionFailure, RowType
 from kisflow.testing import isolated_pool
+from tests.deeprows import deep_dict, deep_list
 
 # Rows nested past the recursion limit can make the interpreter's own handling of an object
 # finalised at that depth fail ("Failed to process unraisable exception"): Python at its
@@ -95,24 +96,10 @@ class BadRepr:
         raise RuntimeError("no repr")
 
 
-def _deep_list(depth: int) -> list[Any]:
-    row: list[Any] = []
-    for _ in range(depth):
-        row = [row]
-    return row
-
-
-def _deep_dict(depth: int) -> dict[str, Any]:
-    row: dict[str, Any] = {}
-    for _ in range(depth):
-        row = {"n": row}
-    return row
-
-
 EXPLOSIVE: dict[str, Callable[[], Any]] = {
     "int-5000-digits": lambda: 10**5000,
-    "list-10000-deep": lambda: _deep_list(10_000),
-    "dict-10000-deep": lambda: _deep_dict(10_000),
+    "list-10000-deep": lambda: deep_list(10_000),
+    "dict-10000-deep": lambda: deep_dict(10_000, "n"),
     "repr-raises": BadRepr,
     "json-array-10000-deep": lambda: "[" * 10_000 + "]" * 10_000,
     "json-object-10000-deep": lambda: '{"n":' * 10_000 + "1" + "}" * 10_000,

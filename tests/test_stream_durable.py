@@ -54,6 +54,24 @@ def _store_flow(db: Path, *, fail: Any = None, name: str = "durable") -> kf.Flow
     return kf.FlowBuilder(name).verify("Check").calculate("Price").save("Store", conn=conn).build()
 
 
+def _gated_rows(gate: threading.Event) -> Iterator[int]:
+    """Rows 0..2, then 3..4 only once ``gate`` is set (or after 10 s): a slow generator."""
+    yield from (0, 1, 2)
+    gate.wait(10)  # the next row comes only once the first batch is out
+    yield from (3, 4)
+
+
+def _record_batch_keys(name: str, keys: list[str]) -> None:
+    """Registers ``name``: a stage passing its rows on and noting each batch's key."""
+
+    @kf.faas(name)
+    def see(flow: kf.Flow, rows: list[Any]) -> None:
+        batch = kf.current_batch()
+        assert batch is not None
+        keys.append(batch.key)
+        flow.commit_row_batch(rows)
+
+
 class TestCheckpointStore:
     """The SQLite store: intents, commits, keys, and errors naming the file."""
 
@@ -237,13 +255,7 @@ class TestResume:
         ckpt = tmp_path / "c"
         Checkpoint(ckpt).begin("list:list", 1, [0, 3])  # as a crash leaves it
 
-        @kf.faas("Keys")
-        def see(flow: kf.Flow, rows: list[int]) -> None:
-            batch = kf.current_batch()
-            assert batch is not None
-            keys.append(batch.key)
-            flow.commit_row_batch(rows)
-
+        _record_batch_keys("Keys", keys)
         flow = kf.FlowBuilder("keys").calculate("Keys").build()
         list(flow.stream(ListSource(range(5)), batch_size=3, checkpoint=ckpt))
         assert keys == ["list:list#1", "list:list#2"]
@@ -470,45 +482,24 @@ class TestTimeBounds:
 
     def test_max_wait_cuts_a_batch_of_a_slow_generator(self) -> None:
         first_out = threading.Event()
-
-        def slow() -> Iterator[int]:
-            yield from (0, 1, 2)
-            first_out.wait(10)  # the next row comes only once the first batch is out
-            yield from (3, 4)
-
         flow = kf.FlowBuilder("slow").calculate("Id").build()
         outputs = []
-        for result in flow.stream(slow(), batch_size=100, max_wait=0.05):
+        for result in flow.stream(_gated_rows(first_out), batch_size=100, max_wait=0.05):
             outputs.append(result.output)
             first_out.set()
         assert outputs == [[0, 1, 2], [3, 4]]
 
     def test_without_max_wait_the_batch_waits_for_rows(self) -> None:
         """The control: the same generator without max_wait gives one batch."""
-        release = threading.Timer(0.2, lambda: first_out.set())
         first_out = threading.Event()
-
-        def slow() -> Iterator[int]:
-            yield from (0, 1, 2)
-            first_out.wait(10)
-            yield from (3, 4)
-
+        release = threading.Timer(0.2, first_out.set)
         release.start()
         flow = kf.FlowBuilder("slow").calculate("Id").build()
-        assert [r.output for r in flow.stream(slow(), batch_size=100)] == [[0, 1, 2, 3, 4]]
+        got = [r.output for r in flow.stream(_gated_rows(first_out), batch_size=100)]
+        assert got == [[0, 1, 2, 3, 4]]
 
-    def test_max_wait_with_an_async_generator(self) -> None:
-        async def slow() -> Any:
-            for i in range(3):
-                yield i
-            await asyncio.sleep(0.5)
-            yield 3
-
-        flow = kf.FlowBuilder("aslow").calculate("Id").build()
-        outputs = [r.output for r in flow.stream(slow(), batch_size=100, max_wait=0.05)]
-        assert outputs == [[0, 1, 2], [3]]
-
-    def test_max_wait_in_an_async_stream(self) -> None:
+    @pytest.mark.parametrize("driver", ["stream", "astream"])
+    def test_max_wait_with_an_async_generator(self, driver: str) -> None:
         async def slow() -> Any:
             for i in range(3):
                 yield i
@@ -520,7 +511,11 @@ class TestTimeBounds:
         async def consume() -> list[Any]:
             return [r.output async for r in flow.astream(slow(), batch_size=100, max_wait=0.05)]
 
-        assert asyncio.run(consume()) == [[0, 1, 2], [3]]
+        if driver == "stream":
+            outputs = [r.output for r in flow.stream(slow(), batch_size=100, max_wait=0.05)]
+        else:
+            outputs = asyncio.run(consume())
+        assert outputs == [[0, 1, 2], [3]]
 
     def test_idle_timeout_ends_a_followed_source(self, tmp_path: Path) -> None:
         src = ListSource(range(25), follow=True)
@@ -578,13 +573,7 @@ class TestTakeovers:
 
         keys: list[str] = []
 
-        @kf.faas("SeeKey")
-        def see(flow: kf.Flow, rows: list[Any]) -> None:
-            batch = kf.current_batch()
-            assert batch is not None
-            keys.append(batch.key)
-            flow.commit_row_batch(rows)
-
+        _record_batch_keys("SeeKey", keys)
         conn = kf.ConnConfig(cname="DB", type="sqlite", addrs=str(db), key="rows")
 
         @kf.faas("Wrap")

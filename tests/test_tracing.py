@@ -17,6 +17,7 @@ from loguru import logger
 import kisflow as kf
 from kisflow import _state, runlog
 from kisflow.observers import StreamStatus
+from tests.demoflow import demo_builder
 
 
 class Sink:
@@ -57,19 +58,11 @@ def _sink(sinks: list[Sink], level: str) -> Sink:
 
 
 def _three_stages() -> kf.Flow:
-    @kf.faas("Keep")
-    def keep(flow: kf.Flow, rows: list[int]) -> None:
-        flow.commit_row_batch(r for r in rows if r % 2 == 0)
-
-    @kf.faas("Double")
-    def double(flow: kf.Flow, rows: list[int]) -> None:
-        flow.commit_row_batch(r * 2 for r in rows)
-
     @kf.faas("Print")
     def show(flow: kf.Flow, rows: list[int]) -> None:
         flow.commit_row_batch(rows)
 
-    return kf.FlowBuilder("demo").verify("Keep").calculate("Double").expand("Print").build()
+    return demo_builder().expand("Print").build()
 
 
 _FIGURES = ("flow", "stage", "position", "mode", "rows_in", "rows_out", "dead", "attempts")
