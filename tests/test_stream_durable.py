@@ -785,7 +785,6 @@ class TestUserSaveHook:
 
 _CHILD = """
 import sys, sqlite3, time
-sys.path.insert(0, {tests!r})
 import kisflow as kf
 from tests.streamkill import ListSource
 
@@ -842,7 +841,7 @@ print("done", stream.committed, flush=True)
 
 
 def _kill_run(tmp_path: Path, mode: str, *, n: int, seed: int, ready: str) -> dict[object, int]:
-    script = write_child(tmp_path, _CHILD.format(tests=str(TESTS), n=n))
+    script = write_child(tmp_path, _CHILD.format(n=n))
     db = tmp_path / "rows.db"
     report = kill_loop(
         script, args=[str(db), mode], kills=5, seed=seed, ready=ready, delay=(0.0, 0.1)
