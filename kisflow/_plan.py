@@ -118,11 +118,11 @@ class Plan:
     function or generator), with no round trip through the driver: 0 no, 1 yes, 2 yes
     and it takes the flow alone (a plain call)."""
     inline_async: tuple[int, ...] = attrs.field(eq=False, repr=False, default=())
+    """Per stage: the same under ``arun``, where a FaaS registered ``blocking=True`` goes
+    to a worker thread instead."""
     plain_sync: bool = attrs.field(eq=False, repr=False, default=False)
     """Every stage a plain sync FaaS (``inline`` all 2): ``run_sync`` then takes
     ``Run.run_plain``, the run loop without a generator."""
-    """Per stage: the same under ``arun``, where a FaaS registered ``blocking=True`` goes
-    to a worker thread instead."""
     gated: tuple[bool, ...] = attrs.field(eq=False, repr=False, default=())
     """Per stage: in a stream with ordered commits, its call waits for the batch before
     (a Save stage, a window FaaS); such calls are the driver's, never inline."""

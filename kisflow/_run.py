@@ -80,9 +80,9 @@ _run_ids = itertools.count(1)
 _new_call = tuple.__new__  # a StageCall: no Python-level __new__
 _REUSE = data_reuse
 _RAISED: Any = object()
+"""What an inline FaaS call "returned" when it raised (its exception is kept aside)."""
 _ENDED: Any = object()
 """What ``Run._go_on`` returns once the run has ended."""
-"""What an inline FaaS call "returned" when it raised (its exception is kept aside)."""
 _GONE: Any = ()
 """What a closed run holds instead of its rows."""
 

@@ -671,7 +671,8 @@ class _Base:
                 _context.PARTITION.reset(token)
 
     def _open_bar(self) -> None:
-        """The progress bar, or None when it would draw nothing (no update call per batch)."""
+        """Open the progress bar; keep none when it would draw nothing (then a batch
+        makes no update call)."""
         if self._bar is None:
             bar = progress_bar(desc=self.flow.name, enabled=self._progress)
             if bar.disable:
