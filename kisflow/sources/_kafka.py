@@ -160,8 +160,12 @@ class KafkaSource(Source):
         self._failure: KisFlowError | None = None
         """An error met in a rebalance callback, raised by the next ``read``."""
 
+    def _group_key(self) -> str:
+        """``kafka:BOOTSTRAP/TOPIC/GROUP``: what every consumer's key of the group starts with."""
+        return f"kafka:{self.bootstrap}/{self.topic}/{self.group}"
+
     def _key(self) -> str:
-        base = f"kafka:{self.bootstrap}/{self.topic}/{self.group}"
+        base = self._group_key()
         return base if self.consumer is None else f"{base}/{self.consumer}"
 
     @property
@@ -246,7 +250,7 @@ class KafkaSource(Source):
         """The checkpoint keys of this group's other consumers on this topic."""
         if self._view is None:
             return []
-        base = f"kafka:{self.bootstrap}/{self.topic}/{self.group}"
+        base = self._group_key()
         own = self._key()
         return [
             k for k in self._view.keys(base) if (k == base or k.startswith(base + "/")) and k != own
